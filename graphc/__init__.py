@@ -1,0 +1,39 @@
+"""graphc: a symbolic computation-graph compiler for deep learning.
+
+import graphc as gc
+with gc.Graph("f") as g:
+    x = g.input("x", ("batch", 3))
+    w = g.param("w", (3, 1))
+    loss = gc.mean(gc.tanh(x @ w))
+gw = gc.grad(loss, w)
+print(g.text([loss, gw]))
+out = gc.run(g, {"x": data}, outputs=[loss, gw])
+"""
+
+from graphc.autodiff import grad, gradients
+from graphc.backends import compile, run
+from graphc.errors import (
+    DTypeError, GradientError, GraphcError, GraphFileError, InputError, ShapeError,
+)  # fmt: skip
+from graphc.ir import Graph, Node
+from graphc.ops.api import *  # noqa: F403
+from graphc.ops.registry import constant
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph", "Node", "grad", "gradients", "compile", "run", "constant", "render", "load_graph",
+    "GraphcError", "ShapeError", "DTypeError", "InputError", "GradientError", "GraphFileError",
+]  # fmt: skip
+
+
+def render(graph, path, **kw):
+    """Draw a graph with Graphviz; see graphc.viz.render."""
+    from graphc.viz.render import render as _render
+
+    return _render(graph, path, **kw)
+
+
+def load_graph(path):
+    """Load a graph saved with Graph.save (JSON + .npz)."""
+    return Graph.load(path)

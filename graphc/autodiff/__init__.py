@@ -1,0 +1,3 @@
+"""Symbolic reverse-mode differentiation."""
+
+from graphc.autodiff.grad import grad, gradients  # noqa: F401

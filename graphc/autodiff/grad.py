@@ -1,0 +1,111 @@
+"""Reverse-mode symbolic differentiation: builds backward nodes in the same graph.
+
+Each backward node records the forward node it differentiates (`node.forward_of`), so
+drawings and fusion can tell forward from backward. Because gradients are ordinary nodes,
+they can be differentiated again (Hessian-vector products, grad of grad).
+"""
+
+from graphc.errors import GradientError, where
+from graphc.ir import dtypes
+from graphc.ir.graph import backward_of
+from graphc.ir.node import Node
+from graphc.ops import api as F
+from graphc.ops.registry import constant
+
+
+def _differentiable(n: Node) -> bool:
+    return dtypes.is_float(n.dtype)
+
+
+def grad(y: Node, wrt, cotangent: Node | None = None):
+    """Gradient of scalar `y` with respect to a node or a list of nodes.
+
+    Returns a node (or a list matching `wrt`). Integer and boolean values and
+    non-differentiable ops stop the gradient; a `wrt` that `y` does not depend on gets zeros.
+    `cotangent` seeds a non-scalar `y` (a vector-Jacobian product).
+    """
+    single = isinstance(wrt, Node)
+    targets = [wrt] if single else list(wrt)
+    if not isinstance(y, Node):
+        raise GradientError(f"grad: y must be a graph node, got {type(y).__name__}")
+    for t in targets:
+        if not isinstance(t, Node):
+            raise GradientError(f"grad: wrt must be graph nodes, got {type(t).__name__}")
+        if t.graph is not y.graph:
+            raise GradientError(f"grad: {t.label} is not in y's graph {y.graph.name!r}")
+        if not _differentiable(t):
+            raise GradientError(
+                f"grad: cannot differentiate with respect to {t.label} of dtype {t.dtype}" + where(t.location)
+            )
+    if not _differentiable(y):
+        raise GradientError(f"grad: y ({y.label}: {y.type_str}) must be a float value" + where(y.location))
+    if cotangent is None and y.shape != ():
+        raise GradientError(
+            f"grad: y must be a scalar, got {y.type_str}; reduce it (sum/mean) or pass a cotangent" + where(y.location)
+        )
+    if cotangent is not None and (cotangent.shape != y.shape or cotangent.dtype != y.dtype):
+        raise GradientError(f"grad: cotangent {cotangent.type_str} does not match y {y.type_str}")
+
+    graph = y.graph
+    order = graph.live_nodes([y])
+    reach = _reaching(order, targets)  # nodes through which some target influences y
+    grads: dict[int, list[Node]] = {}
+    with backward_of(y):
+        grads[y.id] = [cotangent if cotangent is not None else constant(1.0, y.dtype, graph=graph)]
+
+    for node in reversed(order):
+        if node.id not in grads or not node.inputs or node.id not in reach:
+            continue
+        g = _total(node, grads.pop(node.id))
+        grads[node.id] = [g]
+        opdef = node.opdef
+        needs = [x.id in reach and _differentiable(x) for x in node.inputs]
+        if not any(needs) or opdef.vjp is None:
+            continue
+        with backward_of(node):
+            in_grads = opdef.vjp(node, g, needs)
+        for x, gx, need in zip(node.inputs, in_grads, needs):
+            if need and gx is not None:
+                if gx.shape != x.shape:
+                    raise GradientError(
+                        f"grad: the {node.op} rule gave a gradient of shape {gx.type_str} for input {x.type_str}"
+                    )
+                grads.setdefault(x.id, []).append(F.cast(gx, x.dtype))
+
+    out = []
+    for t in targets:
+        parts = grads.get(t.id)
+        if parts is None:
+            with backward_of(y):
+                out.append(F.zeros_like(t))
+        else:
+            out.append(_total(t, parts))
+            grads[t.id] = [out[-1]]
+    return out[0] if single else out
+
+
+def _total(node: Node, parts: list[Node]) -> Node:
+    """Sum the gradient contributions from each use of `node` (fan-out)."""
+    if len(parts) == 1:
+        return parts[0]
+    with backward_of(node):
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+    return total
+
+
+def _reaching(order: list[Node], targets: list[Node]) -> set[int]:
+    """ids of nodes that depend on some target (including the targets)."""
+    reach = {t.id for t in targets}
+    for n in order:
+        if n.id not in reach and any(x.id in reach for x in n.inputs):
+            reach.add(n.id)
+    return reach
+
+
+def gradients(loss: Node, params=None) -> dict[str, Node]:
+    """{param name: gradient node} for the graph's trainable parameters (or those given)."""
+    graph = loss.graph
+    nodes = list(graph.trainable().values()) if params is None else list(params)
+    return dict(zip((p.name for p in nodes), grad(loss, nodes)))

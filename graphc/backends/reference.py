@@ -1,0 +1,39 @@
+"""The NumPy reference interpreter: the oracle that compiled backends are tested against."""
+
+import numpy as np
+
+from graphc.backends.base import Backend, Executable, RunContext, register_backend
+from graphc.errors import GraphcError, where
+
+
+class ReferenceExecutable(Executable):
+    def execute(self, arrays, env):
+        ctx = RunContext(arrays, self.graph.values, env, self.step)
+        vals: dict[int, np.ndarray] = {}
+        for node in self.nodes:
+            args = [vals[x.id] for x in node.inputs]
+            try:
+                out = node.opdef.ref(node, args, ctx)
+            except GraphcError:
+                raise
+            except Exception as exc:
+                raise GraphcError(
+                    f"{node.op} failed at run time on {', '.join(str(a.shape) for a in args)}: {exc}"
+                    + where(node.location)
+                ) from exc
+            out = np.asarray(out)
+            if out.dtype != node.dtype:
+                out = out.astype(node.dtype)
+            vals[node.id] = out
+        return vals
+
+
+@register_backend("reference")
+class ReferenceBackend(Backend):
+    def compile(self, graph, outputs=None, **options):
+        return ReferenceExecutable(graph, outputs, **options)
+
+
+def run(graph, feeds=None, outputs=None, apply_updates: bool = True, **kw):
+    """Run `graph` once with the reference interpreter; see Executable for outputs."""
+    return ReferenceExecutable(graph, outputs, apply_updates)(feeds, **kw)

@@ -1,0 +1,38 @@
+"""Exception types. Every message names the op, the shapes or values, and the user's line."""
+
+
+class GraphcError(Exception):
+    """Base class for all graphc errors."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """An op was declared with incompatible shapes."""
+
+
+class DTypeError(GraphcError, TypeError):
+    """An op was declared with incompatible dtypes."""
+
+
+class AttributeValueError(GraphcError, ValueError):
+    """An op attribute (axis, stride, probability, ...) has an invalid value."""
+
+
+class InputError(GraphcError, ValueError):
+    """A graph was run with a missing, extra, mis-shaped or mis-typed input."""
+
+
+class GradientError(GraphcError, ValueError):
+    """grad() was asked for something it cannot differentiate."""
+
+
+class GraphFileError(GraphcError, ValueError):
+    """A graph or checkpoint file is corrupt, from another version, or does not match."""
+
+
+class GraphStructureError(GraphcError, ValueError):
+    """Nodes from different graphs were mixed, or a name was declared twice."""
+
+
+def where(location: str | None) -> str:
+    """The ' (declared at file:line)' suffix used by error messages."""
+    return f" (declared at {location})" if location else ""

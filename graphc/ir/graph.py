@@ -1,0 +1,221 @@
+"""The Graph: a container of nodes with named inputs, parameters, outputs and updates."""
+
+import contextlib
+import threading
+import zlib
+
+import numpy as np
+
+from graphc.errors import GraphStructureError, ShapeError, where
+from graphc.ir import dtypes, shapes
+from graphc.ir.init import initial_value
+from graphc.ir.location import user_location
+from graphc.ir.node import Attrs, Node
+
+_state = threading.local()
+
+
+def _stack(name):
+    if not hasattr(_state, name):
+        setattr(_state, name, [])
+    return getattr(_state, name)
+
+
+def current_graph(required: bool = True):
+    """The innermost `with graph:` block's graph."""
+    stack = _stack("graphs")
+    if stack:
+        return stack[-1]
+    if required:
+        raise GraphStructureError(
+            "no graph to add this node to: declare nodes inside `with graph:` or from existing nodes"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def backward_of(node: Node):
+    """Nodes made inside this block are marked as the backward of `node` (used by autodiff)."""
+    stack = _stack("backward")
+    stack.append(node)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _current_backward():
+    stack = _stack("backward")
+    return stack[-1] if stack else None
+
+
+class Graph:
+    """A static computation graph.
+
+    Declare it inside `with Graph("name") as g:` using `g.input`, `g.param` and ops;
+    name its results with `g.output(name, node)`. Parameters' current values live in
+    `g.values`, keyed by parameter name; `g.updates` maps a variable name to the node
+    that computes its next value (optimizers fill it).
+    """
+
+    def __init__(self, name: str = "graph", seed: int = 0):
+        self.name = name
+        self.seed = int(seed)
+        self.nodes: list[Node] = []
+        self.inputs: dict[str, Node] = {}
+        self.params: dict[str, Node] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self.outputs: dict[str, Node] = {}
+        self.updates: dict[str, Node] = {}
+        self._scope: list[str] = []
+        self._scope_counts: dict[str, int] = {}
+
+    # -- context -----------------------------------------------------------------------
+    def __enter__(self):
+        _stack("graphs").append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _stack("graphs").pop()
+
+    @contextlib.contextmanager
+    def scope(self, name: str, unique: bool = False):
+        """Name scope: nodes and parameters declared inside carry `name` (nested with '/')."""
+        if unique:
+            name = self.unique_scope_name(name)
+        self._scope.append(name)
+        try:
+            yield "/".join(self._scope)
+        finally:
+            self._scope.pop()
+
+    def unique_scope_name(self, base: str) -> str:
+        full = "/".join([*self._scope, base])
+        n = self._scope_counts.get(full, 0)
+        self._scope_counts[full] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    @property
+    def current_scope(self) -> str:
+        return "/".join(self._scope)
+
+    def _qualified(self, name: str) -> str:
+        return "/".join([*self._scope, name])
+
+    # -- node creation -----------------------------------------------------------------
+    def _add(self, op, inputs, attrs, shape, dtype, name=None, location=None, forward_of=None) -> Node:
+        for x in inputs:
+            if x.graph is not self:
+                raise GraphStructureError(
+                    f"{op}: input {x.label} belongs to graph {x.graph.name!r}, not {self.name!r}" + where(location)
+                )
+        bwd = forward_of if forward_of is not None else _current_backward()
+        if bwd is not None and location is None:
+            location = bwd.location
+        node = Node(self, len(self.nodes), op, inputs, attrs, shape, dtype, name,
+                    self.current_scope, location, bwd)  # fmt: skip
+        self.nodes.append(node)
+        return node
+
+    def input(self, name: str, shape, dtype: str = dtypes.DEFAULT_FLOAT) -> Node:
+        """A named graph input; dimensions may be symbolic names bound when the graph runs."""
+        loc = user_location()
+        if name in self.inputs or name in self.params:
+            raise GraphStructureError(f"input {name!r} is declared twice" + where(loc))
+        shape = shapes.normalize(shape, f"input {name!r}")
+        node = self._add("input", (), {"name": name}, shape, dtypes.canonical(dtype), name, loc)
+        self.inputs[name] = node
+        return node
+
+    def param(self, name: str, shape, init="glorot_uniform", dtype: str = dtypes.DEFAULT_FLOAT,
+              trainable: bool = True) -> Node:  # fmt: skip
+        """A parameter (trainable=True) or state variable, initialised now and kept in `values`."""
+        loc = user_location()
+        full = self._qualified(name)
+        if full in self.params or full in self.inputs:
+            raise GraphStructureError(f"parameter {full!r} is declared twice" + where(loc))
+        shape = shapes.normalize(shape, f"parameter {full!r}")
+        if not shapes.is_concrete(shape):
+            raise ShapeError(f"parameter {full!r}: shape {shapes.fmt(shape)} must be concrete" + where(loc))
+        dtype = dtypes.canonical(dtype)
+        rng = np.random.default_rng([self.seed, zlib.crc32(full.encode())])
+        value, desc = initial_value(init, shape, dtype, rng, f"parameter {full!r}" + where(loc))
+        attrs = {"name": full, "init": desc, "trainable": bool(trainable)}
+        node = self._add("param", (), attrs, shape, dtype, full, loc)
+        self.params[full] = node
+        self.values[full] = value
+        return node
+
+    def variable(self, name: str, shape, init="zeros", dtype: str = dtypes.DEFAULT_FLOAT) -> Node:
+        """Non-trainable state (optimizer moments, running averages)."""
+        return self.param(name, shape, init, dtype, trainable=False)
+
+    def output(self, name: str, node: Node) -> Node:
+        if not isinstance(node, Node) or node.graph is not self:
+            raise GraphStructureError(f"output {name!r} must be a node of graph {self.name!r}, got {node!r}")
+        self.outputs[name] = node
+        return node
+
+    def update(self, variable: str | Node, node: Node) -> None:
+        """After each run, store `node`'s value into the variable (in place)."""
+        var = variable.name if isinstance(variable, Node) else variable
+        if var not in self.params:
+            raise GraphStructureError(f"update: {var!r} is not a parameter or variable of {self.name!r}")
+        p = self.params[var]
+        if node.shape != p.shape or node.dtype != p.dtype:
+            raise ShapeError(
+                f"update of {var!r}: new value is {node.type_str} but the variable is {p.type_str}"
+                + where(node.location)
+            )
+        self.updates[var] = node
+
+    # -- views ---------------------------------------------------------------------------
+    def trainable(self) -> dict[str, Node]:
+        return {k: v for k, v in self.params.items() if v.attrs["trainable"]}
+
+    def roots(self) -> list[Node]:
+        return [*self.outputs.values(), *self.updates.values()]
+
+    def live_nodes(self, roots=None) -> list[Node]:
+        """Nodes the roots depend on, in declaration (topological) order."""
+        roots = self.roots() if roots is None else list(roots)
+        seen, stack = set(), list(roots)
+        while stack:
+            n = stack.pop()
+            if n.id in seen:
+                continue
+            seen.add(n.id)
+            stack.extend(n.inputs)
+        return [n for n in self.nodes if n.id in seen]
+
+    def text(self, roots=None, backward: bool | None = None) -> str:
+        from graphc.ir.text import graph_text
+
+        return graph_text(self, roots, backward)
+
+    def __str__(self):
+        return self.text()
+
+    def __repr__(self):
+        return (f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, "
+                f"{len(self.params)} params, {len(self.outputs)} outputs>")  # fmt: skip
+
+    def to_networkx(self, roots=None):
+        from graphc.ir.nx import to_networkx
+
+        return to_networkx(self, roots)
+
+    def save(self, path) -> None:
+        from graphc.io.graph_file import save_graph
+
+        save_graph(self, path)
+
+    @staticmethod
+    def load(path) -> "Graph":
+        from graphc.io.graph_file import load_graph
+
+        return load_graph(path)
+
+
+def make_attrs(d) -> Attrs:
+    return d if isinstance(d, Attrs) else Attrs(d)

@@ -1,0 +1,218 @@
+"""Immutable IR nodes. A node is one op applied to input nodes; it is also the value it makes."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from graphc.ir import dtypes, shapes
+
+
+class Attrs(Mapping):
+    """An immutable, hashable attribute mapping (tuples, not lists; arrays read-only)."""
+
+    __slots__ = ("_d", "_key")
+
+    def __init__(self, d=None):
+        self._d = {k: _freeze(v) for k, v in sorted((d or {}).items())}
+        self._key = None
+
+    def __getitem__(self, k):
+        return self._d[k]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self):
+        return len(self._d)
+
+    def key(self):
+        """A hashable summary, used by CSE and kernel hashing."""
+        if self._key is None:
+            self._key = tuple((k, _hashable(v)) for k, v in self._d.items())
+        return self._key
+
+    def __repr__(self):
+        return f"Attrs({self._d!r})"
+
+
+def _freeze(v):
+    if isinstance(v, list | tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, np.ndarray):
+        v = v.copy()
+        v.setflags(write=False)
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _hashable(v):
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, tuple):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, float) and v != v:
+        return ("nan",)
+    return v
+
+
+class Node:
+    """One value of a graph: `op(inputs, **attrs)` with a static shape and dtype.
+
+    Nodes are immutable and compared by identity. Python operators build new nodes
+    (`a + b`, `a @ b`, `a[1:]`, `a < b`); `==` keeps its identity meaning, so use
+    `graphc.equal` for an elementwise comparison.
+    """
+
+    __slots__ = (
+        "graph", "id", "op", "inputs", "attrs", "shape", "dtype",
+        "name", "scope", "location", "forward_of", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(self, graph, id, op, inputs, attrs, shape, dtype, name, scope, location, forward_of):
+        for slot, value in (
+            ("graph", graph), ("id", id), ("op", op), ("inputs", tuple(inputs)),
+            ("attrs", attrs if isinstance(attrs, Attrs) else Attrs(attrs)),
+            ("shape", tuple(shape)), ("dtype", dtype), ("name", name), ("scope", scope),
+            ("location", location), ("forward_of", forward_of),
+        ):  # fmt: skip
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def is_backward(self) -> bool:
+        """True for nodes built by autodiff; `forward_of` is the node they differentiate."""
+        return self.forward_of is not None
+
+    @property
+    def role(self) -> str:
+        """input, param, state, const, forward or backward: what drawings colour by."""
+        if self.op == "param":
+            return "param" if self.attrs["trainable"] else "state"
+        if self.op in ("input", "const"):
+            return self.op
+        return "backward" if self.is_backward else "forward"
+
+    @property
+    def opdef(self):
+        from graphc.ops.registry import get
+
+        return get(self.op)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def type_str(self) -> str:
+        return f"{dtypes.SHORT[self.dtype]}{shapes.fmt(self.shape)}"
+
+    @property
+    def label(self) -> str:
+        """The name a user gave (input/param name), else op#id."""
+        return self.name or f"{self.op}#{self.id}"
+
+    def __repr__(self):
+        where = f" at {self.location}" if self.location else ""
+        return f"<Node {self.label}: {self.type_str}{where}>"
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __bool__(self):
+        raise TypeError(
+            f"the truth value of graph node {self.label} is not known while declaring a graph; "
+            "use graphc.where(cond, a, b) instead of if/and/or"
+        )
+
+    # -- operators (delegated to the op library) ---------------------------------------
+    def _ops(self):
+        import graphc.ops.api as api
+
+        return api
+
+    def __add__(self, o):
+        return self._ops().add(self, o)
+
+    def __radd__(self, o):
+        return self._ops().add(o, self)
+
+    def __sub__(self, o):
+        return self._ops().sub(self, o)
+
+    def __rsub__(self, o):
+        return self._ops().sub(o, self)
+
+    def __mul__(self, o):
+        return self._ops().mul(self, o)
+
+    def __rmul__(self, o):
+        return self._ops().mul(o, self)
+
+    def __truediv__(self, o):
+        return self._ops().div(self, o)
+
+    def __rtruediv__(self, o):
+        return self._ops().div(o, self)
+
+    def __pow__(self, o):
+        return self._ops().pow(self, o)
+
+    def __rpow__(self, o):
+        return self._ops().pow(o, self)
+
+    def __matmul__(self, o):
+        return self._ops().matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return self._ops().matmul(o, self)
+
+    def __neg__(self):
+        return self._ops().neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self._ops().abs(self)
+
+    def __lt__(self, o):
+        return self._ops().less(self, o)
+
+    def __le__(self, o):
+        return self._ops().less_equal(self, o)
+
+    def __gt__(self, o):
+        return self._ops().greater(self, o)
+
+    def __ge__(self, o):
+        return self._ops().greater_equal(self, o)
+
+    def __getitem__(self, index):
+        return self._ops().getitem(self, index)
+
+    @property
+    def T(self):
+        return self._ops().transpose(self)
+
+    def sum(self, axis=None, keepdims=False):
+        return self._ops().sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return self._ops().mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return self._ops().max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        return self._ops().reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def astype(self, dtype):
+        return self._ops().cast(self, dtype)

@@ -1,0 +1,8 @@
+"""Every user-facing op function, gathered from the op modules (graphc re-exports these)."""
+
+from graphc.ops.elementwise import *  # noqa: F403
+from graphc.ops.activations import *  # noqa: F403
+from graphc.ops.reductions import *  # noqa: F403
+from graphc.ops.shape_ops import *  # noqa: F403
+from graphc.ops.linalg import *  # noqa: F403
+from graphc.ops.registry import constant  # noqa: F401

@@ -1,0 +1,149 @@
+"""Reductions over axes: sum, mean, max, min, argmax; sum_to (undoing broadcasting)."""
+
+import math
+
+import numpy as np
+
+from graphc.errors import AttributeValueError, DTypeError, ShapeError
+from graphc.ir import dtypes, shapes
+from graphc.ops import api as F
+from graphc.ops.registry import Kind, OpDef, apply, constant, error, register
+
+__all__ = ["sum", "mean", "max", "min", "argmax", "sum_to", "shape_size"]
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _infer_reduce(inputs, attrs):
+    x = inputs[0]
+    dt = "int64" if x.dtype == "bool" else x.dtype
+    return _reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), dt
+
+
+def _infer_mean(inputs, attrs):
+    if not dtypes.is_float(inputs[0].dtype):
+        raise DTypeError(f"needs a float input, got {inputs[0].dtype}")
+    return _infer_reduce(inputs, attrs)
+
+
+def _keep(g, n):
+    """g reshaped so it broadcasts against n's input (reduced axes kept as size 1)."""
+    x = n.inputs[0]
+    if n.attrs["keepdims"]:
+        return g
+    return F.reshape(g, _reduced_shape(x.shape, n.attrs["axes"], True))
+
+
+def _vjp_sum(n, g, needs):
+    return [F.broadcast_to(_keep(g, n), n.inputs[0].shape)]
+
+
+def _vjp_mean(n, g, needs):
+    x = n.inputs[0]
+    return [F.broadcast_to(_keep(g, n), x.shape) / shape_size(x, n.attrs["axes"], x.dtype)]
+
+
+def _vjp_max(n, g, needs):
+    x = n.inputs[0]
+    axes = n.attrs["axes"]
+    mask = F.cast(F.equal(x, _keep(n, n)), x.dtype)
+    count = F.sum(mask, axes, keepdims=True)  # ties share the gradient
+    return [_keep(g, n) * mask / count]
+
+
+def _ref(fn):
+    return lambda n, a, c: np.asarray(fn(a[0], axis=n.attrs["axes"], keepdims=n.attrs["keepdims"]), n.dtype)
+
+
+register(OpDef("sum", Kind.REDUCTION, _infer_reduce, _ref(np.sum), _vjp_sum, doc="sum over axes"))
+register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, doc="mean over axes"))
+register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, doc="max over axes"))
+
+
+def _axes(x, axis, op):
+    try:
+        axes = shapes.normalize_axes(axis, x.ndim)
+    except ShapeError as exc:
+        error(AttributeValueError, op, f"{exc} (input {x.type_str})")
+    return axes
+
+
+def sum(x, axis=None, keepdims: bool = False):
+    """Sum over `axis` (an int, a tuple, or None for all)."""
+    return apply("sum", [x], {"axes": _axes(x, axis, "sum"), "keepdims": bool(keepdims)})
+
+
+def mean(x, axis=None, keepdims: bool = False):
+    """Mean over `axis`; integer inputs are cast to float32 first."""
+    if not dtypes.is_float(x.dtype):
+        x = F.cast(x, dtypes.DEFAULT_FLOAT)
+    return apply("mean", [x], {"axes": _axes(x, axis, "mean"), "keepdims": bool(keepdims)})
+
+
+def max(x, axis=None, keepdims: bool = False):
+    """Max over `axis`; the gradient is shared among tied maxima."""
+    axes = _axes(x, axis, "max")
+    for a in axes:
+        if x.shape[a] == 0:
+            error(ShapeError, "max", f"cannot reduce over empty axis {a} of {x.type_str}")
+    return apply("max", [x], {"axes": axes, "keepdims": bool(keepdims)})
+
+
+def min(x, axis=None, keepdims: bool = False):
+    return -max(-x, axis, keepdims)
+
+
+def _infer_argmax(inputs, attrs):
+    x = inputs[0]
+    return _reduced_shape(x.shape, (attrs["axis"],), attrs["keepdims"]), "int64"
+
+
+register(OpDef(
+    "argmax", Kind.REDUCTION, _infer_argmax,
+    lambda n, a, c: np.asarray(np.argmax(a[0], axis=n.attrs["axis"], keepdims=n.attrs["keepdims"]), "int64"),
+    None, doc="index of the max along axis (not differentiable)",
+))  # fmt: skip
+
+
+def argmax(x, axis: int = -1, keepdims: bool = False):
+    try:
+        ax = shapes.normalize_axis(axis, x.ndim)
+    except ShapeError as exc:
+        error(AttributeValueError, "argmax", f"{exc} (input {x.type_str})")
+    return apply("argmax", [x], {"axis": ax, "keepdims": bool(keepdims)})
+
+
+# -- sizes known only at run time -----------------------------------------------------------
+def _infer_shape_size(inputs, attrs):
+    return (), attrs["dtype"]
+
+
+register(OpDef(
+    "shape_size", Kind.OPAQUE, _infer_shape_size,
+    lambda n, a, c: np.asarray(math.prod(a[0].shape[i] for i in n.attrs["axes"]), n.dtype),
+    None, doc="product of x's dimensions along axes, as a scalar (for symbolic dims)",
+))  # fmt: skip
+
+
+def shape_size(x, axes, dtype: str = dtypes.DEFAULT_FLOAT):
+    """The number of elements along `axes` of x: a constant when those dims are concrete."""
+    dims = [x.shape[a] for a in axes]
+    if all(isinstance(d, int) for d in dims):
+        return constant(math.prod(dims), dtype, graph=x.graph)
+    return apply("shape_size", [x], {"axes": tuple(axes), "dtype": dtype})
+
+
+def sum_to(g, shape):
+    """Sum g down to `shape`, undoing NumPy broadcasting (used by gradient rules)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = list(range(lead))
+    axes += [lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1]
+    out = sum(g, tuple(axes)) if axes else g
+    return out if out.shape == shape else F.reshape(out, shape)

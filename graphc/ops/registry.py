@@ -1,0 +1,179 @@
+"""The op table. Each op is declared once, as an OpDef, in its module under graphc/ops/.
+
+An OpDef carries everything the compiler needs: the shape/dtype rule, the NumPy reference,
+the vector-Jacobian rule (written in graph ops), the fusion kind and the lowerings. Passes,
+fusion and backends read these fields; none of them lists ops by name.
+"""
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.errors import AttributeValueError, DTypeError, GraphcError, ShapeError, where
+from graphc.ir import dtypes
+from graphc.ir.graph import _current_backward, current_graph
+from graphc.ir.location import user_location
+from graphc.ir.node import Attrs, Node
+
+
+class Kind(enum.Enum):
+    """Fusion kinds, after TVM's FuseOps."""
+
+    SOURCE = "source"  # input, param, const: no computation
+    ELEMENTWISE = "elementwise"  # same-shape map, one output element per input element
+    BROADCAST = "broadcast"  # elementwise with broadcasting inputs, or broadcast_to
+    INJECTIVE = "injective"  # each output element reads one input element (reshape, transpose, slice)
+    REDUCTION = "reduction"  # reduces along axes (sum, max, softmax)
+    OUT_FUSABLE = "output-fusable"  # matmul, conv: elementwise consumers fuse into their output
+    OPAQUE = "opaque"  # fuses with nothing
+
+
+@dataclass
+class OpDef:
+    """Everything about one op.
+
+    infer(inputs, attrs) -> (shape, dtype): raises ShapeError/DTypeError/AttributeValueError
+        with a message that does not repeat the op name (the caller prefixes it).
+    ref(node, args, ctx) -> ndarray: the NumPy reference; ctx.concrete(shape) binds symbols,
+        ctx.step is the run counter (random ops), node.attrs holds the attributes.
+    vjp(node, g, needs) -> one gradient node (or None) per input; needs[i] says whether
+        input i's gradient is wanted. None for ops that are not differentiable.
+    scalar: for elementwise ops, a Python expression over {0}, {1}, ... in `math` functions,
+        evaluated per element (or a function of the attrs returning one); it is the op's
+        lowering for every loop-generating backend. A template may repeat {0}: backends bind
+        each operand to a local first.
+    lowerings: backend name -> backend-specific kernel builder, for non-elementwise ops.
+    """
+
+    name: str
+    kind: Kind
+    infer: Callable
+    ref: Callable
+    vjp: Callable | None = None
+    scalar: str | Callable | None = None
+    lowerings: dict = field(default_factory=dict)
+    random: bool = False
+    doc: str = ""
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+    def scalar_expr(self, attrs) -> str | None:
+        """The elementwise expression template, with attributes (alpha, dtype) filled in."""
+        return self.scalar(attrs) if callable(self.scalar) else self.scalar
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in _REGISTRY:
+        raise ValueError(f"op {opdef.name!r} is declared twice")
+    _REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def get(name: str) -> OpDef:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise GraphcError(f"unknown op {name!r}") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    return dict(_REGISTRY)
+
+
+def lowering(op: str, backend: str):
+    """Decorator: register `fn` as `op`'s lowering for `backend` (kept beside the op's OpDef)."""
+
+    def deco(fn):
+        get(op).lowerings[backend] = fn
+        return fn
+
+    return deco
+
+
+def apply(op: str, inputs: Sequence[Node], attrs: dict | None = None, name: str | None = None) -> Node:
+    """Create a node of `op`: infers its type, or raises an error naming op, shapes and line."""
+    opdef = get(op)
+    attrs = Attrs(attrs)
+    loc = None if _current_backward() is not None else user_location()
+    graph = inputs[0].graph if inputs else current_graph()
+    try:
+        shape, dtype = opdef.infer(list(inputs), attrs)
+    except (ShapeError, DTypeError, AttributeValueError) as exc:
+        types = ", ".join(x.type_str for x in inputs)
+        raise type(exc)(f"{op}({types}): {exc}" + where(loc)) from None
+    return graph._add(op, inputs, attrs, shape, dtype, name, loc)
+
+
+def error(exc_type, op: str, message: str):
+    """Raise exc_type('op: message (declared at file:line)') from a user-facing builder."""
+    raise exc_type(f"{op}: {message}" + where(user_location()))
+
+
+# -- helpers shared by op modules -----------------------------------------------------------
+
+
+def as_node(x, like: Node | None = None, dtype: str | None = None) -> Node:
+    """A node for x: nodes pass through, Python/NumPy values become constants.
+
+    Python scalars are weakly typed: they take `like`'s dtype (int and float alike), unless
+    a float scalar meets an integer node, where they become float32.
+    """
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, bool | int | float | np.generic) and dtype is None and like is not None:
+        value = np.asarray(x)
+        if value.dtype.kind == "f" and not dtypes.is_float(like.dtype):
+            dtype = dtypes.DEFAULT_FLOAT
+        elif value.dtype.kind == "b" and like.dtype != "bool":
+            dtype = like.dtype
+        else:
+            dtype = like.dtype
+    return constant(x, dtype, graph=like.graph if like is not None else None)
+
+
+def constant(value, dtype: str | None = None, graph=None) -> Node:
+    """A constant node (scalars print inline in the text form)."""
+    arr = np.asarray(value)
+    if dtype is None:
+        kind = arr.dtype.kind
+        dtype = (dtypes.DEFAULT_FLOAT if kind == "f" else "int64" if kind in "iu"
+                 else "bool" if kind == "b" else None)  # fmt: skip
+        if dtype is None:
+            error(DTypeError, "const", f"cannot make a constant from {value!r} (dtype {arr.dtype})")
+    dtype = dtypes.canonical(dtype)
+    arr = np.array(arr, dtype=dtype, order="C")  # a copy: 0-d stays 0-d
+    graph = graph or current_graph()
+    loc = None if _current_backward() is not None else user_location()
+    return graph._add("const", (), Attrs({"value": arr}), arr.shape, dtype, None, loc)
+
+
+def const_value(node: Node):
+    """The NumPy value of a constant node, else None."""
+    return node.attrs["value"] if node.op == "const" else None
+
+
+def _infer_source(inputs, attrs):  # never called: sources are built by Graph methods
+    raise ShapeError("source nodes are made by Graph.input/param and constant()")
+
+
+def _ref_input(node, args, ctx):
+    return ctx.feeds[node.name]
+
+
+def _ref_param(node, args, ctx):
+    return ctx.params[node.name]
+
+
+def _ref_const(node, args, ctx):
+    return node.attrs["value"]
+
+
+for _name, _ref in (("input", _ref_input), ("param", _ref_param), ("const", _ref_const)):
+    register(OpDef(_name, Kind.SOURCE, _infer_source, _ref, doc=f"graph {_name}"))
