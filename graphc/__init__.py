@@ -12,9 +12,7 @@ out = gc.run(g, {"x": data}, outputs=[loss, gw])
 
 from graphc.autodiff import grad, gradients
 from graphc.backends import compile, run
-from graphc.errors import (
-    DTypeError, GradientError, GraphcError, GraphFileError, InputError, ShapeError,
-)  # fmt: skip
+from graphc.errors import DTypeError, GradientError, GraphcError, GraphFileError, InputError, ShapeError
 from graphc.ir import Graph, Node
 from graphc.ops.api import *  # noqa: F403
 from graphc.ops.registry import constant

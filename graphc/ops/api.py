@@ -1,4 +1,5 @@
 """Every user-facing op function, gathered from the op modules (graphc re-exports these)."""
+# ruff: noqa: I001  (import order here is the registration order; keep appends at the end)
 
 from graphc.ops.elementwise import *  # noqa: F403
 from graphc.ops.activations import *  # noqa: F403
