@@ -12,7 +12,15 @@ out = gc.run(g, {"x": data}, outputs=[loss, gw])
 
 from graphc.autodiff import grad, gradients
 from graphc.backends import compile, run
-from graphc.errors import DTypeError, GradientError, GraphcError, GraphFileError, InputError, ShapeError
+from graphc.errors import (  # noqa: F401
+    DTypeError,
+    GradientError,
+    GraphcError,
+    GraphFileError,
+    IndexRangeError,
+    InputError,
+    ShapeError,
+)
 from graphc.ir import Graph, Node
 from graphc.ops.api import *  # noqa: F403
 from graphc.ops.registry import constant

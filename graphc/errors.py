@@ -21,6 +21,10 @@ class InputError(GraphcError, ValueError):
     """A graph was run with a missing, extra, mis-shaped or mis-typed input."""
 
 
+class IndexRangeError(GraphcError, IndexError):
+    """An index or label is outside the axis it indexes (at declaration or at run time)."""
+
+
 class GradientError(GraphcError, ValueError):
     """grad() was asked for something it cannot differentiate."""
 
