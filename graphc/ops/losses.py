@@ -8,11 +8,10 @@ the chain through log(softmax), which fusion then compiles into one kernel.
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, DTypeError, ShapeError, where
+from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, ShapeError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.indexing import IndexRangeError
 from graphc.ops.registry import Kind, OpDef, apply, as_node, error, register
 
 __all__ = ["mse", "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy", "entropy"]

@@ -7,7 +7,7 @@ import pytest
 from gradcheck import check_grad, check_second_order
 
 import graphc as gc
-from graphc.ops.indexing import IndexRangeError
+from graphc.errors import IndexRangeError
 from graphc.ops.registry import Kind, get
 
 rng = np.random.default_rng(0)
