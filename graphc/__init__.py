@@ -43,3 +43,23 @@ def render(graph, path, **kw):
 def load_graph(path):
     """Load a graph saved with Graph.save (JSON + .npz)."""
     return Graph.load(path)
+
+
+_LAZY = {
+    "nn": ("graphc.nn", None),
+    "optim": ("graphc.nn.optim", None),
+    "datasets": ("graphc.datasets", None),
+    "training_graph": ("graphc.nn.training", "training_graph"),
+    "optimize": ("graphc.passes", "optimize"),
+}
+
+
+def __getattr__(name):
+    # The nn library, datasets and passes load on first use, so `import graphc` stays fast.
+    if name not in _LAZY:
+        raise AttributeError(f"module 'graphc' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return getattr(value, attr) if attr else value

@@ -110,10 +110,12 @@ class Graph:
                     f"{op}: input {x.label} belongs to graph {x.graph.name!r}, not {self.name!r}" + where(location)
                 )
         bwd = forward_of if forward_of is not None else _current_backward()
-        if bwd is not None and location is None:
-            location = bwd.location
-        node = Node(self, len(self.nodes), op, inputs, attrs, shape, dtype, name,
-                    self.current_scope, location, bwd)  # fmt: skip
+        scope = self.current_scope
+        if bwd is not None:
+            # A backward node belongs where its forward node was declared: same line, same scope.
+            location = location or bwd.location
+            scope = bwd.scope
+        node = Node(self, len(self.nodes), op, inputs, attrs, shape, dtype, name, scope, location, bwd)
         self.nodes.append(node)
         return node
 

@@ -9,7 +9,7 @@ from graphc.ops import api as F
 from graphc.ops.registry import Kind, OpDef, apply, as_node, error, register
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf", "sin", "cos",
     "maximum", "minimum", "where", "less", "less_equal", "greater", "greater_equal",
     "equal", "not_equal", "logical_not", "cast", "square",
 ]  # fmt: skip
@@ -159,7 +159,11 @@ _declare(
     "math.erf({0})", float_only=True,
 )  # fmt: skip
 
+_declare("sin", np.sin, lambda n, g, needs: [g * cos(n.inputs[0])], "math.sin({0})", float_only=True)
+_declare("cos", np.cos, lambda n, g, needs: [-g * sin(n.inputs[0])], "math.cos({0})", float_only=True)
+
 exp, log, sqrt, abs, erf = _unary("exp"), _unary("log"), _unary("sqrt"), _unary("abs"), _unary("erf")
+sin, cos = _unary("sin"), _unary("cos")
 
 
 def sign(x):

@@ -44,6 +44,8 @@ UNARY = {
     "softplus": gc.softplus,
     "gelu": gc.gelu,
     "erf": gc.erf,
+    "sin": gc.sin,
+    "cos": gc.cos,
     "abs": gc.abs,
     "square": gc.square,
     "softmax0": lambda x: gc.softmax(x, axis=0),

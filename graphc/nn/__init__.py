@@ -1,0 +1,44 @@
+"""Neural networks as graphs: layers, losses and metrics, optimizers, schedules, training graphs.
+
+from graphc import nn
+net = nn.Sequential([nn.Dense(64, activation="relu"), nn.Dense(10)])
+with gc.Graph("mlp") as g:
+    x, y = g.input("x", ("batch", 64)), g.input("y", ("batch",), "int64")
+    loss = nn.losses.cross_entropy(net(x, training=True), y)
+tg = nn.training_graph(loss, nn.optim.Adam(1e-3))
+"""
+
+from graphc.nn import losses, metrics, optim, schedules
+from graphc.nn.layers import (
+    ACTIVATIONS,
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Lambda,
+    Layer,
+    MaxPool2D,
+    Sequential,
+    dense,
+    get_activation,
+)
+from graphc.nn.losses import accuracy, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
+from graphc.nn.model import EarlyStopping, Model, TrainingError
+from graphc.nn.optim import GD, SGD, Adam, AdamW, Optimizer, RMSprop
+from graphc.nn.training import TrainingGraph, training_graph
+
+__all__ = [
+    "losses", "metrics", "optim", "schedules",
+    "Layer", "Sequential", "Activation", "Lambda", "Dense", "dense", "Flatten", "Dropout",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm", "BatchNorm1D", "BatchNorm2D",
+    "ACTIVATIONS", "get_activation",
+    "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse", "accuracy",
+    "Optimizer", "GD", "SGD", "Adam", "AdamW", "RMSprop",
+    "TrainingGraph", "training_graph",
+]  # fmt: skip
+__all__ += ["Model", "EarlyStopping", "TrainingError"]  # the training loop (nn/model.py)

@@ -1,0 +1,14 @@
+"""Layers: callables that add graph pieces with named, scoped parameters (see base.Layer)."""
+
+from graphc.nn.layers.base import ACTIVATIONS, Activation, Lambda, Layer, Sequential, get_activation
+from graphc.nn.layers.conv import AvgPool2D, Conv2D, MaxPool2D
+from graphc.nn.layers.dense import Dense, Dropout, Flatten, dense
+from graphc.nn.layers.norm import BatchNorm
+
+BatchNorm1D = BatchNorm2D = BatchNorm
+
+__all__ = [
+    "Layer", "Sequential", "Activation", "Lambda", "get_activation", "ACTIVATIONS",
+    "Dense", "dense", "Flatten", "Dropout", "Conv2D", "MaxPool2D", "AvgPool2D",
+    "BatchNorm", "BatchNorm1D", "BatchNorm2D",
+]  # fmt: skip

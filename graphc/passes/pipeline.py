@@ -1,0 +1,140 @@
+"""The pass pipeline: named graph -> graph passes, run in order, each switchable off by name.
+
+Order (PASSES), and why:
+  1. cse        merge duplicates first, so later patterns see one node per value;
+  2. fold       evaluate constant subgraphs (b - 1 in pow's gradient becomes a constant);
+  3. stabilize  rewrite overflow-prone forms while autodiff's patterns are still intact;
+  4. simplify   x*1, x+0, --x, transpose/reshape chains, ... (cleans up after 2 and 3);
+  5. dce        drop everything the earlier passes left unused.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from graphc.errors import GraphcError, GraphStructureError
+from graphc.ir.graph import Graph
+from graphc.ir.node import Node
+from graphc.passes.basic import cse, dce, fold
+from graphc.passes.rewrite import rewrite
+from graphc.passes.simplify import simplify
+from graphc.passes.stabilize import stabilize
+
+PASSES: dict[str, Callable[[Graph], Graph]] = {
+    "cse": cse,
+    "fold": fold,
+    "stabilize": stabilize,
+    "simplify": simplify,
+    "dce": dce,
+}
+
+
+@dataclass
+class Row:
+    stage: str
+    nodes_before: int
+    nodes_after: int
+    seconds: float = 0.0
+    kernels_before: int | None = None
+    kernels_after: int | None = None
+
+
+@dataclass
+class Summary:
+    """Nodes (and, once fusion adds its rows, kernels) before and after each stage."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, stage, nodes_before, nodes_after, seconds=0.0, kernels_before=None, kernels_after=None):
+        self.rows.append(Row(stage, nodes_before, nodes_after, seconds, kernels_before, kernels_after))
+
+    def __getitem__(self, stage: str) -> Row:
+        for r in self.rows:
+            if r.stage == stage:
+                return r
+        raise KeyError(stage)
+
+    def __str__(self):
+        kernels = any(r.kernels_after is not None for r in self.rows)
+        head = f"{'stage':<12}{'nodes':>8}{'->':>4}{'nodes':>8}"
+        if kernels:
+            head += f"{'kernels':>10}{'->':>4}{'kernels':>9}"
+        lines = [head + f"{'ms':>9}"]
+
+        def k(v):
+            return "-" if v is None else str(v)
+
+        for r in self.rows:
+            line = f"{r.stage:<12}{r.nodes_before:>8}{'':>4}{r.nodes_after:>8}"
+            if kernels:
+                line += f"{k(r.kernels_before):>10}{'':>4}{k(r.kernels_after):>9}"
+            lines.append(line + f"{r.seconds * 1e3:>9.2f}")
+        if self.rows:
+            first, last = self.rows[0], self.rows[-1]
+            lines.append(f"{'total':<12}{first.nodes_before:>8}{'':>4}{last.nodes_after:>8}")
+        return "\n".join(lines)
+
+
+def check_pass_names(names: Iterable[str]) -> list[str]:
+    """Validate pass names; an unknown one raises naming the valid ones."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in PASSES]
+    if unknown:
+        raise GraphcError(
+            f"unknown optimization pass {', '.join(map(repr, unknown))}; valid passes: {', '.join(PASSES)}"
+        )
+    return names
+
+
+def run_passes(graph: Graph, passes=None, disable=(), trace: Callable[[str], None] | None = None):
+    """Run `passes` (names, default all of PASSES in order) minus `disable` on `graph`.
+
+    Returns (new graph, Summary). `trace` (e.g. print) receives a header and the graph's text
+    after each pass. The input graph is never modified.
+    """
+    order = list(PASSES) if passes is None else check_pass_names(passes)
+    skip = set(check_pass_names(disable))
+    summary = Summary()
+    if trace is not None:
+        trace(f"== input: {len(graph.nodes)} nodes ==\n{graph.text()}")
+    for name in order:
+        if name in skip:
+            continue
+        before = len(graph.nodes)
+        t0 = time.perf_counter()
+        graph = PASSES[name](graph)
+        summary.add(name, before, len(graph.nodes), time.perf_counter() - t0)
+        if trace is not None:
+            trace(f"== after {name}: {before} -> {len(graph.nodes)} nodes ==\n{graph.text()}")
+    return graph, summary
+
+
+_KEEP = "__graphc_keep_{}"
+
+
+def optimize(graph: Graph, disable=(), trace=None, verbose: bool = False, keep: Iterable[Node] = (),
+             passes=None) -> Graph:  # fmt: skip
+    """A new, optimized Graph computing the same outputs and updates as `graph`.
+
+    It shares `graph.values` (so updates applied by a compiled step reach the user's arrays)
+    and has the same input, parameter, output and update names. `disable` names passes to
+    skip; `trace=print` (or verbose=True) prints the graph after each pass. Nodes in `keep`
+    (e.g. compile's extra outputs) survive; their new nodes are `result.kept`, in order.
+    The per-pass Summary is `result.summary` (print it).
+    """
+    if not isinstance(graph, Graph):
+        hint = " (pass its .graph)" if isinstance(getattr(graph, "graph", None), Graph) else ""
+        raise GraphStructureError(f"optimize: expected a Graph, got {type(graph).__name__}{hint}")
+    keep = list(keep)
+    for n in keep:
+        if not isinstance(n, Node) or n.graph is not graph:
+            raise GraphStructureError(f"optimize: keep must hold nodes of graph {graph.name!r}, got {n!r}")
+    check_pass_names(disable)
+    start, mapping = rewrite(graph, with_map=True)  # a copy, whose outputs also hold the kept nodes
+    for i, n in enumerate(keep):
+        start.outputs[_KEEP.format(i)] = mapping[n.id]
+    trace = print if verbose and trace is None else trace
+    out, summary = run_passes(start, passes, disable, trace)
+    out.kept = [out.outputs.pop(_KEEP.format(i)) for i in range(len(keep))]
+    out.summary = summary
+    return out

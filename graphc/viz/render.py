@@ -1,0 +1,286 @@
+"""Graphviz drawings of a graph: forward, backward, or both, with roles, shapes and kernels.
+
+Colours follow the node's role (input, parameter, state, constant, forward op, backward op),
+outputs and update values are highlighted, backward ops are hexagons, and forward values that
+the backward pass reads ("saved activations") get a red border and red dashed edges. Name
+scopes become clusters, unless fused kernels are given: a node sits in one cluster only, so
+kernels take precedence and the scope moves into the node's tooltip.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import graphviz
+import numpy as np
+
+from graphc.errors import GraphcError
+from graphc.io.graph_file import atomic_write
+from graphc.ir import dtypes
+
+INSTALL_HINT = (
+    "the Graphviz 'dot' program is not on PATH, so only the .gv source was written. "
+    "Install it with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
+    "or `conda install -c conda-forge graphviz`, or render the .gv at https://dreampuf.github.io/GraphvizOnline"
+)
+
+# role -> node attributes. Backward ops differ from forward ones in colour and shape.
+STYLE = {
+    "input": {"shape": "ellipse", "style": "filled", "fillcolor": "#bcd9f5"},
+    "param": {"shape": "cylinder", "style": "filled", "fillcolor": "#c5e8b7"},
+    "state": {"shape": "cylinder", "style": "filled", "fillcolor": "#dcdcdc"},
+    "const": {"shape": "note", "style": "filled", "fillcolor": "#f2f2f2"},
+    "forward": {"shape": "box", "style": "rounded,filled", "fillcolor": "#fff2cc"},
+    "backward": {"shape": "hexagon", "style": "filled", "fillcolor": "#f4c7c3"},
+}
+OUTPUT = {"fillcolor": "#ffd966", "penwidth": "2.5", "peripheries": "2"}
+UPDATE = {"fillcolor": "#d9c2f0", "penwidth": "2"}
+SAVED = {"color": "#d62728", "penwidth": "2.5"}
+SAVED_EDGE = {"color": "#d62728", "style": "dashed"}
+UPDATE_EDGE = {"color": "#7b3fb5", "style": "dashed", "constraint": "false"}
+KERNEL_CLUSTER = {"style": "dashed,rounded", "color": "#1f77b4", "penwidth": "2", "fontcolor": "#1f77b4"}
+SCOPE_CLUSTER = {"style": "rounded", "color": "#999999", "fontcolor": "#555555"}
+
+
+class DotNotFoundError(GraphcError, RuntimeError):
+    """The `dot` program is needed for SVG/PNG output and is not installed."""
+
+
+class DotNotFoundWarning(UserWarning):
+    """Only the .gv file was written because `dot` is not installed."""
+
+
+def _scalar_const(n) -> str | None:
+    if n.op != "const" or np.ndim(n.attrs["value"]) != 0:
+        return None
+    x = n.attrs["value"].item()
+    if not dtypes.is_float(n.dtype):
+        return repr(x)
+    text = f"{float(x):.4g}"
+    return text if any(c in text for c in ".eni") else text + ".0"  # 2 -> 2.0, keep nan/inf
+
+
+def _attr_text(v) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{list(v.shape)}"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_attr_text(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+def _tainted(nodes) -> set[int]:
+    """ids of backward nodes and of everything computed from them (e.g. optimizer updates)."""
+    out: set[int] = set()
+    for n in nodes:
+        if n.is_backward or any(x.id in out for x in n.inputs):
+            out.add(n.id)
+    return out
+
+
+def select(graph, roots=None, part: str = "all"):
+    """(nodes to draw, ids of the backward part) for a part: 'all', 'forward' or 'backward'."""
+    if part not in ("all", "forward", "backward"):
+        raise ValueError(f"render: part must be 'all', 'forward' or 'backward', got {part!r}")
+    nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
+    bwd = _tainted(nodes)
+    if part == "forward":
+        nodes = [n for n in nodes if n.id not in bwd]
+    elif part == "backward":
+        keep = {x.id for n in nodes if n.id in bwd for x in (n, *n.inputs)}
+        nodes = [n for n in nodes if n.id in keep]
+    return nodes, bwd
+
+
+def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True):
+    """The graphviz.Digraph of a graph (see render)."""
+    nodes, bwd = select(graph, roots, part)
+    ids = {n.id for n in nodes}
+    consumers: dict[int, list] = {}
+    for n in nodes:
+        for x in n.inputs:
+            consumers.setdefault(x.id, []).append(n)
+    folded = {n.id: s for n in nodes if fold_scalars and (s := _scalar_const(n)) is not None and n.id in consumers}
+    saved = {x.id for n in nodes if n.id in bwd for x in n.inputs if x.id not in bwd and x.role == "forward"}
+    outputs = {}
+    for k, v in graph.outputs.items():
+        outputs.setdefault(v.id, []).append(k)
+    updates = {}
+    for k, v in graph.updates.items():
+        updates.setdefault(v.id, []).append(k)
+    names = _text_names(graph, roots)
+
+    dot = graphviz.Digraph(graph.name, graph_attr={
+        "rankdir": "TB", "fontname": "Helvetica", "labelloc": "t", "fontsize": "16",
+        "label": title if title is not None else f"{graph.name} ({part})",
+    }, node_attr={"fontname": "Helvetica", "fontsize": "11"},
+       edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"})  # fmt: skip
+
+    stmts: dict[int, dict] = {}
+    for n in nodes:
+        if n.id in folded:
+            continue
+        attrs = dict(STYLE[n.role])
+        label = _label(n, names, folded)
+        if n.id in outputs:
+            attrs.update(OUTPUT)
+            label += "\\n→ " + ", ".join(outputs[n.id])
+        if n.id in updates:
+            attrs.update(UPDATE)
+            label += "\\n⇒ " + ", ".join(updates[n.id])
+        if n.id in saved:
+            attrs.update(SAVED)
+            label += "\\n(saved for backward)"
+        tip = [f"{n.op}: {n.type_str}"]
+        if n.scope:
+            tip.append(f"scope {n.scope}")
+        if n.location:
+            tip.append(f"declared at {n.location}")
+        if n.is_backward:
+            tip.append(f"backward of {names.get(n.forward_of.id, n.forward_of.label)}")
+        attrs["tooltip"] = "; ".join(tip)
+        stmts[n.id] = {"name": f"n{n.id}", "label": label, **attrs}
+
+    _place(dot, nodes, stmts, kernels)
+
+    for n in nodes:
+        if n.id in folded:
+            continue
+        for x in n.inputs:
+            if x.id in folded or x.id not in ids:
+                continue
+            e = {"label": x.type_str}
+            if x.id in saved and n.id in bwd:
+                e.update(SAVED_EDGE)
+            dot.edge(f"n{x.id}", f"n{n.id}", **e)
+    for var, v in graph.updates.items():
+        p = graph.params[var]
+        if v.id in ids and v.id in stmts and p.id in stmts:
+            dot.edge(f"n{v.id}", f"n{p.id}", label="update", **UPDATE_EDGE)
+    return dot
+
+
+def _text_names(graph, roots):
+    """The names the text form uses (x, w, %3), so drawings and text cross-reference."""
+    nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
+    names, k = {}, 0
+    for n in nodes:
+        if n.op in ("input", "param"):
+            names[n.id] = n.name
+        elif _scalar_const(n) is None:
+            names[n.id] = f"%{k}"
+            k += 1
+    return names
+
+
+def _label(n, names, folded) -> str:
+    name = names.get(n.id, f"#{n.id}")
+    if n.op in ("input", "param"):
+        return f"{name}\\n{n.type_str}"
+    if n.op == "const":
+        return f"{name} const\\n{n.type_str}"
+    head = f"{name} = {n.op}"
+    if any(x.id in folded for x in n.inputs):
+        head += "(" + ", ".join(folded.get(x.id, "·") for x in n.inputs) + ")"
+    lines = [head]
+    attrs = [f"{k}={_attr_text(v)}" for k, v in n.attrs.items()]
+    if attrs:
+        lines.append(", ".join(attrs))
+    if not n.inputs or all(x.id in folded for x in n.inputs):
+        lines.append(n.type_str)  # no incoming edge shows the type
+    return "\\n".join(lines)
+
+
+def _place(dot, nodes, stmts, kernels):
+    """Put nodes into kernel clusters if given, else into (nested) scope clusters."""
+    if kernels is not None:
+        member = {}
+        groups = []
+        for k in kernels:
+            inside = [i for i in k.node_ids if i in stmts and i not in member]
+            for i in inside:
+                member[i] = len(groups)
+            groups.append((str(k.name), inside))
+        for gi, (name, inside) in enumerate(groups):
+            if not inside:
+                continue
+            with dot.subgraph(name=f"cluster_kernel_{gi}") as c:
+                c.attr(label=f"kernel {name}", **KERNEL_CLUSTER)
+                for i in inside:
+                    c.node(**stmts[i])
+        for n in nodes:
+            if n.id in stmts and n.id not in member:
+                dot.node(**stmts[n.id])
+        return
+    tree: dict = {"nodes": [], "children": {}}
+    for n in nodes:
+        if n.id not in stmts:
+            continue
+        t = tree
+        for part in n.scope.split("/") if n.scope else []:
+            t = t["children"].setdefault(part, {"nodes": [], "children": {}})
+        t["nodes"].append(stmts[n.id])
+    counter = [0]
+
+    def emit(g, t):
+        for s in t["nodes"]:
+            g.node(**s)
+        for label, child in t["children"].items():
+            counter[0] += 1
+            with g.subgraph(name=f"cluster_scope_{counter[0]}") as c:
+                c.attr(label=label, **SCOPE_CLUSTER)
+                emit(c, child)
+
+    emit(dot, tree)
+
+
+def render(graph, path, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True,
+           require_dot: bool = False) -> list[Path]:  # fmt: skip
+    """Draw `graph` with Graphviz; return the written paths.
+
+    path: 'g.svg' / 'g.png' / 'g.pdf' writes 'g.gv' and the image; 'g.gv' (or '.dot') writes
+    only the source; no suffix means SVG. part: 'all', 'forward' (nodes not computed from
+    backward ones) or 'backward' (backward nodes, updates, and the forward values they read).
+    kernels: objects with .name and .node_ids, drawn as clusters. Without the `dot` program
+    the .gv is still written and a DotNotFoundWarning says how to install it (an error
+    if require_dot).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("gv", "dot"):
+        gv, fmt = path, None
+    else:
+        fmt = suffix or "svg"
+        if fmt not in graphviz.FORMATS:
+            raise ValueError(f"render: unknown output format {fmt!r} for {str(path)!r}; use .svg, .png, .pdf or .gv")
+        gv = path.with_suffix(".gv")
+        path = path.with_suffix("." + fmt)
+    if gv.parent and not gv.parent.exists():
+        gv.parent.mkdir(parents=True, exist_ok=True)
+    source = build(graph, roots, part, kernels, title, fold_scalars).source
+    atomic_write(gv, source.encode())
+    if fmt is None:
+        return [gv]
+    dot_exe = shutil.which("dot")
+    if dot_exe is None:
+        if require_dot:
+            raise DotNotFoundError(f"render {str(path)!r}: {INSTALL_HINT} ({gv})")
+        warnings.warn(f"render {str(path)!r}: {INSTALL_HINT} ({gv})", DotNotFoundWarning, stacklevel=2)
+        return [gv]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([dot_exe, f"-T{fmt}", str(gv), "-o", tmp], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise GraphcError(f"render: dot failed on {gv}: {proc.stderr.strip()}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return [gv, path]
+
+
+__all__ = ["render", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT", "STYLE"]

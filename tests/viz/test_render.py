@@ -1,0 +1,117 @@
+"""Graphviz drawings: files written, roles coloured, backward distinct, kernels clustered."""
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import graphc as gc
+from graphc.viz import render as viz
+
+HAVE_DOT = shutil.which("dot") is not None
+
+
+def training_graph():
+    with gc.Graph("mlp") as g:
+        x = g.input("x", ("batch", 3))
+        with g.scope("dense"):
+            w = g.param("w", (3, 2))
+            h = gc.tanh(x @ w)
+        loss = gc.mean(h * 0.5)
+        g.output("loss", loss)
+    gw = gc.grad(loss, w)
+    g.update("dense/w", w - 0.1 * gw)
+    return g, h, loss, gw
+
+
+def styled(line, role):
+    """The node statement carries every attribute of the role's style (quoted or not)."""
+    return all(f"{k}={v}" in line or f'{k}="{v}"' in line for k, v in viz.STYLE[role].items())
+
+
+def node_lines(source):
+    return [ln.strip() for ln in source.splitlines() if ln.strip().startswith("n") and "[" in ln and "->" not in ln]
+
+
+def test_all_roles_and_markers_in_gv(tmp_path):
+    g, h, loss, gw = training_graph()
+    out = viz.render(g, tmp_path / "g.gv")
+    assert out == [tmp_path / "g.gv"] and not (tmp_path / "g.svg").exists()
+    src = out[0].read_text()
+    assert 'label="mlp (all)"' in src
+    lines = {ln.split(" ", 1)[0]: ln for ln in node_lines(src)}
+    assert styled(lines["n0"], "input") and "x\\nf32[batch,3]" in lines["n0"]
+    assert styled(lines["n1"], "param") and "dense/w" in lines["n1"]
+    assert styled(lines[f"n{gw.id}"], "backward") and "shape=hexagon" in lines[f"n{gw.id}"]
+    assert "#ffd966" in lines[f"n{loss.id}"] and "→ loss" in lines[f"n{loss.id}"]  # output
+    upd = g.updates["dense/w"]
+    assert "#d9c2f0" in lines[f"n{upd.id}"] and "⇒ dense/w" in lines[f"n{upd.id}"]
+    assert f"n{upd.id} -> n1" in src and "update" in src  # the update arrow back to the parameter
+    # tanh's output is read by its gradient rule: a saved activation with a red border and edge
+    assert "saved for backward" in lines[f"n{h.id}"] and "#d62728" in lines[f"n{h.id}"]
+    assert "saved for backward" not in lines[f"n{loss.id}"]
+    # shapes on edges, scalar constants folded into their consumer, scopes as clusters
+    assert 'label="f32[batch,3]"' in src and 'label="f32[batch,2]"' in src
+    assert "mul(·, 0.5)" in src and "0.5 const" not in src
+    assert "subgraph cluster_scope_1" in src and "label=dense" in src
+
+
+def test_forward_and_backward_parts(tmp_path):
+    g, h, loss, gw = training_graph()
+    fwd = viz.build(g, part="forward").source
+    bwd = viz.build(g, part="backward").source
+    assert "hexagon" not in fwd and f"n{loss.id} " in fwd and f"n{gw.id} " not in fwd
+    assert "saved for backward" not in fwd
+    assert "hexagon" in bwd and f"n{gw.id} " in bwd and "saved for backward" in bwd
+    assert f"n{loss.id} " not in bwd  # the loss value itself is not read by its gradient
+    nodes, bwd_ids = viz.select(g, part="backward")
+    assert all(n.id in bwd_ids or any(n in m.inputs for m in nodes if m.id in bwd_ids) for n in nodes)
+    with pytest.raises(ValueError, match="part must be"):
+        viz.build(g, part="sideways")
+
+
+def test_kernels_drawn_as_clusters():
+    g, h, loss, gw = training_graph()
+
+    class Kernel:
+        def __init__(self, name, node_ids):
+            self.name, self.node_ids = name, node_ids
+
+    src = viz.build(g, kernels=[Kernel("fused_tanh", [h.id - 1, h.id]), Kernel("empty", [])]).source
+    assert "subgraph cluster_kernel_0" in src and 'label="kernel fused_tanh"' in src
+    assert "cluster_kernel_1" not in src and "cluster_scope" not in src
+    cluster = src.split("subgraph cluster_kernel_0")[1].split("}")[0]
+    assert f"n{h.id} " in cluster and f"n{h.id - 1} " in cluster and f"n{loss.id} " not in cluster
+
+
+@pytest.mark.skipif(not HAVE_DOT, reason="needs the Graphviz dot program")
+def test_svg_and_png_written(tmp_path):
+    g, *_ = training_graph()
+    out = gc.render(g, tmp_path / "sub" / "train.svg", part="backward", title="backward pass")
+    assert out == [tmp_path / "sub" / "train.gv", tmp_path / "sub" / "train.svg"]
+    root = ET.parse(out[1]).getroot()
+    assert root.tag.endswith("svg")
+    text = out[1].read_text()
+    assert "backward pass" in text and "saved for backward" in text
+    png = gc.render(g, tmp_path / "train.png")
+    assert png[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert gc.render(g, tmp_path / "noext")[1] == tmp_path / "noext.svg"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noext.gv", "noext.svg", "sub", "train.gv", "train.png"]
+
+
+def test_without_dot_writes_gv_and_says_how_to_install(tmp_path, monkeypatch):
+    g, *_ = training_graph()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.warns(viz.DotNotFoundWarning, match="apt-get install graphviz") as rec:
+        out = viz.render(g, tmp_path / "g.svg")
+    assert "brew install graphviz" in str(rec[0].message) and "conda" in str(rec[0].message)
+    assert out == [tmp_path / "g.gv"] and out[0].exists() and not (tmp_path / "g.svg").exists()
+    with pytest.raises(viz.DotNotFoundError, match="apt-get install graphviz"):
+        viz.render(g, tmp_path / "h.png", require_dot=True)
+    assert (tmp_path / "h.gv").exists()
+
+
+def test_unknown_format(tmp_path):
+    g, *_ = training_graph()
+    with pytest.raises(ValueError, match="unknown output format 'xyz'"):
+        viz.render(g, tmp_path / "g.xyz")
