@@ -35,19 +35,6 @@ def _floor_nonneg(x: Node) -> Node:
     return F.cast(F.cast(x, "int64"), x.dtype)
 
 
-def _cos_0_pi(x: Node) -> Node:
-    """cos(x) for x in [0, pi] from mul/add only (the op set has no trigonometry).
-
-    cos(x) = -sin(x - pi/2), and sin's Taylor series to u**17 on [-pi/2, pi/2] is exact to 1e-13.
-    """
-    u = x - math.pi / 2
-    u2 = u * u
-    acc = F.constant(0.0, x.dtype, graph=x.graph)
-    for k in range(8, -1, -1):  # Horner over sum_k (-1)^k u^(2k+1) / (2k+1)!
-        acc = acc * u2 + (-1) ** k / math.factorial(2 * k + 1)
-    return -(acc * u)
-
-
 class Schedule:
     """Base class: subclasses implement graph(lr, step) and value(lr, step)."""
 
@@ -112,7 +99,7 @@ class CosineDecay(Schedule):
 
     def graph(self, lr, step):
         frac = F.minimum(step, float(self.total_steps)) * (math.pi / self.total_steps)
-        return self.min_lr + (lr - self.min_lr) * (0.5 * (1.0 + _cos_0_pi(frac)))
+        return self.min_lr + (lr - self.min_lr) * (0.5 * (1.0 + F.cos(frac)))
 
     def value(self, lr, step):
         frac = min(step, self.total_steps) / self.total_steps
