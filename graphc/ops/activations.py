@@ -56,7 +56,7 @@ _declare(
     lambda attrs: f"({{0}} if {{0}} > 0 else {attrs['alpha']!r} * {{0}})", "x if x > 0 else alpha * x",
 )  # fmt: skip
 _declare("sigmoid", lambda n, a, c: _stable_sigmoid(a[0]), lambda n, g, needs: [g * n * (1.0 - n)],
-         "(1.0 / (1.0 + math.exp(-{0})) if {0} >= 0 else math.exp({0}) / (1.0 + math.exp({0})))",
+         "(1.0 / (1.0 + math.exp(-{0})))",  # exp overflow gives inf, so 1/inf = 0: no NaN
          "1 / (1 + exp(-x)), without overflow")  # fmt: skip
 _declare("tanh", lambda n, a, c: np.tanh(a[0]), lambda n, g, needs: [g * (1.0 - n * n)],
          "math.tanh({0})", "hyperbolic tangent")  # fmt: skip

@@ -1,0 +1,32 @@
+"""The Numba CPU backend: fused loop kernels generated from op templates, BLAS for matmul.
+
+Importing this package is cheap (Numba loads on the first compile). See executor.py for the
+schedule and memory plan, codegen.py for kernel source, cache.py for the disk cache.
+"""
+
+from graphc.backends.base import Backend, register_backend
+
+
+@register_backend("numba")
+class NumbaBackend(Backend):
+    def compile(self, graph, outputs=None, **options):
+        """Options: passes=True (run graphc.passes.optimize first), disable=(pass names),
+        apply_updates=True."""
+        from graphc.backends.numba.executor import NumbaExecutable
+
+        return NumbaExecutable(graph, outputs, **options)
+
+
+def compile_stats() -> dict:
+    """Kernels compiled / loaded from the disk cache / reused in memory / rebuilt, this process."""
+    from graphc.backends.numba.cache import stats
+
+    return stats()
+
+
+def fusable_reduction(node) -> bool:
+    """Whether the loop generator fuses this reduction with its producers (the fusion predicate)."""
+    from graphc.backends.numba import lowerings  # noqa: F401  (registers the reduction specs)
+    from graphc.backends.numba.executor import _reduce_spec
+
+    return _reduce_spec(node) is not None

@@ -1,0 +1,193 @@
+"""Python source for fused loop kernels, generated from a kernel group's op templates.
+
+The source is a pure function of the group: its ops, attributes (through the scalar
+templates and inlined scalar constants), dtypes and the *pattern* of its shapes (loop rank,
+which dims of each input broadcast, which dims reduce). Sizes are arguments, so one compiled
+kernel serves every batch size and every layer with the same pattern.
+
+Floating point: kernels use fastmath={'contract'} only (fused multiply-add: each result is
+at least as accurate, and NaN/inf behave as without it). 'nnan'/'ninf' would break NaN
+propagation and the overflow clamps; 'reassoc' would reorder sums, so reductions accumulate
+float32 in float64 instead. error_model='numpy' makes x/0 give inf/nan as in NumPy.
+Conditional expressions are computed on both sides and selected (branch-free), so LLVM
+vectorises the loop; templates are pure, so evaluating both sides is harmless.
+"""
+
+import ast
+from dataclasses import dataclass
+
+import numpy as np
+
+FASTMATH = "{'contract'}"
+HEADER = """# graphc generated kernel: {label} (source is a pure function of the fused group)
+import math
+import numpy as np
+from numba import njit, prange
+from graphc.backends.numba.vmath import vexp as _vexp, vtanh as _vtanh
+
+F = np.float32
+
+
+@njit(cache=True, parallel={parallel}, fastmath={fastmath}, error_model="numpy", nogil=True)
+"""
+
+_CAST = {"float32": "F", "float64": "np.float64", "int32": "np.int32", "int64": "np.int64", "bool": "np.bool_"}
+_VMATH = {"exp": "_vexp", "tanh": "_vtanh"}
+
+
+def literal(value, dtype: str) -> str:
+    """Source for a scalar constant of `dtype`."""
+    v = np.asarray(value).item()
+    if dtype == "bool":
+        return repr(bool(v))
+    if dtype.startswith("int"):
+        return f"{_CAST[dtype]}({int(v)})"
+    v = float(v)
+    text = "np.inf" if v == np.inf else "-np.inf" if v == -np.inf else "np.nan" if v != v else repr(v)
+    return f"{_CAST[dtype]}({text})"
+
+
+class _Lower(ast.NodeTransformer):
+    """Float literals to the kernel's float type, exp/tanh to vector math, if-expressions hoisted."""
+
+    def __init__(self, f32: bool, names):
+        self.f32, self.names, self.stmts = f32, names, []
+
+    def visit_Constant(self, node):
+        if self.f32 and isinstance(node.value, float):
+            return ast.Call(ast.Name("F", ast.Load()), [node], [])
+        return node
+
+    def visit_Call(self, node):
+        if isinstance(node.func, ast.Name) and node.func.id == "F":
+            return node  # already a float32 literal
+        self.generic_visit(node)
+        f = node.func
+        if self.f32 and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "math":
+            if f.attr in _VMATH:
+                node.func = ast.Name(_VMATH[f.attr], ast.Load())
+        return node
+
+    def visit_IfExp(self, node):
+        self.generic_visit(node)
+        a, b = next(self.names), next(self.names)
+        self.stmts.append(f"{a} = {ast.unparse(node.body)}")
+        self.stmts.append(f"{b} = {ast.unparse(node.orelse)}")
+        return ast.IfExp(node.test, ast.Name(a, ast.Load()), ast.Name(b, ast.Load()))
+
+
+def _temps():
+    i = 0
+    while True:
+        yield f"t{i}"
+        i += 1
+
+
+def node_statements(node, operands: list[str], target: str, temps) -> list[str]:
+    """Statements computing `target` = node's scalar template applied to `operands`."""
+    tmpl = node.opdef.scalar_expr(node.attrs)
+    expr = "{0}" if tmpl is None else tmpl  # a pure broadcast
+    text = expr.format(*operands)
+    f32 = node.dtype == "float32" or any(x.dtype == "float32" for x in node.inputs)
+    low = _Lower(f32, temps)
+    tree = low.visit(ast.parse(text, mode="eval"))
+    return [*low.stmts, f"{target} = {_CAST[node.dtype]}({ast.unparse(tree.body)})"]
+
+
+@dataclass
+class LoopSpec:
+    """What a loop kernel computes: nodes in order, external inputs, materialised outputs."""
+
+    nodes: list  # the group's computed nodes (topological), anchor excluded
+    inputs: list  # external input nodes (array arguments), in argument order
+    outputs: list  # materialised nodes written (array arguments), in argument order
+    scalars: dict  # node id -> literal source (0-d constants inlined)
+    rank: int  # loop rank after collapsing dims
+    bcast: list  # per input: tuple of bools, True where that (collapsed) dim broadcasts
+    parallel: bool
+
+
+def _body(spec: LoopSpec, idx: list[str], indent: str):
+    """Loads, statements and stores of one loop iteration; returns (lines, name of node id)."""
+    temps = _temps()
+    names: dict[int, str] = {}
+    lines = []
+    for k, (x, mask) in enumerate(zip(spec.inputs, spec.bcast)):
+        sub = ", ".join("0" if b else i for b, i in zip(mask, idx))
+        names[x.id] = f"x{k}"
+        lines.append(f"x{k} = a{k}[{sub}]")
+    for k, n in enumerate(spec.nodes):
+        ops = [names[x.id] if x.id in names else spec.scalars[x.id] for x in n.inputs]
+        names[n.id] = f"v{k}"
+        lines.extend(node_statements(n, ops, f"v{k}", temps))
+    sub = ", ".join(idx)
+    for k, n in enumerate(spec.outputs):
+        lines.append(f"o{k}[{sub}] = {names[n.id]}")
+    return [indent + s for s in lines], names
+
+
+def elementwise_source(spec: LoopSpec, label: str) -> str:
+    """An elementwise loop nest over the (collapsed) loop shape."""
+    r = spec.rank
+    args = [f"n{d}" for d in range(r)] + [f"a{k}" for k in range(len(spec.inputs))]
+    args += [f"o{k}" for k in range(len(spec.outputs))]
+    lines = [f"def kernel({', '.join(args)}):"]
+    for d in range(r):
+        loop = "prange" if d == 0 and spec.parallel else "range"
+        lines.append("    " * (d + 1) + f"for i{d} in {loop}(n{d}):")
+    body, _ = _body(spec, [f"i{d}" for d in range(r)], "    " * (r + 1))
+    lines += body
+    return HEADER.format(label=label, parallel=spec.parallel, fastmath=FASTMATH) + "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ReduceSpec:
+    """A reduction the loop generator fuses with its producers (a numba lowering of the op).
+
+    init(dtype) -> literal; combine: template over {a} (accumulator) and {b} (value);
+    finalize: template over {a} and {n} (the reduced count), or None; axes(node) -> axes
+    reduced. wide: accumulate float32 in float64 within the innermost loop.
+    """
+
+    init: object
+    combine: str
+    axes: object
+    finalize: str | None = None
+    wide: bool = False
+
+
+def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label: str) -> str:
+    """A loop nest over the reduction's input shape; `reduced[d]` marks reduced (collapsed) dims.
+
+    Arguments: sizes, inputs, materialised producers, then the result twice: with kept
+    dims (reduced dims of size 1) and flat (for initialisation and finalisation).
+    """
+    r = spec.rank
+    dt = anchor.dtype
+    cast = _CAST[dt]
+    init = rs.init(dt)
+    args = [f"n{d}" for d in range(r)] + [f"a{k}" for k in range(len(spec.inputs))]
+    args += [f"o{k}" for k in range(len(spec.outputs))] + ["res", "flat"]
+    lines = [f"def kernel({', '.join(args)}):", "    for j in range(flat.shape[0]):", f"        flat[j] = {init}"]
+    local = reduced[-1]  # innermost dim reduced: accumulate in a local
+    ridx = ", ".join("0" if reduced[d] else f"i{d}" for d in range(r))
+    par = spec.parallel and not reduced[0]
+    for d in range(r):
+        ind = "    " * (d + 1)
+        if d == r - 1 and local:
+            acc0 = "0.0" if rs.wide and dt == "float32" else init
+            lines.append(ind + f"acc = {acc0}")
+        lines.append(ind + f"for i{d} in {'prange' if d == 0 and par else 'range'}(n{d}):")
+    body, names = _body(spec, [f"i{d}" for d in range(r)], "    " * (r + 1))
+    lines += body
+    val = names[anchor.inputs[0].id]
+    if local:
+        lines.append("    " * (r + 1) + "acc = " + rs.combine.format(a="acc", b=val))
+        lines.append("    " * r + f"res[{ridx}] = {cast}(" + rs.combine.format(a=f"res[{ridx}]", b="acc") + ")")
+    else:
+        lines.append("    " * (r + 1) + f"res[{ridx}] = {cast}(" + rs.combine.format(a=f"res[{ridx}]", b=val) + ")")
+    if rs.finalize:
+        count = " * ".join([f"n{d}" for d in range(r) if reduced[d]] or ["1"])
+        lines += [f"    cnt = {count}", "    for j in range(flat.shape[0]):",
+                  f"        flat[j] = {cast}(" + rs.finalize.format(a="flat[j]", n="cnt") + ")"]  # fmt: skip
+    return HEADER.format(label=label, parallel=par, fastmath=FASTMATH) + "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Binding loop kernels to a specialisation: collapse dims, cut argument views, generate, load."""
+
+import math
+
+import numpy as np
+
+from graphc.backends.numba import cache, codegen
+from graphc.backends.numba.executor import PAR_MIN
+from graphc.ir import shapes
+
+
+def _mask(xshape, loop):
+    """Per loop dim: True where an input of static shape xshape is broadcast (read at index 0)."""
+    r, off = len(loop), len(loop) - len(xshape)
+    return tuple(d < off or (xshape[d - off] == 1 and loop[d] != 1) for d in range(r))
+
+
+def _groups(loop, masks, extra, collapse):
+    """Runs of adjacent dims that can be merged (same broadcast/reduce pattern everywhere)."""
+    r = len(loop)
+    if r == 0:
+        return [[]]
+    out = [[0]]
+    for d in range(1, r):
+        same = all(m[d] == m[d - 1] for m in masks) and extra[d] == extra[d - 1]
+        if collapse and same:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
+
+
+def _contiguous(spec, v) -> bool:
+    arr = spec.static.get(v)
+    if arr is not None:
+        return arr.flags.c_contiguous
+    return spec.produced.get(v) in ("pool", "input")
+
+
+class _Args:
+    def __init__(self, spec):
+        self.spec, self.args, self.dyn = spec, [], []
+
+    def add_int(self, n):
+        self.args.append(int(n))
+
+    def add(self, v, shape, write=False):
+        arr = self.spec.static.get(v)
+        if arr is None:
+            self.dyn.append((len(self.args), v, shape))
+            self.args.append(None)
+            return
+        view = arr.reshape(shape)
+        if write and not np.shares_memory(view, arr):
+            raise AssertionError("output view is not a view")  # buffers are contiguous
+        self.args.append(view)
+
+
+def _finish(spec, k, source, a: _Args):
+    fn = cache.load(source)
+    k.source = source
+    if not a.dyn:
+        cache.ensure_compiled(fn, a.args)
+    return ("loop", fn, tuple(a.args), a.dyn)
+
+
+def _inputs(spec, body, extra_ids):
+    ids = {n.id for n in body}
+    ins, scalars = [], {}
+    for vid in extra_ids:
+        ins.append(spec._by(vid))
+    for n in body:
+        for x in n.inputs:
+            if x.id in ids or any(y is x for y in ins):
+                continue
+            if x.op == "const" and x.shape == ():
+                scalars[x.id] = codegen.literal(x.attrs["value"], x.dtype)
+            elif x.id not in scalars:
+                ins.append(x)
+    return ins, scalars
+
+
+def _label(nodes):
+    return "_".join(dict.fromkeys(n.op for n in nodes))[:80]
+
+
+def loop_step(spec, k, body, extra_ids):
+    """An elementwise kernel over the group's loop shape (extra_ids: e.g. the matmul result)."""
+    loop_static = k.loop_shape
+    loop = shapes.concrete(loop_static, spec.env)
+    ins, scalars = _inputs(spec, body, extra_ids)
+    outs = [n for n in body if n.id in k.outputs]
+    masks = [_mask(x.shape, loop_static) for x in ins]
+    collapse = all(_contiguous(spec, x.id) for x in ins)
+    groups = _groups(loop, masks, [False] * len(loop), collapse)
+    sizes = [math.prod(loop[d] for d in g) for g in groups]
+    a = _Args(spec)
+    for s in sizes:
+        a.add_int(s)
+    cmasks = []
+    for x, m in zip(ins, masks):
+        cm = tuple(bool(g) and m[g[0]] for g in groups)
+        cmasks.append(cm)
+        a.add(x.id, tuple(1 if b else s for b, s in zip(cm, sizes)))
+    for n in outs:
+        a.add(n.id, tuple(sizes), write=True)
+    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    return _finish(spec, k, codegen.elementwise_source(ls, _label(body)), a)
+
+
+def reduce_step(spec, k):
+    """A reduction kernel with its elementwise producers in the loop nest."""
+    anchor = spec._by(k.anchor)
+    rs = anchor.opdef.lowerings["numba"]
+    axes = set(rs.axes(anchor))
+    body = [spec._by(v) for v in k.node_ids if v != k.anchor]
+    src = anchor.inputs[0]
+    loop_static = src.shape
+    loop = shapes.concrete(loop_static, spec.env)
+    extra = [] if any(n is src for n in body) else [src.id]
+    ins, scalars = _inputs(spec, body, extra)
+    outs = [n for n in body if n.id in k.outputs]
+    masks = [_mask(x.shape, loop_static) for x in ins]
+    reduced = [d in axes for d in range(len(loop))]
+    collapse = all(_contiguous(spec, x.id) for x in ins)
+    groups = _groups(loop, masks, reduced, collapse)
+    sizes = [math.prod(loop[d] for d in g) for g in groups]
+    cred = tuple(bool(g) and reduced[g[0]] for g in groups)
+    a = _Args(spec)
+    for s in sizes:
+        a.add_int(s)
+    cmasks = []
+    for x, m in zip(ins, masks):
+        cm = tuple(bool(g) and m[g[0]] for g in groups)
+        cmasks.append(cm)
+        a.add(x.id, tuple(1 if b else s for b, s in zip(cm, sizes)))
+    for n in outs:
+        a.add(n.id, tuple(sizes), write=True)
+    a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
+    a.add(anchor.id, (max(1, math.prod(spec.shape[anchor.id])),), write=True)
+    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    source = codegen.reduce_source(ls, anchor, rs, cred, _label([*body, anchor]))
+    return _finish(spec, k, source, a)

@@ -1,0 +1,108 @@
+"""Numba lowerings of non-elementwise ops, registered on the ops (graphc.ops.registry.lowering).
+
+Two forms: a `ReduceSpec` (the loop generator fuses the reduction with its producers), or a
+builder `f(node, in_shapes, out_shape) -> run(out, *inputs)` (or None to use the reference)
+for library-call ops: matmul through BLAS (NumPy's matmul with out=, outside the JIT: a
+direct sgemm call with transposed views passed as BLAS flags), softmax row kernels.
+"""
+
+import numpy as np
+
+from graphc.backends.numba.codegen import ReduceSpec, literal
+from graphc.ops.registry import lowering
+
+
+def _zero(dtype):
+    return literal(0, dtype)
+
+
+def _lowest(dtype):
+    if dtype.startswith("int"):
+        return literal(np.iinfo(dtype).min, dtype)
+    return literal(-np.inf, dtype)
+
+
+def _axes(node):
+    return tuple(node.attrs["axes"])
+
+
+def _register():
+    from graphc.ops.registry import all_ops
+
+    ops = all_ops()
+    specs = {
+        "sum": ReduceSpec(_zero, "({a} + {b})", _axes, wide=True),
+        "mean": ReduceSpec(_zero, "({a} + {b})", _axes, finalize="({a} / {n})", wide=True),
+        # NaN wins, as in np.max
+        "max": ReduceSpec(_lowest, "({a} if ({a} >= {b} or {a} != {a}) else {b})", _axes),
+    }
+    for name, spec in specs.items():
+        if name in ops:
+            ops[name].lowerings["numba"] = spec
+
+
+_register()
+
+
+@lowering("matmul", "numba")
+def _matmul(node, in_shapes, out_shape):
+    def run(out, a, b):
+        np.matmul(a, b, out=out)
+
+    return run
+
+
+_SOFTMAX = None
+
+
+def _softmax_kernel():
+    global _SOFTMAX
+    if _SOFTMAX is None:
+        import math
+
+        from numba import njit
+
+        @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+        def softmax3(x, out, take_log):
+            P, N, Q = x.shape
+            for p in range(P):
+                for q in range(Q):
+                    m = -np.inf
+                    for i in range(N):
+                        v = x[p, i, q]
+                        m = v if (v > m or v != v) else m
+                    s = 0.0
+                    for i in range(N):
+                        s += math.exp(x[p, i, q] - m)
+                    if take_log:
+                        ls = math.log(s)
+                        for i in range(N):
+                            out[p, i, q] = x[p, i, q] - m - ls
+                    else:
+                        r = 1.0 / s
+                        for i in range(N):
+                            out[p, i, q] = math.exp(x[p, i, q] - m) * r
+
+        _SOFTMAX = softmax3
+    return _SOFTMAX
+
+
+def _softmax_builder(take_log):
+    def build(node, in_shapes, out_shape):
+        ax = node.attrs["axis"]
+        shp = in_shapes[0]
+        pre = int(np.prod(shp[:ax], dtype=np.int64))
+        post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
+        three = (pre, shp[ax], post)
+        kern = _softmax_kernel()
+
+        def run(out, x):
+            kern(x.reshape(three), out.reshape(three), take_log)
+
+        return run
+
+    return build
+
+
+lowering("softmax", "numba")(_softmax_builder(False))
+lowering("log_softmax", "numba")(_softmax_builder(True))
