@@ -5,7 +5,7 @@ import numpy as np
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, register
+from graphc.ops.registry import Kind, OpDef, apply, error, register
 
 __all__ = ["matmul", "dense_product"]
 
@@ -40,6 +40,12 @@ def matmul(a, b):
     from graphc.ops.elementwise import coerce
 
     a, b = coerce("matmul", a, b)
+    op = f"matmul({a.type_str}, {b.type_str})"  # the user's shapes, before 1-D operands are reshaped
+    if a.ndim == 0 or b.ndim == 0:
+        error(ShapeError, op, "operands must be at least 1-D")
+    k_a, k_b = a.shape[-1], (b.shape[0] if b.ndim == 1 else b.shape[-2])
+    if k_a != k_b:
+        error(ShapeError, op, f"inner dimensions differ: {k_a} (of {a.type_str}) vs {k_b} (of {b.type_str})")
     squeeze = []
     if a.ndim == 1:
         a = F.reshape(a, (1, a.shape[0]))

@@ -20,6 +20,8 @@ def _reduced_shape(shape, axes, keepdims):
 
 def _infer_reduce(inputs, attrs):
     x = inputs[0]
+    if shapes.normalize_axes(attrs["axes"], x.ndim) != tuple(attrs["axes"]):
+        raise ShapeError(f"axes {attrs['axes']} must be sorted, unique and within rank {x.ndim}")
     dt = "int64" if x.dtype == "bool" else x.dtype
     return _reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), dt
 
