@@ -1,0 +1,407 @@
+"""Model: a network, a loss and an optimizer compiled into one training step and one evaluation.
+
+    model = nn.Model(net, input_shape=(1, 8, 8), loss="cross_entropy", optimizer=nn.optim.Adam(1e-3))
+    history = model.fit(X, y, epochs=10, batch_size=32, validation_split=0.2, early_stopping=3)
+    model.evaluate(Xte, yte)   # {"loss": ..., "accuracy": ...}
+    model.predict(Xte)         # class probabilities (softmax / sigmoid); regression outputs as is
+    model.save("ckpt"); model = nn.Model.load("ckpt")
+
+One graph holds the training step (forward with dropout and batch statistics, loss, metrics,
+backward and the optimizer's updates) and the evaluation outputs (dropout off, running
+statistics), both reading the same parameters. Its named outputs are `train/loss`,
+`train/<metric>`, `eval/loss`, `eval/<metric>`, `eval/output` (logits) and `eval/predictions`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.errors import AttributeValueError, GraphcError, GraphFileError, InputError
+from graphc.ir.graph import Graph
+from graphc.nn.data import Batches, check_arrays, split_validation
+from graphc.nn.history import History
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+METRICS = ("accuracy",)
+
+
+class TrainingError(GraphcError, RuntimeError):
+    """Training stopped: the loss became NaN or inf. `.epoch`, `.step` and `.history` say where."""
+
+    def __init__(self, msg, epoch=None, step=None, history=None):
+        super().__init__(msg)
+        self.epoch, self.step, self.history = epoch, step, history
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when `monitor` (default: val_loss, or loss without validation data) has not improved
+    by more than `min_delta` for `patience` epochs; then restore the best epoch's weights."""
+
+    patience: int = 5
+    monitor: str | None = None
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+
+def default_backend() -> str:
+    """'numba' when that backend is available, else 'reference'."""
+    from graphc.backends import backend_names
+
+    return "numba" if "numba" in backend_names() else "reference"
+
+
+def _optimizer(opt):
+    from graphc.nn import optim
+
+    return optim.Adam() if opt is None else optim.get(opt)
+
+
+class Model:
+    """A compiled network with fit / evaluate / predict / save.
+
+    loss: "cross_entropy" (integer labels; the network outputs logits (batch, classes)),
+    "binary_cross_entropy" (0/1 targets; one logit per target) or "mse" (float targets).
+    optimizer: an nn.optim optimizer or its name ("adam", "sgd", ...); default Adam(1e-3).
+    metrics: default ("accuracy",) for the classification losses, none for mse. backend: "numba" when
+    available, else "reference"; any registered backend name.
+    """
+
+    def __init__(
+        self, net, input_shape, loss: str = "cross_entropy", optimizer=None, metrics=None,
+        backend: str | None = None, seed: int = 0, name: str = "model", input_dtype: str = "float32",
+    ):  # fmt: skip
+        from graphc import nn
+
+        if loss not in LOSSES:
+            raise AttributeValueError(f"Model: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        if metrics is None:
+            metrics = () if loss == "mse" else ("accuracy",)
+        metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        for m in metrics:
+            if m not in METRICS:
+                raise AttributeValueError(f"Model: unknown metric {m!r}; expected one of {', '.join(METRICS)}")
+            if m == "accuracy" and loss == "mse":
+                raise AttributeValueError("Model: metric 'accuracy' needs a classification loss, not 'mse'")
+        if isinstance(input_shape, int):
+            input_shape = (input_shape,)
+        self.optimizer = _optimizer(optimizer)
+        g = Graph(name, seed=seed)
+        with g:
+            x = g.input("x", ("batch", *tuple(input_shape)), input_dtype)
+            out = net(x, training=True)
+            eval_out = net(x, training=False)
+            if loss == "cross_entropy":
+                if out.ndim != 2 or not isinstance(out.shape[1], int):
+                    raise AttributeValueError(
+                        f"Model: loss 'cross_entropy' needs network outputs (batch, classes), got {out.type_str}"
+                    )
+                y = g.input("y", ("batch",), "int64")
+            else:
+                y = g.input("y", out.shape, out.dtype)
+            for prefix, o in (("train", out), ("eval", eval_out)):
+                g.output(f"{prefix}/loss", _loss(nn, loss, o, y))
+                for m in metrics:
+                    g.output(f"{prefix}/{m}", _metric(nn, m, loss, o, y))
+            g.output("eval/output", eval_out)
+            g.output("eval/predictions", _predictions(loss, eval_out))
+        training = nn.training_graph(g.outputs["train/loss"], self.optimizer)
+        state = set(getattr(training, "state_names", ()) or ())
+        self.net = net
+        self._setup(g, {
+            "name": name, "loss": loss, "metrics": list(metrics), "input_shape": list(input_shape),
+            "input_dtype": input_dtype, "seed": int(seed), "optimizer": self.optimizer.config,
+            "optimizer_state": sorted(state), "backend": None,
+        }, backend)  # fmt: skip
+
+    def _setup(self, graph: Graph, config: dict, backend: str | None) -> None:
+        import graphc as gc
+
+        self.graph, self.config = graph, config
+        self.loss, self.metrics = config["loss"], tuple(config["metrics"])
+        self.input_shape = tuple(config["input_shape"])
+        y = graph.inputs["y"]
+        self.target_shape = tuple(y.shape[1:])
+        out = graph.outputs["eval/output"]
+        self.num_classes = int(out.shape[1]) if self.loss == "cross_entropy" else None
+        if backend is None and config.get("backend"):
+            from graphc.backends import backend_names
+
+            # A loaded model runs where it was saved from, unless that backend is missing here.
+            backend = config["backend"] if config["backend"] in backend_names() else None
+        self.backend = backend or default_backend()
+        config["backend"] = self.backend
+        # Values early stopping snapshots and restores: the weights and running statistics,
+        # not the optimizer's moments (as in Keras' restore_best_weights).
+        self._weight_names = [k for k in graph.values if k not in set(config["optimizer_state"])]
+        self._train = gc.compile(graph, backend=self.backend, outputs=self._names("train"))
+        self._eval_fn = None
+        self._predict_fn = None
+        self.epoch = 0  # epochs trained so far (continues across fit calls and checkpoints)
+        self.history = History()
+
+    def _names(self, prefix):
+        return [f"{prefix}/loss", *(f"{prefix}/{m}" for m in self.metrics)]
+
+    @property
+    def _evaluate(self):
+        import graphc as gc
+
+        if self._eval_fn is None:
+            self._eval_fn = gc.compile(self.graph, backend=self.backend, outputs=self._names("eval"),
+                                       apply_updates=False)  # fmt: skip
+        return self._eval_fn
+
+    @property
+    def _predict(self):
+        import graphc as gc
+
+        if self._predict_fn is None:
+            self._predict_fn = gc.compile(self.graph, backend=self.backend,
+                                          outputs=["eval/predictions", "eval/output"], apply_updates=False)  # fmt: skip
+        return self._predict_fn
+
+    @property
+    def step(self) -> int:
+        """Training steps run so far (random ops such as dropout are seeded by it)."""
+        return self._train.step
+
+    # -- data ---------------------------------------------------------------------------------
+    def _check(self, X, y, what):
+        X = np.asarray(X)
+        if y is not None:
+            y = np.asarray(y)
+            if self.loss != "cross_entropy" and self.target_shape == (1,) and y.ndim == 1:
+                y = y[:, None]  # one output unit: accept flat targets
+        X, y = check_arrays(X, y, num_classes=self.num_classes, sample_shape=self.input_shape,
+                            target_shape=None if y is None else self.target_shape, what=what)  # fmt: skip
+        X = np.ascontiguousarray(X, dtype=self.config["input_dtype"])
+        if y is not None:
+            if self.loss == "binary_cross_entropy":
+                bad = np.flatnonzero((y < 0) | (y > 1))
+                if len(bad):
+                    raise InputError(
+                        f"{what}: binary_cross_entropy targets must be in [0, 1], got {y.reshape(-1)[bad[0]].item()!r} "
+                        f"at {len(bad)} value(s)"
+                    )
+            y = np.ascontiguousarray(y, dtype=self.graph.inputs["y"].dtype)
+        return X, y
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+            validation_data=None, early_stopping=None, shuffle: bool = True, seed: int | None = None,
+            progress: bool = True, drop_last: bool = False) -> History:  # fmt: skip
+        """Train for `epochs` more epochs; returns (and extends) `model.history`.
+
+        Epoch e shuffles with seed (seed, e), e counting from the model's first epoch, so a run
+        resumed from a checkpoint sees the same batches as one that ran straight through.
+        `early_stopping`: patience (int) or EarlyStopping; the best epoch's weights are restored.
+        A NaN or inf loss raises TrainingError naming the epoch and step, after putting back
+        the values the model had at the start of that epoch.
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise InputError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        seed = self.config["seed"] if seed is None else int(seed)
+        X, y = self._check(X, y, "training data")
+        if validation_data is not None and validation_split:
+            raise InputError("fit: pass validation_data or validation_split, not both")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise InputError("fit: validation_data must be a pair (X_val, y_val)")
+            val = self._check(*validation_data, "validation data")
+        elif validation_split:
+            X, y, Xv, yv = split_validation(X, y, validation_split, seed)
+            val = (Xv, yv)
+        batches = Batches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        stop = _early(early_stopping, val is not None)
+        best = None  # (value, epoch, snapshot)
+        wait = 0
+        first, last = self.epoch, self.epoch + epochs
+        self.history.stop_reason = None
+        for e in range(first, last):
+            logs = self._train_epoch(batches, e, last, val, progress)
+            self.epoch = e + 1
+            self.history.append(self.epoch, logs)
+            if stop is None:
+                continue
+            value = logs[stop.monitor]
+            if best is None or value < best[0] - stop.min_delta:
+                best, wait = (value, self.epoch, self._snapshot(self._weight_names)), 0
+            else:
+                wait += 1
+                if wait >= stop.patience:
+                    self.history.stop_reason = (
+                        f"early stopping at epoch {self.epoch}: {stop.monitor} has not improved for "
+                        f"{stop.patience} epochs (best {best[0]:.4g} at epoch {best[1]})"
+                    )
+                    break
+        if stop is not None and best is not None and stop.restore_best:
+            self._restore(best[2])
+            self.history.best_epoch = best[1]
+        return self.history
+
+    def _train_epoch(self, batches, e, last, val, progress) -> dict:
+        from tqdm.auto import tqdm
+
+        start, start_step = self._snapshot(self.graph.values), self._train.step
+        names = ["loss", *self.metrics]
+        sums = np.zeros(len(names))
+        seen = 0
+        bar = tqdm(total=len(batches), desc=f"epoch {e + 1}/{last}", unit="batch", disable=not progress,
+                   leave=True, dynamic_ncols=True)  # fmt: skip
+        try:
+            for i, (xb, yb) in enumerate(batches.epoch_batches(e)):
+                vals = [float(v) for v in self._train(x=xb, y=yb)]
+                if not math.isfinite(vals[0]):
+                    global_step = self._train.step
+                    self._restore(start)
+                    self._train.step = start_step
+                    raise TrainingError(
+                        f"training stopped: the loss became {vals[0]} at epoch {e + 1}, step {i + 1} of "
+                        f"{len(batches)} (global step {global_step}); the model was reset to its values "
+                        "at the start of that epoch. Lower the learning rate, clip gradients (clip_norm=...) "
+                        "or check the data.",
+                        epoch=e + 1, step=i + 1, history=self.history,
+                    )  # fmt: skip
+                sums += np.asarray(vals) * len(xb)
+                seen += len(xb)
+                bar.update(1)
+                bar.set_postfix({k: f"{s / seen:.4f}" for k, s in zip(names, sums)}, refresh=False)
+            logs = {k: float(s / seen) for k, s in zip(names, sums)}
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self.evaluate(*val).items()})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        finally:
+            bar.close()
+        return logs
+
+    def _snapshot(self, names) -> dict:
+        return {k: self.graph.values[k].copy() for k in names}
+
+    def _restore(self, snap: dict) -> None:
+        for k, v in snap.items():
+            np.copyto(self.graph.values[k], v)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, X, y, batch_size: int = 512) -> dict:
+        """Mean loss and metrics over (X, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
+        X, y = self._check(X, y, "evaluation data")
+        names = ["loss", *self.metrics]
+        sums = np.zeros(len(names))
+        for s in range(0, len(X), batch_size):
+            xb, yb = X[s : s + batch_size], y[s : s + batch_size]
+            sums += np.asarray([float(v) for v in self._evaluate(x=xb, y=yb)]) * len(xb)
+        return {k: float(v / len(X)) for k, v in zip(names, sums)}
+
+    def predict(self, X, batch_size: int = 512, logits: bool = False) -> np.ndarray:
+        """Predictions in evaluation mode.
+
+        cross_entropy: class probabilities (N, classes) (softmax); binary_cross_entropy: the
+        probability of 1 (sigmoid), shaped like the output; mse: the outputs. With
+        `logits=True`, the network's raw outputs instead.
+        """
+        X, _ = self._check(X, None, "prediction data")
+        parts = [self._predict(x=X[s : s + batch_size])[1 if logits else 0] for s in range(0, len(X), batch_size)]
+        return np.concatenate(parts)
+
+    def predict_classes(self, X, batch_size: int = 512) -> np.ndarray:
+        """Predicted labels: argmax for cross_entropy, probability > 0.5 for binary_cross_entropy."""
+        if self.loss == "mse":
+            raise AttributeValueError("predict_classes: a model trained with 'mse' has no classes")
+        p = self.predict(X, batch_size)
+        return p.argmax(axis=1) if self.loss == "cross_entropy" else (p > 0.5).astype(np.int64)
+
+    def plot_history(self, path, title: str | None = None):
+        """Write training and validation curves (one panel per metric) as a PNG."""
+        return self.history.plot(path, title=title or self.graph.name)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save(self, path):
+        """Save graph, parameters, optimizer state and training position to directory `path`."""
+        from graphc.io.checkpoint import save_checkpoint
+
+        training = {"epoch": self.epoch, "step": self._train.step, "history": self.history.to_dict()}
+        meta = {"model": self.config, "training": training}
+        return save_checkpoint(path, self.graph, meta)
+
+    def load_weights(self, path) -> "Model":
+        """Load a checkpoint's values into this model; GraphFileError lists every mismatch."""
+        from graphc.io.checkpoint import load_checkpoint, restore_values
+
+        ckpt = load_checkpoint(path)
+        restore_values(self.graph, ckpt.values, f"checkpoint {str(path)!r}")
+        self._resume(ckpt.meta)
+        return self
+
+    def _resume(self, meta: dict) -> None:
+        tr = meta.get("training", {})
+        self.epoch = int(tr.get("epoch", 0))
+        self._train.step = int(tr.get("step", 0))
+        self.history = History.from_dict(tr.get("history", {}))
+
+    @classmethod
+    def load(cls, path, backend: str | None = None) -> "Model":
+        """Rebuild a saved model from its checkpoint alone (the graph carries the optimizer).
+
+        backend: default, the one it was saved with (when available here)."""
+        from graphc.io.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        config = ckpt.meta.get("model")
+        if not isinstance(config, dict) or any(k not in config for k in ("loss", "metrics", "input_shape")):
+            raise GraphFileError(f"checkpoint {str(path)!r} was not saved by Model.save (no model configuration)")
+        graph = ckpt.graph()
+        missing = [k for k in ("x", "y") if k not in graph.inputs]
+        missing += [k for k in ("train/loss", "eval/loss", "eval/output", "eval/predictions") if k not in graph.outputs]
+        if missing:
+            raise GraphFileError(f"checkpoint {str(path)!r}: its graph lacks {', '.join(missing)}")
+        model = cls.__new__(cls)
+        model.net, model.optimizer = None, None
+        model._setup(graph, config, backend)
+        model._resume(ckpt.meta)
+        return model
+
+    def __repr__(self):
+        return (f"<Model {self.graph.name!r}: loss={self.loss}, backend={self.backend}, "
+                f"{len(self.graph.trainable())} parameters, {self.epoch} epochs>")  # fmt: skip
+
+
+def _early(spec, has_val):
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, bool) or not isinstance(spec, int | EarlyStopping):
+        raise InputError(f"fit: early_stopping must be a patience (int) or EarlyStopping, got {spec!r}")
+    stop = EarlyStopping(patience=spec) if isinstance(spec, int) else EarlyStopping(**vars(spec))
+    if stop.patience < 1:
+        raise InputError(f"fit: early stopping patience must be >= 1, got {stop.patience}")
+    if stop.monitor is None:
+        stop.monitor = "val_loss" if has_val else "loss"
+    if stop.monitor.startswith("val_") and not has_val:
+        raise InputError(f"fit: early stopping monitors {stop.monitor!r} but no validation data was given")
+    return stop
+
+
+def _loss(nn, kind, out, y):
+    if kind == "cross_entropy":
+        return nn.losses.cross_entropy(out, y)
+    if kind == "binary_cross_entropy":
+        return nn.losses.binary_cross_entropy_with_logits(out, y)
+    return nn.losses.mse(out, y)
+
+
+def _metric(nn, name, kind, out, y):
+    if kind == "binary_cross_entropy":
+        return nn.metrics.binary_accuracy(out, y)
+    return nn.metrics.accuracy(out, y)
+
+
+def _predictions(kind, out):
+    import graphc as gc
+
+    if kind == "cross_entropy":
+        return gc.softmax(out, axis=-1)
+    if kind == "binary_cross_entropy":
+        return gc.sigmoid(out)
+    return out
