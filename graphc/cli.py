@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from graphc.errors import GraphcError
+
 
 def demo_network(width: int = 32):
     """The demo CNN: two 3x3 conv + batch-norm + ReLU + max-pool stages, dropout, a dense classifier."""
@@ -32,7 +34,6 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     clusters; otherwise of the declared graph with name scopes as clusters.
     """
     import graphc as gc
-    from graphc.errors import GraphcError
 
     step = model._train
     kernels = getattr(step, "kernels", None)
@@ -41,13 +42,7 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     files = []
     for part in ("forward", "backward"):
         path, title = out_dir / f"{part}.svg", f"{g.name}: {part} graph of the training step"
-        try:
-            files += gc.render(g, path, roots=roots, part=part, kernels=kernels, title=title)
-        except GraphcError as exc:
-            if "dot failed" not in str(exc) or kernels is not None:
-                raise
-            # Some Graphviz versions (2.43) crash laying out nested scope clusters; draw it flat.
-            files += gc.render(g, path, roots=roots, part=part, kernels=[], title=title)
+        files += gc.render(g, path, roots=roots, part=part, kernels=kernels, title=title)
     return files
 
 
@@ -97,7 +92,6 @@ def main(argv=None) -> int:
     if args.command == "demo":
         if args.epochs < 1:
             parser.error(f"--epochs must be >= 1, got {args.epochs}")
-        from graphc.errors import GraphcError
 
         try:
             demo(args.out, epochs=args.epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)

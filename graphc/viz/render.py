@@ -113,7 +113,8 @@ def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_s
     names = _text_names(graph, roots)
 
     dot = graphviz.Digraph(graph.name, graph_attr={
-        "rankdir": "TB", "fontname": "Helvetica", "labelloc": "t", "fontsize": "16",
+        "rankdir": "TB", "newrank": "true",  # newrank: dot 2.43 fails on edges between clusters without it
+        "fontname": "Helvetica", "labelloc": "t", "fontsize": "16",
         "label": title if title is not None else f"{graph.name} ({part})",
     }, node_attr={"fontname": "Helvetica", "fontsize": "11"},
        edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"})  # fmt: skip
