@@ -10,5 +10,6 @@ from graphc.ops.registry import constant  # noqa: F401
 from graphc.ops.conv import *  # noqa: F403
 from graphc.ops.pool import *  # noqa: F403
 from graphc.ops.indexing import *  # noqa: F403
+from graphc.ops.getitem import *  # noqa: F403
 from graphc.ops.losses import *  # noqa: F403
 from graphc.ops.random import *  # noqa: F403
