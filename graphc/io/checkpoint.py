@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from graphc.errors import GraphFileError
-from graphc.io.graph_file import atomic_write, load_graph, save_graph
+from graphc.io.graph_file import atomic_write, load_graph, read_document, save_graph
 
 FORMAT = "graphc.checkpoint"
 VERSION = 1
@@ -106,19 +106,7 @@ def read_manifest(path) -> dict:
     """The checkpoint manifest at `path`; GraphFileError if missing, corrupt or foreign."""
     path = Path(path)
     mf = path / MANIFEST if path.is_dir() else path
-    try:
-        raw = mf.read_bytes()
-    except OSError as exc:
-        raise GraphFileError(f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GraphFileError(f"{mf}: corrupt checkpoint manifest (invalid JSON: {exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise GraphFileError(f"{mf}: not a graphc checkpoint (format marker {got!r}, expected {FORMAT!r})")
-    if doc.get("version") != VERSION:
-        raise GraphFileError(f"{mf}: checkpoint version {doc.get('version')!r} is not supported (expected {VERSION})")
+    doc = read_document(mf, FORMAT, VERSION, "checkpoint", "checkpoint manifest")
     for key, typ in (("values_file", str), ("values_sha256", str), ("values", dict), ("meta", dict)):
         if not isinstance(doc.get(key), typ):
             raise GraphFileError(f"{mf}: corrupt checkpoint manifest ({key!r} missing or not a {typ.__name__})")

@@ -158,24 +158,34 @@ def save_graph(graph, path) -> Path:
 # -- reading ------------------------------------------------------------------------------
 
 
-def load_graph(path):
-    """Rebuild a Graph saved by save_graph; any defect raises GraphFileError."""
-    path = Path(path)
+def read_document(path: Path, fmt: str, version: int, what: str, part: str | None = None) -> dict:
+    """Parse a graphc JSON document, checking its format marker and version.
+
+    `what` names the document in messages ("graph file", "checkpoint"), `part` the file itself
+    when it differs ("checkpoint manifest"). Every defect raises GraphFileError, unchained.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise GraphFileError(f"cannot read graph file {str(path)!r}: {exc.strerror or exc}") from None
+        raise GraphFileError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GraphFileError(f"{path}: not a graphc graph file (invalid JSON: {exc}); truncated or corrupt?") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise GraphFileError(f"{path}: corrupt {part or what} (invalid JSON: {exc}); truncated or corrupt?") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise GraphFileError(f"{path}: not a graphc graph file (format marker is {got!r}, expected {FORMAT!r})")
-    if doc.get("version") != VERSION:
+        raise GraphFileError(f"{path}: not a graphc {what} (format marker is {got!r}, expected {fmt!r})")
+    if doc.get("version") != version:
         raise GraphFileError(
-            f"{path}: graph file version {doc.get('version')!r} is not supported; this graphc reads version {VERSION}"
+            f"{path}: {what} version {doc.get('version')!r} is not supported; this graphc reads version {version}"
         )
+    return doc
+
+
+def load_graph(path):
+    """Rebuild a Graph saved by save_graph; any defect raises GraphFileError."""
+    path = Path(path)
+    doc = read_document(path, FORMAT, VERSION, "graph file")
     try:
         arrays = _read_arrays(path, doc)
         return _build(doc, arrays)
