@@ -20,6 +20,7 @@ import numpy as np
 from graphc.backends import plan as planning
 from graphc.backends.base import Executable, RunContext
 from graphc.backends.feeds import check_feeds
+from graphc.backends.numba import blas
 from graphc.errors import GraphcError, InputError, where
 from graphc.fusion import fuse, is_loop_op
 from graphc.ir import shapes
@@ -209,6 +210,8 @@ class _Specialisation:
         for k, kd in zip(exe.kernels, kinds):
             self._bind(k, kd, dummies)
         self.first = True
+        large = any(st[0] == "call" and getattr(st[2], "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
+        self.tuner = blas.Tuner(large)
 
     # -- helpers ---------------------------------------------------------------------------
     def _by(self, v) -> Node:
@@ -307,8 +310,6 @@ class _Specialisation:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, exe, arrays, env):
-        from graphc.backends.numba.cache import ensure_compiled
-
         vals = dict(self.static)
         for n in exe.needed_inputs:
             vals[n.id] = arrays[n.name]
@@ -317,6 +318,32 @@ class _Specialisation:
         ctx = self.ctx
         ctx.feeds, ctx.step = arrays, exe.step
         first, self.first = self.first, False
+        tuner = self.tuner
+        blas.large = tuner.pick()
+        t0 = tuner.start()
+        try:
+            self._steps(vals, ctx, first)
+        finally:
+            blas.restore()
+        tuner.done(t0)
+        values = exe.graph.values
+        for var, vid in self.copy_updates:
+            np.copyto(values[var], vals[vid], casting="unsafe")
+        res = []
+        for _, n in exe._outputs:
+            v = vals[n.id]
+            if n.id not in self.pools and (n.id in self.static or v.base is not None):
+                v = np.array(v)  # never hand out memory that a later call overwrites
+            res.append(v)
+        if exe._packing == "single":
+            return res[0]
+        if exe._packing == "list":
+            return res
+        return {key: v for (key, _), v in zip(exe._outputs, res)}
+
+    def _steps(self, vals, ctx, first):
+        from graphc.backends.numba.cache import ensure_compiled
+
         for st in self.steps:
             tag = st[0]
             if tag == "loop":
@@ -339,20 +366,6 @@ class _Specialisation:
             else:
                 n = st[1]
                 vals[n.id] = _run_ref(n, [vals[x.id] for x in n.inputs], ctx)
-        values = exe.graph.values
-        for var, vid in self.copy_updates:
-            np.copyto(values[var], vals[vid], casting="unsafe")
-        res = []
-        for _, n in exe._outputs:
-            v = vals[n.id]
-            if n.id not in self.pools and (n.id in self.static or v.base is not None):
-                v = np.array(v)  # never hand out memory that a later call overwrites
-            res.append(v)
-        if exe._packing == "single":
-            return res[0]
-        if exe._packing == "list":
-            return res
-        return {key: v for (key, _), v in zip(exe._outputs, res)}
 
 
 def _base(v, alias):

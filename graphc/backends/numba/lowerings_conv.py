@@ -1,0 +1,231 @@
+"""Numba lowerings of conv2d (and its two gradient ops), pooling and label cross-entropy.
+
+Builders as in lowerings.py: `f(node, in_shapes, out_shape) -> run(out, *inputs)`, called once
+per shape specialisation; the executor hands `run` planned output buffers, and conv+bias+ReLU
+stays one kernel group (the bias/activation epilogue loop runs on the conv's buffer).
+
+Convolution is im2col + GEMM. The columns are laid out (N, C*kh*kw, Ho, Wo), so for each image
+`W (O, C*kh*kw) @ cols[n]` is the NCHW output itself (no transpose after the GEMM), and every
+column row is a shifted copy of an input row (a vectorised copy for stride 1):
+  conv2d:             out[n]  = W @ cols[n]                 (batched np.matmul into `out`)
+  conv2d_grad_weight: gw      = sum_n gy[n] @ cols[n].T      (batched matmul + sum over n)
+  conv2d_grad_input:  gx      = col2im(W.T @ gy[n])          (batched matmul + scatter kernel)
+Groups are one more batch axis of the matmuls. Measured on the LeNet-5 shapes (batch 64,
+float32, one BLAS thread, this 2-core box under load ~4.5, so every figure is inflated; ms,
+median of 30-50, torch 2.13 CPU with one thread in the same process for scale):
+
+    shape (N,C,H -> O, 5x5)   direct loops   im2col+GEMM (im2col + matmul)   torch
+    conv   64,1,28 -> 6           10.9         0.55 (0.20 + 0.35)            0.6-1.0
+    conv   64,6,12 -> 16          41.8         0.80 (0.35 + 0.44)            0.4-0.5
+    wgrad  64,1,28 -> 6           13.2         0.76 (0.20 + 0.56)            2.4
+    wgrad  64,6,12 -> 16          29.0         0.73 (0.35 + 0.38)            0.8
+    ginput 64,6,12 -> 16          25.3         0.6  (matmul + col2im 0.33)   0.9
+
+Direct loops (prange over batch x channel, inner loop along W) lose on every shape: the
+windows are 5 wide and the rows 8-24 long, so they never vectorise well, and their prange
+version was slower still under load. So every shape takes im2col + GEMM. The im2col and
+col2im kernels index flat arrays with uint64 indices: with signed ones Numba checks every
+index for negative wrap-around and the copy loop does not vectorise (1.2 ms -> 0.2 ms).
+
+The column buffers are scratch: one growing per-thread arena shared by every conv kernel (the
+columns are dead when the kernel returns), so a LeNet step allocates nothing per call.
+"""
+
+import threading
+
+import numpy as np
+
+from graphc.backends.numba import blas
+from graphc.ops.registry import lowering
+
+_ARENA = threading.local()
+
+
+def _scratch(shape, dtype) -> np.ndarray:
+    """A scratch array of `shape` from this thread's arena (valid until the next _scratch call)."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    buf = getattr(_ARENA, "buf", None)
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, 64), np.uint8)
+        _ARENA.buf = buf
+    return buf[:n].view(dt).reshape(shape)
+
+
+class _Kernels:
+    """conv_kernels' dispatchers, each compiled (or loaded) through cache.ensure_compiled on its
+    first call with new argument types, so a corrupt Numba cache entry is rebuilt, not fatal,
+    and compile_stats() counts these kernels too."""
+
+    def __getattr__(self, name):
+        from graphc.backends.numba import cache, conv_kernels
+
+        disp = getattr(conv_kernels, name)
+        seen = set()
+
+        def call(*args):
+            key = tuple(a.dtype.char + str(a.ndim) + str(a.flags.c_contiguous) if hasattr(a, "dtype") else type(a)
+                        for a in args)  # fmt: skip
+            if key not in seen:
+                cache.ensure_compiled(disp, args)
+                seen.add(key)
+            return disp(*args)
+
+        setattr(self, name, call)
+        return call
+
+
+_KERNELS = _Kernels()
+
+
+def _k():
+    return _KERNELS
+
+
+def _geometry(a):
+    (sh, sw), (dh, dw), pad = a["stride"], a["dilation"], a["padding"]
+    return sh, sw, pad[0], pad[2], dh, dw
+
+
+def _identity_cols(kh, kw, geo, pad):
+    """A 1x1 kernel, stride 1, no padding: the columns are the input itself."""
+    return kh == kw == 1 and geo[:2] == (1, 1) and not any(pad)
+
+
+@lowering("conv2d", "numba")
+def _conv(node, in_shapes, out_shape):
+    (n, c, _, _), (o, cg, kh, kw) = in_shapes
+    ho, wo = out_shape[2:]
+    g = node.attrs["groups"]
+    geo = _geometry(node.attrs)
+    k, dt = cg * kh * kw, node.dtype
+    im2col = _k().im2col
+    ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
+    flops = 2.0 * n * o * k * ho * wo
+    small = flops < blas.SMALL_FLOPS
+
+    def run(out, x, w):
+        blas.use(1 if small else blas.large)
+        if ident:
+            cols = x.reshape(n, g, k, ho * wo)
+        else:
+            cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
+            im2col(np.ascontiguousarray(x), cols4, kh, kw, *geo)
+            cols = cols4.reshape(n, g, k, ho * wo)
+        np.matmul(w.reshape(g, o // g, k), cols, out=out.reshape(n, g, o // g, ho * wo))
+
+    run.flops = flops
+    return run
+
+
+@lowering("conv2d_grad_weight", "numba")
+def _conv_grad_weight(node, in_shapes, out_shape):
+    (n, c, _, _), (_, _, ho, wo) = in_shapes
+    o, cg, kh, kw = out_shape
+    g = node.attrs["groups"]
+    geo = _geometry(node.attrs)
+    k, dt = cg * kh * kw, node.dtype
+    im2col = _k().im2col
+    ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
+    per_image = np.empty((n, g, o // g, k), dt)  # gy[n] @ cols[n].T, summed over n afterwards
+    flops = 2.0 * n * o * k * ho * wo
+    small = flops < blas.SMALL_FLOPS
+
+    def run(out, x, gy):
+        blas.use(1 if small else blas.large)
+        if ident:
+            cols = x.reshape(n, g, k, ho * wo)
+        else:
+            cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
+            im2col(np.ascontiguousarray(x), cols4, kh, kw, *geo)
+            cols = cols4.reshape(n, g, k, ho * wo)
+        np.matmul(gy.reshape(n, g, o // g, ho * wo), cols.transpose(0, 1, 3, 2), out=per_image)
+        np.sum(per_image, axis=0, out=out.reshape(g, o // g, k))
+
+    run.flops = flops
+    return run
+
+
+@lowering("conv2d_grad_input", "numba")
+def _conv_grad_input(node, in_shapes, out_shape):
+    (n, o, ho, wo), (_, cg, kh, kw) = in_shapes
+    c = out_shape[1]
+    g = node.attrs["groups"]
+    geo = _geometry(node.attrs)
+    k, dt = cg * kh * kw, node.dtype
+    col2im = _k().col2im
+    ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
+    flops = 2.0 * n * o * k * ho * wo
+    small = flops < blas.SMALL_FLOPS
+
+    def run(out, gy, w):
+        blas.use(1 if small else blas.large)
+        wt = w.reshape(g, o // g, k).transpose(0, 2, 1)  # BLAS reads the transpose in place
+        gyg = gy.reshape(n, g, o // g, ho * wo)
+        if ident:
+            np.matmul(wt, gyg, out=out.reshape(n, g, k, ho * wo))
+            return
+        cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
+        np.matmul(wt, gyg, out=cols4.reshape(n, g, k, ho * wo))
+        col2im(cols4, out, kh, kw, *geo)  # out: a planned, contiguous buffer
+
+    run.flops = flops
+    return run
+
+
+# -- pooling (kernels index flat C-contiguous arrays; `out` is a planned, contiguous buffer) --------
+_c = np.ascontiguousarray  # a no-op for the usual contiguous inputs
+
+
+def _pool_geometry(a):
+    (kh, kw), (sh, sw), pad = a["kernel"], a["stride"], a["padding"]
+    return kh, kw, sh, sw, pad[0], pad[2]
+
+
+@lowering("max_pool2d", "numba")
+def _max_pool(node, in_shapes, out_shape):
+    geo, kern = _pool_geometry(node.attrs), _k().max_pool
+    return lambda out, x: kern(_c(x), out, *geo)
+
+
+@lowering("max_pool2d_grad", "numba")
+def _max_pool_grad(node, in_shapes, out_shape):
+    geo, kern = _pool_geometry(node.attrs), _k().max_pool_grad
+    return lambda out, x, gy: kern(_c(x), _c(gy), out, *geo)
+
+
+@lowering("max_pool2d_gather", "numba")
+def _max_pool_gather(node, in_shapes, out_shape):
+    geo, kern = _pool_geometry(node.attrs), _k().max_pool_gather
+    return lambda out, x, h: kern(_c(x), _c(h), out, *geo)
+
+
+@lowering("avg_pool2d", "numba")
+def _avg_pool(node, in_shapes, out_shape):
+    geo, kern = _pool_geometry(node.attrs), _k().avg_pool
+    inc = bool(node.attrs["count_include_pad"])
+    return lambda out, x: kern(_c(x), out, *geo, inc)
+
+
+@lowering("avg_pool2d_grad", "numba")
+def _avg_pool_grad(node, in_shapes, out_shape):
+    geo, kern = _pool_geometry(node.attrs), _k().avg_pool_grad
+    inc = bool(node.attrs["count_include_pad"])
+    return lambda out, gy: kern(_c(gy), out, *geo, inc)
+
+
+# -- cross-entropy with integer labels ------------------------------------------------------------
+@lowering("cross_entropy_labels", "numba")
+def _ce_labels(node, in_shapes, out_shape):
+    ax = node.attrs["axis"]
+    shp = in_shapes[0]
+    pre = int(np.prod(shp[:ax], dtype=np.int64))
+    post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
+    three, two = (pre, shp[ax], post), (pre, post)
+    kern = _k().ce_labels
+
+    def run(out, x, labels):
+        if kern(x.reshape(three), labels.reshape(two), out.reshape(two)):
+            node.opdef.ref(node, [x, labels], None)  # raises the reference's error, naming the label
+
+    return run
