@@ -9,6 +9,7 @@ import numpy as np
 from graphc.backends.feeds import check_feeds
 from graphc.errors import GraphcError, InputError
 from graphc.ir.node import Node
+from graphc.ops.registry import Kind
 
 _BACKENDS: dict[str, type] = {}
 
@@ -75,6 +76,22 @@ def _one(graph, o):
     raise GraphcError(f"graph {graph.name!r} has no output {o!r} (outputs: {', '.join(graph.outputs) or 'none'})")
 
 
+def optimize_for(graph, outputs=None, disable=(), trace=None):
+    """(optimized graph, outputs): the passes run with output nodes that are not named outputs kept."""
+    from graphc.passes import optimize
+
+    if isinstance(outputs, Node):
+        res = optimize(graph, disable=disable, keep=[outputs], trace=trace)
+        return res, res.kept[0]
+    if outputs is not None and not isinstance(outputs, str):
+        outs = list(outputs)
+        nodes = [o for o in outs if isinstance(o, Node)]
+        res = optimize(graph, disable=disable, keep=nodes, trace=trace)
+        it = iter(res.kept)
+        return res, [next(it) if isinstance(o, Node) else o for o in outs]
+    return optimize(graph, disable=disable, trace=trace), outputs
+
+
 class Executable:
     """A compiled graph: call it with input arrays, get output arrays; variables update in place."""
 
@@ -94,15 +111,34 @@ class Executable:
         arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
         results = self.execute(arrays, env)
         self.step += 1
+        # An output may be a variable, a fed array or a constant, or a view of one: hand out a
+        # copy, taken before the updates below overwrite the variables it shows.
+        owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
+        values = [results[n.id] for _, n in self._outputs]
+        values = [np.array(v) if v.base is not None or id(v) in owned or n.opdef.kind is Kind.SOURCE else v
+                  for v, (_, n) in zip(values, self._outputs)]  # fmt: skip
         # Updates are computed from the old values before any is written, then written in place.
         for var, node in self._updates.items():
             np.copyto(self.graph.values[var], results[node.id], casting="unsafe")
-        values = [results[n.id] for _, n in self._outputs]
         if self._packing == "single":
             return values[0]
         if self._packing == "list":
             return values
         return {k: v for (k, _), v in zip(self._outputs, values)}
+
+    kernels = None  # the fused kernel groups (graphc.fusion.Kernel), for backends that fuse
+    optimize_summary = None  # the graphc.passes.Summary of the passes run at compile time, if any
+
+    def report(self):
+        """What the compiler did, as a graphc.passes.Summary (print it): nodes before/after each
+        pass, then a 'fuse' row: op nodes (one kernel each, unfused) -> fused kernels."""
+        from graphc.passes.pipeline import Summary
+
+        out = Summary(list(self.optimize_summary.rows) if self.optimize_summary is not None else [])
+        ops = sum(1 for n in self.nodes if n.opdef.kind is not Kind.SOURCE)
+        if self.kernels is not None:
+            out.add("fuse", len(self.graph.nodes), len(self.graph.nodes), 0.0, ops, len(self.kernels))
+        return out
 
     def execute(self, arrays: dict, env: dict) -> dict:
         """Compute every root; return {node id: array}. Backends implement this."""

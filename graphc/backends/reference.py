@@ -2,11 +2,21 @@
 
 import numpy as np
 
-from graphc.backends.base import Backend, Executable, RunContext, register_backend
+from graphc.backends.base import Backend, Executable, RunContext, optimize_for, register_backend
 from graphc.errors import GraphcError, where
 
 
 class ReferenceExecutable(Executable):
+    """Runs every node's NumPy reference in order. The oracle runs the graph as declared unless
+    passes=True asks for the optimization pipeline first (to test the passes against it)."""
+
+    def __init__(self, graph, outputs=None, apply_updates=True, passes=False, disable=(), trace=None):
+        self.source_graph = graph
+        if passes:
+            graph, outputs = optimize_for(graph, outputs, disable, trace)
+            self.optimize_summary = getattr(graph, "summary", None)
+        super().__init__(graph, outputs, apply_updates)
+
     def execute(self, arrays, env):
         ctx = RunContext(arrays, self.graph.values, env, self.step)
         vals: dict[int, np.ndarray] = {}

@@ -121,6 +121,12 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
                 stack.extend(consumers[c.id])
         return False
 
+    def feeds_anchor(p: _Group, target: _Group) -> bool:
+        """Does the target's anchor (a GEMM/conv) read p directly? Its epilogue runs after the
+        anchor, so p cannot join it (an indirect path is caught by `depends`)."""
+        pids = {m.id for m in p.nodes}
+        return target.anchor is not None and any(x.id in pids for x in target.anchor.inputs)
+
     def accepts(g: _Group, n) -> bool:
         if g.closed or g.kind not in ("elementwise", "output-fusable"):
             return False
@@ -145,7 +151,7 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
             # join sibling elementwise groups of the same loop shape (diamonds)
             for p in set(producers):
                 if p is not target and p.kind == "elementwise" and p.loop == target.loop and not p.closed:
-                    if not depends(p, target) and not depends(target, p):
+                    if not depends(p, target) and not depends(target, p) and not feeds_anchor(p, target):
                         _merge(target, p, group_of, groups)
         elif od.kind is Kind.REDUCTION and fusable_reduction(n) and len(n.inputs) == 1:
             g = group_of.get(n.inputs[0].id)

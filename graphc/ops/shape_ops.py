@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from graphc.errors import ShapeError
-from graphc.ir import shapes
+from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
 from graphc.ops.registry import Kind, OpDef, apply, as_node, constant, error, register
@@ -152,8 +152,26 @@ def broadcast_to(x, shape):
     return apply("broadcast_to", [x], {"shape": shape})
 
 
+def _infer_full_like(inputs, attrs):
+    return inputs[0].shape, attrs["dtype"]
+
+
+register(OpDef(
+    "full_like", Kind.ELEMENTWISE, _infer_full_like,
+    lambda n, a, c: np.full(a[0].shape, n.attrs["value"], n.dtype),
+    None, scalar=lambda attrs: repr(attrs["value"]),
+    doc="an array of x's (run-time) shape filled with value; reads only x's shape",
+))  # fmt: skip
+
+
 def full_like(x, value, dtype=None):
-    return broadcast_to(constant(value, dtype or x.dtype, graph=x.graph), x.shape)
+    """x's shape filled with `value`: a broadcast constant when the shape is known, else an op
+    that reads the shape when the graph runs (symbolic dims)."""
+    dtype = dtypes.canonical(dtype or x.dtype)
+    if shapes.is_concrete(x.shape):
+        return broadcast_to(constant(value, dtype, graph=x.graph), x.shape)
+    value = bool(value) if dtype == "bool" else int(value) if dtypes.is_int(dtype) else float(value)
+    return apply("full_like", [x], {"value": value, "dtype": dtype})
 
 
 def zeros_like(x, dtype=None):

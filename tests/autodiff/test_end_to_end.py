@@ -66,3 +66,15 @@ def test_hessian_vector_product_of_mlp_loss_matches_differences_of_gradients():
     lo = gc.run(g, feeds, outputs=gw)
     g.values["w"][...] = base
     np.testing.assert_allclose(analytic, (hi - lo) / (2 * eps), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_gradient_wrt_an_unused_symbolic_input_is_zeros_of_its_runtime_shape(backend):
+    with gc.Graph("unused") as g:
+        x = g.input("x", ("batch", 3))
+        z = g.input("z", ("batch", 2))
+        loss = gc.sum(x * x)
+    gz = gc.grad(loss, z)
+    exe = gc.compile(g, backend, outputs=[gz])
+    out = exe(x=np.ones((4, 3), np.float32), z=np.ones((4, 2), np.float32))[0]
+    assert out.shape == (4, 2) and out.dtype == np.float32 and not out.any()

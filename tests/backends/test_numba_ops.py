@@ -83,7 +83,13 @@ def _shape_size(g):
     return gc.mean(x, 0), {"a": _signed((5, 3))}
 
 
+def _full_like(g):
+    x = g.input("a", ("batch", 3))
+    return gc.sum(gc.full_like(x, 2.5) * x + gc.zeros_like(x), 0), {"a": _signed((5, 3))}
+
+
 BUILDERS = {
+    "full_like": _full_like,
     "cast": _unary((3, 5), lambda x: gc.cast(gc.cast(x * 3.0, "int32"), "float32") + gc.cast(x > 0, "float32")),
     "leaky_relu": _unary((3, 5), lambda x: gc.leaky_relu(x, 0.2)),
     "softmax": _unary((3, 5), lambda x: gc.softmax(x, 0)),

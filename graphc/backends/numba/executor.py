@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.base import Executable, RunContext
+from graphc.backends.base import Executable, RunContext, optimize_for
 from graphc.backends.feeds import check_feeds
 from graphc.backends.numba import blas
 from graphc.errors import GraphcError, InputError, where
@@ -45,13 +45,13 @@ def _builder(node):
 class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels; call it like any Executable."""
 
-    def __init__(self, graph, outputs=None, apply_updates: bool = True, passes: bool = True, disable=()):
+    def __init__(self, graph, outputs=None, apply_updates: bool = True, passes: bool = True, disable=(), trace=None):
         from graphc.backends.numba import lowerings  # noqa: F401  (registers lowerings)
 
         self.source_graph = graph
         self.optimize_summary = None
         if passes:
-            graph, outputs = _optimize(graph, outputs, disable)
+            graph, outputs = optimize_for(graph, outputs, disable, trace)
             self.optimize_summary = getattr(graph, "summary", None)
         super().__init__(graph, outputs, apply_updates)
         roots = [n for _, n in self._outputs] + list(self._updates.values())
@@ -92,23 +92,6 @@ class NumbaExecutable(Executable):
         spec = _Specialisation(self, env)
         self._specs[tuple(sorted(env.items()))] = spec
         return spec
-
-
-def _optimize(graph, outputs, disable):
-    try:
-        from graphc.passes import optimize
-    except ImportError:
-        return graph, outputs
-    if isinstance(outputs, Node):
-        res = optimize(graph, disable=disable, keep=[outputs])
-        return res, res.kept[0]
-    if outputs is not None and not isinstance(outputs, str):
-        outs = list(outputs)
-        nodes = [o for o in outs if isinstance(o, Node)]
-        res = optimize(graph, disable=disable, keep=nodes)
-        it = iter(res.kept)
-        return res, [next(it) if isinstance(o, Node) else o for o in outs]
-    return optimize(graph, disable=disable), outputs
 
 
 # -- one specialisation per concrete shape ----------------------------------------------------
@@ -158,7 +141,9 @@ class _Specialisation:
             i = owner.get(u.id)
             p = g.params[var]
             if (i is not None and i in generated and u.id not in out_ids and u.id not in self.inplace_updates.values()
-                    and u.id not in views and self._safe_in_place(i, p, readers, alias)):  # fmt: skip
+                    and u.id not in views and self._safe_in_place(i, p, readers, alias)
+                    # an output showing the variable (or a view of it) must see the value read
+                    and not any(_base(o, alias) == p.id for o in out_ids)):  # fmt: skip
                 self.inplace_updates[var] = u.id
                 self.static[u.id] = self.values_ref[var]
             else:
@@ -326,15 +311,15 @@ class _Specialisation:
         finally:
             blas.restore()
         tuner.done(t0)
-        values = exe.graph.values
-        for var, vid in self.copy_updates:
-            np.copyto(values[var], vals[vid], casting="unsafe")
         res = []
         for _, n in exe._outputs:
             v = vals[n.id]
             if n.id not in self.pools and (n.id in self.static or v.base is not None):
-                v = np.array(v)  # never hand out memory that a later call overwrites
+                v = np.array(v)  # never hand out memory that a later call (or the updates below) overwrites
             res.append(v)
+        values = exe.graph.values
+        for var, vid in self.copy_updates:
+            np.copyto(values[var], vals[vid], casting="unsafe")
         if exe._packing == "single":
             return res[0]
         if exe._packing == "list":
