@@ -33,13 +33,13 @@ def test_perceptron_separates_setosa(tmp_path, capsys):
 
 
 def test_mlp_digits():
-    r = run("mlp_digits", "--epochs", "12")
+    r = run("mlp_digits", "--epochs", "20")  # augmented training: a few more epochs than plain
     assert r["accuracy"] >= 0.95
-    assert len(r["model"].history) == 12
+    assert len(r["model"].history) == 20
 
 
 def test_cnn_digits():
-    r = run("cnn_digits", "--epochs", "4", "--width", "16")
+    r = run("cnn_digits", "--epochs", "6", "--width", "16")
     assert r["accuracy"] >= 0.95
 
 

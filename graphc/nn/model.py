@@ -191,17 +191,22 @@ class Model:
     # -- training -----------------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data=None, early_stopping=None, shuffle: bool = True, seed: int | None = None,
-            progress: bool = True, drop_last: bool = False) -> History:  # fmt: skip
+            progress: bool = True, drop_last: bool = False, augment=None) -> History:  # fmt: skip
         """Train for `epochs` more epochs; returns (and extends) `model.history`.
 
         Epoch e shuffles with seed (seed, e), e counting from the model's first epoch, so a run
         resumed from a checkpoint sees the same batches as one that ran straight through.
+        `augment`: a callable (batch_X, rng) -> batch_X of the same shape, applied to each
+        training batch (not to validation data) with rng = numpy.random.default_rng((seed, e, i))
+        for batch i of epoch e, so augmented runs repeat and resume exactly too.
         `early_stopping`: patience (int) or EarlyStopping; the best epoch's weights are restored.
         A NaN or inf loss raises TrainingError naming the epoch and step, after putting back
         the values the model had at the start of that epoch.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise InputError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        if augment is not None and not callable(augment):
+            raise InputError(f"fit: augment must be a callable (batch_X, rng) -> batch_X, got {augment!r}")
         seed = self.config["seed"] if seed is None else int(seed)
         X, y = self._check(X, y, "training data")
         if validation_data is not None and validation_split:
@@ -221,7 +226,7 @@ class Model:
         first, last = self.epoch, self.epoch + epochs
         self.history.stop_reason = None
         for e in range(first, last):
-            logs = self._train_epoch(batches, e, last, val, progress)
+            logs = self._train_epoch(batches, e, last, val, progress, augment, seed)
             self.epoch = e + 1
             self.history.append(self.epoch, logs)
             if stop is None:
@@ -242,7 +247,7 @@ class Model:
             self.history.best_epoch = best[1]
         return self.history
 
-    def _train_epoch(self, batches, e, last, val, progress) -> dict:
+    def _train_epoch(self, batches, e, last, val, progress, augment=None, seed=0) -> dict:
         from tqdm.auto import tqdm
 
         start, start_step = self._snapshot(self.graph.values), self._train.step
@@ -253,6 +258,8 @@ class Model:
                    leave=True, dynamic_ncols=True)  # fmt: skip
         try:
             for i, (xb, yb) in enumerate(batches.epoch_batches(e)):
+                if augment is not None:
+                    xb = self._augmented(augment, xb, np.random.default_rng((seed, e, i)))
                 vals = [float(v) for v in self._train(x=xb, y=yb)]
                 if not math.isfinite(vals[0]):
                     global_step = self._train.step
@@ -276,6 +283,15 @@ class Model:
         finally:
             bar.close()
         return logs
+
+    def _augmented(self, augment, xb, rng) -> np.ndarray:
+        out = np.asarray(augment(xb, rng))
+        if out.shape != xb.shape:
+            raise InputError(f"fit: augment returned shape {out.shape} for a batch of shape {xb.shape}; "
+                             "it must keep the batch's shape")  # fmt: skip
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            raise InputError("fit: augment returned NaN or inf values")
+        return np.ascontiguousarray(out, dtype=xb.dtype)
 
     def _snapshot(self, names) -> dict:
         return {k: self.graph.values[k].copy() for k in names}
