@@ -90,12 +90,14 @@ def restore() -> None:
 class Tuner:
     """Picks 1 or all cores for the large products of one specialisation, by timing calls.
 
-    Calls 0-1 are warm-up (compilation); then PROBES calls alternate between the two counts and
-    the faster median wins. The loser is tried again after `recheck` calls, a doubling interval,
-    so a change of load is noticed without paying for probes often.
+    Calls 0-1 are warm-up (compilation). Then each count runs a block of BLOCK consecutive calls,
+    the first after a switch untimed (OpenBLAS's workers wake up on it: alternating counts call by
+    call makes more threads look slow), and the faster median wins. The loser gets another block
+    after `recheck` calls, a doubling interval, so a change of load is noticed without paying for
+    probes often.
     """
 
-    PROBES = 6
+    BLOCK = 4
     RECHECK = 50
 
     def __init__(self, has_large: bool):
@@ -105,22 +107,26 @@ class Tuner:
         self.best = self.choices[0]
         self.calls = 0
         self.recheck = self.RECHECK
-        self.next_check = None
-        self.probing = None
+        self.next_check = None  # None: the first round has not been decided
+        self.queue: list[int] = []  # counts for the coming probe calls
+        self.used = self.last = None
+        self.decided = False
 
     def pick(self) -> int:
         self.calls += 1
+        self.last, self.used = self.used, self.best
         if len(self.choices) == 1 or self.calls <= 2:
-            self.probing = None
             return self.best
-        if self.next_check is None:  # the first round of probes
-            self.probing = self.choices[self.calls % 2]
-            return self.probing
-        if self.calls >= self.next_check:
-            self.probing = [c for c in self.choices if c != self.best][0]
-            return self.probing
-        self.probing = None
-        return self.best
+        if self.next_check is None and not self.queue and not any(self.times.values()):
+            self.queue = [c for c in self.choices for _ in range(self.BLOCK)]
+        elif self.next_check is not None and self.calls >= self.next_check and not self.queue:
+            other = next(c for c in self.choices if c != self.best)
+            self.times[other] = []
+            self.queue = [other] * self.BLOCK
+            self.next_check = None
+        if self.queue:
+            self.used = self.queue.pop(0)
+        return self.used
 
     def start(self) -> float:
         return time.perf_counter() if len(self.choices) > 1 else 0.0
@@ -128,24 +134,23 @@ class Tuner:
     def done(self, t0: float) -> None:
         if len(self.choices) == 1 or self.calls <= 2:
             return
-        dt = time.perf_counter() - t0
-        used = self.best if self.probing is None else self.probing
-        hist = self.times[used]
-        hist.append(dt)
+        if self.used != self.last:  # the first call after a switch: threads were waking up
+            return
+        hist = self.times[self.used]
+        hist.append(time.perf_counter() - t0)
         del hist[:-9]  # recent calls only: the load changes
-        if self.next_check is None:  # first round: both counts timed PROBES // 2 times
-            if all(len(v) >= self.PROBES // 2 for v in self.times.values()):
-                self.best = min(self.choices, key=lambda c: _median(self.times[c]))
-                self.next_check = self.calls + self.recheck
+        if self.queue or self.next_check is not None:
             return
-        if self.probing is None:
-            return
-        # a recheck: one call with the other count against the best's recent median
-        if dt < 0.9 * _median(self.times[self.best]):
-            self.best = self.probing
-            self.recheck = self.RECHECK
-        else:
-            self.recheck *= 2
+        # a probe round just ended: decide, then wait before looking again
+        timed = {c: v for c, v in self.times.items() if v}
+        if len(timed) == len(self.choices):
+            fastest = min(timed, key=lambda c: _median(timed[c]))
+            margin = 1.0 if not self.decided else 0.9  # a later switch must win clearly
+            if fastest != self.best and _median(timed[fastest]) < margin * _median(timed[self.best]):
+                self.best, self.recheck = fastest, self.RECHECK
+            elif self.decided:
+                self.recheck *= 2
+            self.decided = True
         self.next_check = self.calls + self.recheck
 
 

@@ -1,0 +1,55 @@
+"""The BLAS thread tuner: block probes, the first call after a switch untimed, hysteresis later."""
+
+import time
+
+import pytest
+
+from graphc.backends.numba import blas
+
+
+def _drive(tuner, cost, calls):
+    """Run `calls` calls whose duration (seconds) is cost(threads, first_after_switch)."""
+    used = []
+    last = None
+    for _ in range(calls):
+        n = tuner.pick()
+        dt = cost(n, n != last)
+        last = n
+        tuner.done(time.perf_counter() - dt)
+        used.append(n)
+    return used
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    monkeypatch.setattr(blas, "cores", lambda: 2)
+    monkeypatch.delenv("GRAPHC_BLAS_THREADS", raising=False)
+
+
+def test_more_threads_win_despite_a_slow_first_call_after_each_switch(two_cores):
+    # 2 threads are faster, but each switch costs a slow wake-up call: probing call by call
+    # would pick 1 thread; blocks with the first call untimed pick 2.
+    cost = lambda n, first: (0.050 if first else 0.004) if n == 2 else 0.006
+    t = blas.Tuner(has_large=True)
+    used = _drive(t, cost, 20)
+    assert t.best == 2
+    assert used[2:6] == [1, 1, 1, 1] and used[6:10] == [2, 2, 2, 2]
+    assert used[10:] == [2] * 10
+
+
+def test_one_thread_kept_when_threads_do_not_pay_and_rechecked_later(two_cores):
+    cost = lambda n, first: 0.009 if n == 2 else 0.006
+    t = blas.Tuner(has_large=True)
+    block, decided_at = blas.Tuner.BLOCK, 2 + 2 * blas.Tuner.BLOCK  # 2 warm-up calls, then a block each
+    used = _drive(t, cost, decided_at + blas.Tuner.RECHECK + block - 1)
+    assert t.best == 1
+    assert used[-block:] == [2] * block  # the loser got another block
+    assert t.recheck == 2 * blas.Tuner.RECHECK  # and lost again: the interval doubles
+
+
+def test_fixed_count_and_small_graphs_never_probe(monkeypatch):
+    monkeypatch.setattr(blas, "cores", lambda: 2)
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "2")
+    assert set(_drive(blas.Tuner(has_large=True), lambda n, f: 0.001, 12)) == {2}
+    monkeypatch.delenv("GRAPHC_BLAS_THREADS")
+    assert set(_drive(blas.Tuner(has_large=False), lambda n, f: 0.001, 12)) == {1}
