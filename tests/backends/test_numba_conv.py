@@ -98,14 +98,16 @@ def test_pool_forward_and_gradients(pool, kw):
     _compare(g, [y, gx, hx], {"x": xv}, [{"x": _arr((2, 3, 9, 8))}])
 
 
-def test_max_pool_ties_nan_and_infinities_route_like_the_reference():
+@pytest.mark.parametrize("padding,hw", [(1, (4, 5)), (0, (5, 7))], ids=["padded", "2x2-fast-path-odd-size"])
+def test_max_pool_ties_nan_and_infinities_route_like_the_reference(padding, hw):
     with gc.Graph("ties") as g:
-        x = g.input("x", (1, 2, 4, 5))
-        y = gc.max_pool2d(x, 2, padding=1)
-        (gx,) = gc.grad(gc.sum(y * gc.constant(_arr((1, 2, 3, 3)))), [x])
-    xv = np.zeros((1, 2, 4, 5), "float32")  # ties everywhere: the first maximum wins
+        x = g.input("x", (1, 2, *hw))
+        y = gc.max_pool2d(x, 2, padding=padding)
+        (gx,) = gc.grad(gc.sum(y * gc.constant(_arr((1, *y.shape[1:])))), [x])
+    xv = np.zeros((1, 2, *hw), "float32")  # ties everywhere: the first maximum wins
     xv[0, 1, :2, :2] = -np.inf
-    xv[0, 1, 3, 4] = np.nan
+    xv[0, 1, 3, 3] = np.nan
+    xv[0, 0, 2, 1] = xv[0, 0, 3, 0] = 1.0  # a tie between two non-first positions of a window
     ref = gc.compile(g, "reference", outputs=[y, gx])({"x": xv})
     got = gc.compile(g, "numba", outputs=[y, gx])({"x": xv})
     for r, v in zip(ref, got):

@@ -148,8 +148,58 @@ def _argmax(xf, xb, oh, ow, h_, w_, kh_, kw_, sh, sw, ph, pw):
 
 
 @njit(**_OPTS)
+def _max_pool_grad_2x2(x, g, out):
+    """max_pool_grad for 2x2 windows at stride 2, no padding (the common pool), unrolled.
+
+    The general loop spends its time in the serial compare/select chain of a run-time-sized
+    window (about 6 ns an element); unrolled, with unsigned flat indices (no negative-index
+    wrap checks), it is 1.8x faster (LeNet's 64x6x24x24: 0.86 ms against 1.59 ms). Every element
+    of out is written once, so there is no zeroing pass. First maximum and first NaN win, as
+    np.argmax over the window in row-major order.
+    """
+    n_, c_, h_, w_ = x.shape
+    ho, wo = g.shape[2], g.shape[3]
+    xf = x.reshape(x.size)
+    gf = g.reshape(g.size)
+    of = out.reshape(out.size)
+    one, w = uint64(1), uint64(w_)
+    for p in range(n_ * c_):
+        xb = uint64(p) * uint64(h_ * w_)
+        gb = uint64(p) * uint64(ho * wo)
+        for oh in range(ho):
+            r0 = xb + uint64(2 * oh) * w
+            r1 = r0 + w
+            grow = gb + uint64(oh * wo)
+            for ow in range(wo):
+                q = uint64(2 * ow)
+                a, b, c, d = xf[r0 + q], xf[r0 + q + one], xf[r1 + q], xf[r1 + q + one]
+                best, k = a, 0
+                t = (b > best) | ((b != b) & (best == best))
+                best, k = (b, 1) if t else (best, k)
+                t = (c > best) | ((c != c) & (best == best))
+                best, k = (c, 2) if t else (best, k)
+                t = (d > best) | ((d != d) & (best == best))
+                k = 3 if t else k
+                gv = gf[grow + uint64(ow)]
+                z = gv * 0
+                of[r0 + q] = gv if k == 0 else z
+                of[r0 + q + one] = gv if k == 1 else z
+                of[r1 + q] = gv if k == 2 else z
+                of[r1 + q + one] = gv if k == 3 else z
+        for i in range(2 * ho, h_):  # a row or column that no window covers (odd sizes)
+            for j in range(w_):
+                of[xb + uint64(i * w_ + j)] = 0
+        for i in range(2 * ho):
+            for j in range(2 * wo, w_):
+                of[xb + uint64(i * w_ + j)] = 0
+
+
+@njit(**_OPTS)
 def max_pool_grad(x, g, out, kh_, kw_, sh, sw, ph, pw):
     """out (x's shape) = g routed to each window's first maximum of x."""
+    if kh_ == kw_ == sh == sw == 2 and ph == pw == 0:
+        _max_pool_grad_2x2(x, g, out)
+        return
     n_, c_, h_, w_ = x.shape
     ho, wo = g.shape[2], g.shape[3]
     xf = x.reshape(x.size)
