@@ -31,10 +31,10 @@ def _infer_elementwise(float_only=False, out_dtype=None):
     return infer
 
 
-def _declare(name, ref, vjp, scalar, float_only=False, out_dtype=None, kind=None, doc=""):
+def _declare(name, ref, vjp, scalar, float_only=False, out_dtype=None, kind=None, doc="", **facts):
     kind = kind or (Kind.BROADCAST if name in _BINARY_NAMES else Kind.ELEMENTWISE)
     register(OpDef(name, kind, _infer_elementwise(float_only, out_dtype),
-                   lambda node, args, ctx, f=ref: f(*args), vjp, scalar, doc=doc))  # fmt: skip
+                   lambda node, args, ctx, f=ref: f(*args), vjp, scalar, doc=doc, **facts))  # fmt: skip
 
 
 _BINARY_NAMES = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "less",
@@ -118,9 +118,9 @@ def _vjp_pow(n, g, needs):
     return [ga, gb]
 
 
-_declare("add", np.add, _vjp_add, "({0} + {1})")
+_declare("add", np.add, _vjp_add, "({0} + {1})", commutative=True)
 _declare("sub", np.subtract, _vjp_sub, "({0} - {1})")
-_declare("mul", np.multiply, _vjp_mul, "({0} * {1})")
+_declare("mul", np.multiply, _vjp_mul, "({0} * {1})", commutative=True)
 _declare("div", np.divide, _vjp_div, "({0} / {1})", float_only=True)
 _declare("pow", np.power, _vjp_pow, "({0} ** {1})", float_only=True)
 _declare("neg", np.negative, lambda n, g, needs: [-g], "(-{0})")
@@ -148,10 +148,11 @@ def _erf_ref(x):
     return np.vectorize(_erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
-_declare("exp", np.exp, lambda n, g, needs: [g * n], "math.exp({0})", float_only=True)
+_declare("exp", np.exp, lambda n, g, needs: [g * n], "math.exp({0})", float_only=True, sign="positive")
 _declare("log", np.log, lambda n, g, needs: [g / n.inputs[0]], "math.log({0})", float_only=True)
-_declare("sqrt", np.sqrt, lambda n, g, needs: [g * 0.5 / n], "math.sqrt({0})", float_only=True)
-_declare("abs", np.abs, lambda n, g, needs: [g * sign(n.inputs[0])], "abs({0})")
+_declare("sqrt", np.sqrt, lambda n, g, needs: [g * 0.5 / n], "math.sqrt({0})", float_only=True,
+         sign="nonnegative")  # fmt: skip
+_declare("abs", np.abs, lambda n, g, needs: [g * sign(n.inputs[0])], "abs({0})", sign="nonnegative")
 _declare("sign", np.sign, None, "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0))")
 _declare(
     "erf", _erf_ref,

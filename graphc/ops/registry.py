@@ -45,6 +45,7 @@ class OpDef:
         lowering for every loop-generating backend. A template may repeat {0}: backends bind
         each operand to a local first.
     lowerings: backend name -> backend-specific kernel builder, for non-elementwise ops.
+    commutative / sign: algebraic facts that rewrites may rely on (see passes/).
     """
 
     name: str
@@ -55,7 +56,13 @@ class OpDef:
     scalar: str | Callable | None = None
     lowerings: dict = field(default_factory=dict)
     random: bool = False
+    commutative: bool = False  # swapping the two operands changes no bit of the result (CSE)
+    sign: str | None = None  # "positive" or "nonnegative": true of every output (for rewrites)
     doc: str = ""
+
+    @property
+    def nonnegative(self) -> bool:
+        return self.sign in ("positive", "nonnegative")
 
     @property
     def differentiable(self) -> bool:

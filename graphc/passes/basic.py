@@ -12,10 +12,6 @@ from graphc.passes.rewrite import is_variable, rewrite
 # defeats broadcasting in fused loops) than recomputing it does.
 FOLD_MAX_ELEMENTS = 4096
 
-# Ops whose two operands can be swapped without changing any bit of the result, so CSE
-# recognises a+b and b+a as one value.
-COMMUTATIVE = {"add", "mul"}
-
 
 def dce(graph: Graph) -> Graph:
     """Dead-code elimination: keep only what outputs and updates need (and every input/param)."""
@@ -32,7 +28,7 @@ def cse(graph: Graph) -> Graph:
         if node.opdef.random:
             return None
         ids = tuple(x.id for x in inputs)
-        if node.op in COMMUTATIVE:
+        if node.opdef.commutative:  # a+b and b+a are one value
             ids = tuple(sorted(ids))
         key = (node.op, ids, node.attrs.key(), node.shape, node.dtype)
         if key in seen:

@@ -18,17 +18,14 @@ def is_const(node, value) -> bool:
     return v is not None and v.size > 0 and bool(np.all(v == value))
 
 
-# Ops whose result is >= 0 for every input (so exp(log(y)) == y for them, 0 included).
-NONNEGATIVE = {"exp", "softmax", "sigmoid", "softplus", "sqrt", "relu", "abs"}
-
-
 def known_nonnegative(node) -> bool:
+    """Is every element of node >= 0 (so exp(log(y)) == y, 0 included)? From its OpDef's sign."""
     v = const_value(node)
     if v is not None:
         return bool(np.all(v >= 0))
     if node.op == "mul" and node.inputs[0] is node.inputs[1]:
         return True  # x * x
-    return node.op in NONNEGATIVE
+    return node.opdef.nonnegative
 
 
 # -- the rules -------------------------------------------------------------------------------------

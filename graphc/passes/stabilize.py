@@ -20,9 +20,6 @@ from graphc.ir.graph import Graph
 from graphc.passes.rewrite import Rewriter, rewrite, table_rule
 from graphc.passes.simplify import is_const
 
-# Ops whose result is > 0 in exact arithmetic (it may underflow to 0 in floating point).
-POSITIVE = {"softmax", "sigmoid", "exp"}
-
 
 def _one_plus(node):
     """If node is 1 + y or y + 1, y; else None."""
@@ -86,7 +83,7 @@ def _handwritten_softmax(rw, node, inputs):
 def _cancel_quotient(rw, node, inputs):
     """(a / s) * s -> a for s positive in exact arithmetic."""
     for q, s in (inputs, inputs[::-1]):
-        if q.op == "div" and q.inputs[1] is s and s.op in POSITIVE and q.inputs[0].shape == node.shape:
+        if q.op == "div" and q.inputs[1] is s and s.opdef.sign == "positive" and q.inputs[0].shape == node.shape:
             return q.inputs[0]
     return None
 
@@ -94,7 +91,7 @@ def _cancel_quotient(rw, node, inputs):
 def _distribute_quotient(rw, node, inputs):
     """s * (a / s - r) -> a - s * r (the softmax gradient applied to the log's gradient)."""
     for s, d in (inputs, inputs[::-1]):
-        if s.op not in POSITIVE or d.op != "sub":
+        if s.opdef.sign != "positive" or d.op != "sub":
             continue
         q, r = d.inputs
         if q.op == "div" and q.inputs[1] is s and q.inputs[0].shape == node.shape:
