@@ -92,26 +92,36 @@ def _identity_cols(kh, kw, geo, pad):
     return kh == kw == 1 and geo[:2] == (1, 1) and not any(pad)
 
 
+def _columns_of(node, dims, geo):
+    """x -> its im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo), in a reused scratch
+    buffer (or x itself, reshaped, for a 1x1 kernel at stride 1 without padding)."""
+    n, c, g, k, kh, kw, ho, wo = dims
+    if _identity_cols(kh, kw, geo, node.attrs["padding"]):
+        return lambda x: x.reshape(n, g, k, ho * wo)
+    im2col, dt = _k().im2col, node.dtype
+
+    def columns(x):
+        cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
+        im2col(np.ascontiguousarray(x), cols4, kh, kw, *geo)
+        return cols4.reshape(n, g, k, ho * wo)
+
+    return columns
+
+
 @lowering("conv2d", "numba")
 def _conv(node, in_shapes, out_shape):
     (n, c, _, _), (o, cg, kh, kw) = in_shapes
     ho, wo = out_shape[2:]
     g = node.attrs["groups"]
     geo = _geometry(node.attrs)
-    k, dt = cg * kh * kw, node.dtype
-    im2col = _k().im2col
-    ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
+    k = cg * kh * kw
+    columns = _columns_of(node, (n, c, g, k, kh, kw, ho, wo), geo)
     flops = 2.0 * n * o * k * ho * wo
     small = flops < blas.SMALL_FLOPS
 
     def run(out, x, w):
         blas.use(1 if small else blas.large)
-        if ident:
-            cols = x.reshape(n, g, k, ho * wo)
-        else:
-            cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
-            im2col(np.ascontiguousarray(x), cols4, kh, kw, *geo)
-            cols = cols4.reshape(n, g, k, ho * wo)
+        cols = columns(x)
         np.matmul(w.reshape(g, o // g, k), cols, out=out.reshape(n, g, o // g, ho * wo))
 
     run.flops = flops
@@ -124,21 +134,15 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     o, cg, kh, kw = out_shape
     g = node.attrs["groups"]
     geo = _geometry(node.attrs)
-    k, dt = cg * kh * kw, node.dtype
-    im2col = _k().im2col
-    ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
-    per_image = np.empty((n, g, o // g, k), dt)  # gy[n] @ cols[n].T, summed over n afterwards
+    k = cg * kh * kw
+    columns = _columns_of(node, (n, c, g, k, kh, kw, ho, wo), geo)
+    per_image = np.empty((n, g, o // g, k), node.dtype)  # gy[n] @ cols[n].T, summed over n afterwards
     flops = 2.0 * n * o * k * ho * wo
     small = flops < blas.SMALL_FLOPS
 
     def run(out, x, gy):
         blas.use(1 if small else blas.large)
-        if ident:
-            cols = x.reshape(n, g, k, ho * wo)
-        else:
-            cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
-            im2col(np.ascontiguousarray(x), cols4, kh, kw, *geo)
-            cols = cols4.reshape(n, g, k, ho * wo)
+        cols = columns(x)
         np.matmul(gy.reshape(n, g, o // g, ho * wo), cols.transpose(0, 1, 3, 2), out=per_image)
         np.sum(per_image, axis=0, out=out.reshape(g, o // g, k))
 
