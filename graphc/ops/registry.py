@@ -109,6 +109,9 @@ def apply(op: str, inputs: Sequence[Node], attrs: dict | None = None, name: str 
     opdef = get(op)
     attrs = Attrs(attrs)
     loc = None if _current_backward() is not None else user_location()
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Node):
+            raise GraphcError(f"{op}: input {i} must be a graph node, got {type(x).__name__} {x!r:.60}" + where(loc))
     graph = inputs[0].graph if inputs else current_graph()
     try:
         shape, dtype = opdef.infer(list(inputs), attrs)

@@ -237,6 +237,22 @@ def _place(dot, nodes, stmts, kernels):
     emit(dot, tree)
 
 
+def _drawable(obj, kernels):
+    """(Graph, kernels) from a Graph, a compiled executable or a TrainingGraph."""
+    from graphc.backends.base import Executable
+    from graphc.ir.graph import Graph
+
+    if isinstance(obj, Executable):
+        return obj.graph, (obj.kernels if kernels is None else kernels)
+    if not isinstance(obj, Graph) and isinstance(getattr(obj, "graph", None), Graph):
+        obj = obj.graph  # a TrainingGraph
+    if not isinstance(obj, Graph):
+        raise GraphcError(
+            f"render: expected a Graph, a compiled executable or a TrainingGraph, got {type(obj).__name__}"
+        )
+    return obj, kernels
+
+
 def render(graph, path, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True,
            require_dot: bool = False) -> list[Path]:  # fmt: skip
     """Draw `graph` with Graphviz; return the written paths.
@@ -246,8 +262,10 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     backward ones) or 'backward' (backward nodes, updates, and the forward values they read).
     kernels: objects with .name and .node_ids, drawn as clusters. Without the `dot` program
     the .gv is still written and a DotNotFoundWarning says how to install it (an error
-    if require_dot).
+    if require_dot). `graph` may also be a compiled executable (its optimized graph is drawn,
+    with its fused kernels as clusters unless kernels=[] is given) or a TrainingGraph.
     """
+    graph, kernels = _drawable(graph, kernels)
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("gv", "dot"):

@@ -97,3 +97,8 @@ def test_failed_declaration_adds_no_node(g):
     with pytest.raises(gc.ShapeError):
         x + y
     assert len(g.nodes) == before
+
+
+def test_ops_reject_non_node_inputs_naming_the_op_and_line():
+    with pytest.raises(gc.GraphcError, match=rf"relu: input 0 must be a graph node, got str.*{FILE}:\d+"):
+        gc.relu("text")

@@ -115,3 +115,19 @@ def test_unknown_format(tmp_path):
     g, *_ = training_graph()
     with pytest.raises(ValueError, match="unknown output format 'xyz'"):
         viz.render(g, tmp_path / "g.xyz")
+
+
+def test_render_takes_a_compiled_step_and_draws_its_kernels(tmp_path):
+    with gc.Graph("cbr") as g:
+        x = g.input("x", ("batch", 2, 6, 6))
+        w = g.param("w", (3, 2, 3, 3))
+        b = g.param("b", (3, 1, 1), init="zeros")
+        g.output("y", gc.relu(gc.conv2d(x, w, padding=1) + b))
+    step = gc.compile(g, "numba")
+    (gv,) = gc.render(step, tmp_path / "k.gv")
+    assert gv.read_text().count("subgraph cluster_kernel") == len(step.kernels) == 1
+
+
+def test_render_rejects_what_is_not_a_graph(tmp_path):
+    with pytest.raises(gc.GraphcError, match="render: expected a Graph.*got str"):
+        gc.render("graph.json", tmp_path / "x.svg")
