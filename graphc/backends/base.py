@@ -7,7 +7,7 @@ so every backend raises the same errors and behaves the same to the user.
 import numpy as np
 
 from graphc.backends.feeds import check_feeds
-from graphc.errors import GraphcError, InputError
+from graphc.errors import GraphcError, InputError, where
 from graphc.ir.node import Node
 from graphc.ops.registry import Kind
 
@@ -43,6 +43,20 @@ def get_backend(name: str):
     if name not in _BACKENDS:
         raise GraphcError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
     return _BACKENDS[name]
+
+
+def run_reference(node, args, ctx):
+    """node's NumPy reference on `args`, as node's dtype; a failure names the op, the shapes
+    and the user's line (the reference backend, and other backends' fallback path)."""
+    try:
+        out = node.opdef.ref(node, args, ctx)
+    except GraphcError:
+        raise
+    except Exception as exc:
+        shapes = ", ".join(str(a.shape) for a in args)
+        raise GraphcError(f"{node.op} failed at run time on {shapes}: {exc}" + where(node.location)) from exc
+    out = np.asarray(out)
+    return out if out.dtype == node.dtype else out.astype(node.dtype)
 
 
 class RunContext:

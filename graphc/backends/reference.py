@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from graphc.backends.base import Backend, Executable, RunContext, optimize_for, register_backend
-from graphc.errors import GraphcError, where
+from graphc.backends.base import Backend, Executable, RunContext, optimize_for, register_backend, run_reference
 
 
 class ReferenceExecutable(Executable):
@@ -21,20 +20,7 @@ class ReferenceExecutable(Executable):
         ctx = RunContext(arrays, self.graph.values, env, self.step)
         vals: dict[int, np.ndarray] = {}
         for node in self.nodes:
-            args = [vals[x.id] for x in node.inputs]
-            try:
-                out = node.opdef.ref(node, args, ctx)
-            except GraphcError:
-                raise
-            except Exception as exc:
-                raise GraphcError(
-                    f"{node.op} failed at run time on {', '.join(str(a.shape) for a in args)}: {exc}"
-                    + where(node.location)
-                ) from exc
-            out = np.asarray(out)
-            if out.dtype != node.dtype:
-                out = out.astype(node.dtype)
-            vals[node.id] = out
+            vals[node.id] = run_reference(node, [vals[x.id] for x in node.inputs], ctx)
         return vals
 
 

@@ -18,10 +18,10 @@ import math
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.base import Executable, RunContext, optimize_for
+from graphc.backends.base import Executable, RunContext, optimize_for, run_reference
 from graphc.backends.feeds import check_feeds
 from graphc.backends.numba import blas
-from graphc.errors import GraphcError, InputError, where
+from graphc.errors import GraphcError, InputError
 from graphc.fusion import fuse, is_loop_op
 from graphc.ir import shapes
 from graphc.ir.node import Node
@@ -350,26 +350,13 @@ class _Specialisation:
                 fn(out, *ins)
             else:
                 n = st[1]
-                vals[n.id] = _run_ref(n, [vals[x.id] for x in n.inputs], ctx)
+                vals[n.id] = run_reference(n, [vals[x.id] for x in n.inputs], ctx)
 
 
 def _base(v, alias):
     while v in alias:
         v = alias[v]
     return v
-
-
-def _run_ref(node, args, ctx):
-    try:
-        out = node.opdef.ref(node, args, ctx)
-    except GraphcError:
-        raise
-    except Exception as exc:
-        raise GraphcError(
-            f"{node.op} failed at run time on {', '.join(str(a.shape) for a in args)}: {exc}" + where(node.location)
-        ) from exc
-    out = np.asarray(out)
-    return out if out.dtype == node.dtype else out.astype(node.dtype)
 
 
 __all__ = ["NumbaExecutable", "is_loop_op"]
