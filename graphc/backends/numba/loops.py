@@ -90,9 +90,17 @@ def loop_step(spec, k, body, extra_ids):
     loop = shapes.concrete(loop_static, spec.env)
     ins, scalars = _inputs(spec, body, extra_ids)
     outs = [n for n in body if n.id in k.outputs]
+    a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, [False] * len(loop))
+    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    return _finish(spec, k, codegen.elementwise_source(ls, _label(body)), a)
+
+
+def _bind(spec, loop, loop_static, ins, outs, reduced):
+    """Collapse the loop's dims into groups (contiguous inputs allowing), and bind the group
+    sizes, the inputs (size 1 where broadcast) and the outputs as the kernel's arguments."""
     masks = [_mask(x.shape, loop_static) for x in ins]
     collapse = all(_contiguous(spec, x.id) for x in ins)
-    groups = _groups(loop, masks, [False] * len(loop), collapse)
+    groups = _groups(loop, masks, reduced, collapse)
     sizes = [math.prod(loop[d] for d in g) for g in groups]
     a = _Args(spec)
     for s in sizes:
@@ -104,8 +112,7 @@ def loop_step(spec, k, body, extra_ids):
         a.add(x.id, tuple(1 if b else s for b, s in zip(cm, sizes)))
     for n in outs:
         a.add(n.id, tuple(sizes), write=True)
-    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
-    return _finish(spec, k, codegen.elementwise_source(ls, _label(body)), a)
+    return a, groups, sizes, cmasks
 
 
 def reduce_step(spec, k):
@@ -120,22 +127,9 @@ def reduce_step(spec, k):
     extra = [] if any(n is src for n in body) else [src.id]
     ins, scalars = _inputs(spec, body, extra)
     outs = [n for n in body if n.id in k.outputs]
-    masks = [_mask(x.shape, loop_static) for x in ins]
     reduced = [d in axes for d in range(len(loop))]
-    collapse = all(_contiguous(spec, x.id) for x in ins)
-    groups = _groups(loop, masks, reduced, collapse)
-    sizes = [math.prod(loop[d] for d in g) for g in groups]
+    a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, reduced)
     cred = tuple(bool(g) and reduced[g[0]] for g in groups)
-    a = _Args(spec)
-    for s in sizes:
-        a.add_int(s)
-    cmasks = []
-    for x, m in zip(ins, masks):
-        cm = tuple(bool(g) and m[g[0]] for g in groups)
-        cmasks.append(cm)
-        a.add(x.id, tuple(1 if b else s for b, s in zip(cm, sizes)))
-    for n in outs:
-        a.add(n.id, tuple(sizes), write=True)
     a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
     a.add(anchor.id, (max(1, math.prod(spec.shape[anchor.id])),), write=True)
     ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
