@@ -127,7 +127,7 @@ def _infer_shape_size(inputs, attrs):
 register(OpDef(
     "shape_size", Kind.OPAQUE, _infer_shape_size,
     lambda n, a, c: np.asarray(math.prod(a[0].shape[i] for i in n.attrs["axes"]), n.dtype),
-    None, doc="product of x's dimensions along axes, as a scalar (for symbolic dims)",
+    None, reads_values=False, doc="product of x's dimensions along axes, as a scalar (for symbolic dims)",
 ))  # fmt: skip
 
 

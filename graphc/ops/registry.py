@@ -57,6 +57,7 @@ class OpDef:
     lowerings: dict = field(default_factory=dict)
     random: bool = False
     commutative: bool = False  # swapping the two operands changes no bit of the result (CSE)
+    reads_values: bool = True  # False: only the inputs' shapes are read (no saved activation)
     sign: str | None = None  # "positive" or "nonnegative": true of every output (for rewrites)
     doc: str = ""
 

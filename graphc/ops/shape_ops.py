@@ -159,7 +159,7 @@ def _infer_full_like(inputs, attrs):
 register(OpDef(
     "full_like", Kind.ELEMENTWISE, _infer_full_like,
     lambda n, a, c: np.full(a[0].shape, n.attrs["value"], n.dtype),
-    None, scalar=lambda attrs: repr(attrs["value"]),
+    None, scalar=lambda attrs: repr(attrs["value"]), reads_values=False,
     doc="an array of x's (run-time) shape filled with value; reads only x's shape",
 ))  # fmt: skip
 

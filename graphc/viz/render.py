@@ -103,7 +103,8 @@ def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_s
         for x in n.inputs:
             consumers.setdefault(x.id, []).append(n)
     folded = {n.id: s for n in nodes if fold_scalars and (s := _scalar_const(n)) is not None and n.id in consumers}
-    saved = {x.id for n in nodes if n.id in bwd for x in n.inputs if x.id not in bwd and x.role == "forward"}
+    saved = {x.id for n in nodes if n.id in bwd and n.opdef.reads_values
+             for x in n.inputs if x.id not in bwd and x.role == "forward"}  # fmt: skip
     outputs = {}
     for k, v in graph.outputs.items():
         outputs.setdefault(v.id, []).append(k)

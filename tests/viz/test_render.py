@@ -131,3 +131,16 @@ def test_render_takes_a_compiled_step_and_draws_its_kernels(tmp_path):
 def test_render_rejects_what_is_not_a_graph(tmp_path):
     with pytest.raises(gc.GraphcError, match="render: expected a Graph.*got str"):
         gc.render("graph.json", tmp_path / "x.svg")
+
+
+def test_a_value_read_only_for_its_shape_is_not_a_saved_activation(tmp_path):
+    with gc.Graph("shape_only") as g:
+        x = g.input("x", ("batch", 3))
+        w = g.param("w", (3, 2))
+        h = gc.tanh(x @ w)  # its gradient reads h: saved
+        loss = gc.mean(h * 2.0)  # mean's gradient reads only the shape of h * 2.0 (shape_size)
+    g.output("gw", gc.grad(loss, w))
+    g.output("loss", loss)
+    source = gc.render(g, tmp_path / "s.gv")[0].read_text()
+    saved = [line for line in source.splitlines() if "saved for backward" in line]
+    assert len(saved) == 1 and "tanh" in saved[0]
