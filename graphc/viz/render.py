@@ -88,6 +88,9 @@ def select(graph, roots=None, part: str = "all"):
     bwd = _tainted(nodes)
     if part == "forward":
         nodes = [n for n in nodes if n.id not in bwd]
+        # sources only the backward part reads (optimizer state, say) would float unconnected
+        used = {x.id for n in nodes for x in n.inputs} | {n.id for n in graph.outputs.values()}
+        nodes = [n for n in nodes if n.inputs or n.id in used]
     elif part == "backward":
         keep = {x.id for n in nodes if n.id in bwd for x in (n, *n.inputs)}
         nodes = [n for n in nodes if n.id in keep]

@@ -144,3 +144,19 @@ def test_a_value_read_only_for_its_shape_is_not_a_saved_activation(tmp_path):
     source = gc.render(g, tmp_path / "s.gv")[0].read_text()
     saved = [line for line in source.splitlines() if "saved for backward" in line]
     assert len(saved) == 1 and "tanh" in saved[0]
+
+
+def test_forward_part_leaves_out_sources_that_only_the_backward_part_reads(tmp_path):
+    from graphc import nn
+
+    with gc.Graph("opt") as g:
+        x = g.input("x", ("batch", 3))
+        y = g.input("y", ("batch",), "int64")
+        loss = nn.losses.cross_entropy(nn.Dense(4)(x, training=True), y)
+    tg = nn.training_graph(loss, nn.optim.SGD(0.1, momentum=0.9))  # velocity: read by updates only
+    g.output("loss", loss)
+    forward = gc.render(g, tmp_path / "f.gv", part="forward")[0].read_text()
+    everything = gc.render(g, tmp_path / "a.gv")[0].read_text()
+    for name in tg.state_names:
+        assert f'label="{name}' in everything and f'label="{name}' not in forward
+    assert 'label="dense/w' in forward
