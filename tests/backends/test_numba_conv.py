@@ -164,6 +164,18 @@ def test_cross_entropy_labels_forward_backward_axis_and_errors():
         exe(bad)
 
 
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_one_hot_matches_the_reference_and_names_a_bad_label(axis):
+    with gc.Graph("oh") as g:
+        lab = g.input("lab", ("batch", 3), "int64")
+        y = gc.one_hot(lab, 4, axis=axis) * 2.0
+    feeds = {"lab": rng.integers(0, 4, (5, 3))}
+    exe = _compare(g, [y], feeds, [{"lab": rng.integers(0, 4, (2, 3))}])
+    feeds["lab"][3, 2] = -1
+    with pytest.raises(IndexRangeError, match=r"one_hot: label -1 at position \(3, 2\)"):
+        exe(feeds)
+
+
 def test_no_intermediate_allocated_per_call():
     import tracemalloc
 

@@ -303,3 +303,22 @@ def ce_labels(x, labels, out):
                 s += math.exp(np.float64(x[p, i, q] - m))
             out[p, q] = m + math.log(s) - x[p, lab, q]
     return bad
+
+
+@njit(**_OPTS)
+def one_hot(labels, out):
+    """out[p, i, q] = (labels[p, q] == i); returns the count of labels out of range (the caller
+    then raises the reference's error)."""
+    p_, d_, q_ = out.shape
+    bad = 0
+    for p in range(p_):
+        for i in range(d_):
+            for q in range(q_):
+                out[p, i, q] = 0
+        for q in range(q_):
+            lab = labels[p, q]
+            if lab < 0 or lab >= d_:
+                bad += 1
+            else:
+                out[p, lab, q] = 1
+    return bad

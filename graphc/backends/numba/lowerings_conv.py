@@ -1,4 +1,4 @@
-"""Numba lowerings of conv2d (and its two gradient ops), pooling and label cross-entropy.
+"""Numba lowerings of conv2d (and its two gradient ops), pooling, label cross-entropy and one_hot.
 
 Builders as in lowerings.py: `f(node, in_shapes, out_shape) -> run(out, *inputs)`, called once
 per shape specialisation; the executor hands `run` planned output buffers, and conv+bias+ReLU
@@ -231,5 +231,20 @@ def _ce_labels(node, in_shapes, out_shape):
     def run(out, x, labels):
         if kern(x.reshape(three), labels.reshape(two), out.reshape(two)):
             node.opdef.ref(node, [x, labels], None)  # raises the reference's error, naming the label
+
+    return run
+
+
+@lowering("one_hot", "numba")
+def _one_hot(node, in_shapes, out_shape):
+    ax = node.attrs["axis"]
+    shp = in_shapes[0]
+    pre, post = int(np.prod(shp[:ax], dtype=np.int64)), int(np.prod(shp[ax:], dtype=np.int64))
+    three, two = (pre, node.attrs["depth"], post), (pre, post)
+    kern = _k().one_hot
+
+    def run(out, labels):
+        if kern(labels.reshape(two), out.reshape(three)):
+            node.opdef.ref(node, [labels], None)  # raises the reference's error, naming the label
 
     return run
