@@ -134,3 +134,16 @@ def test_kernels_listed_with_source(passes):
     loops = [k for k in exe.kernels if k.source]
     assert loops and all("def kernel(" in k.source for k in loops)
     assert "output-fusable" in exe.summary()
+
+
+def test_matmul_bias_tanh_compiles_to_one_kernel_matching_the_reference():
+    with gc.Graph("mbt") as g:
+        x = g.input("x", ("batch", 5))
+        w = g.param("w", (5, 6))
+        b = g.param("b", (6,), init="normal")
+        g.output("y", gc.tanh(x @ w + b))
+    step = gc.compile(g, "numba")
+    assert len(step.kernels) == 1 and step.kernels[0].kind == "output-fusable"
+    assert {step.graph.nodes[i].op for i in step.kernels[0].node_ids} == {"matmul", "add", "tanh"}
+    xv = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
+    np.testing.assert_allclose(step(x=xv)["y"], gc.run(g, {"x": xv})["y"], rtol=1e-5, atol=1e-6)
