@@ -7,7 +7,7 @@ import numpy as np
 from graphc.errors import AttributeValueError, DTypeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, error, register
+from graphc.ops.registry import Kind, OpDef, apply, checked_axis, error, register
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softplus", "gelu", "softmax", "log_softmax"]
 
@@ -117,15 +117,8 @@ register(OpDef("log_softmax", Kind.REDUCTION, _infer_float, _log_softmax_ref, _v
 
 
 def softmax(x, axis: int = -1):
-    return apply("softmax", [x], {"axis": _axis(x, axis, "softmax")})
+    return apply("softmax", [x], {"axis": checked_axis("softmax", axis, x)})
 
 
 def log_softmax(x, axis: int = -1):
-    return apply("log_softmax", [x], {"axis": _axis(x, axis, "log_softmax")})
-
-
-def _axis(x, axis, op):
-    try:
-        return shapes.normalize_axis(axis, x.ndim)
-    except Exception as exc:
-        error(AttributeValueError, op, f"{exc} (input {x.type_str})")
+    return apply("log_softmax", [x], {"axis": checked_axis("log_softmax", axis, x)})

@@ -14,7 +14,7 @@ from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, Shap
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, constant, error, register
+from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
 
 __all__ = ["slice", "concat", "split", "stack", "take", "gather", "one_hot", "pad"]
 
@@ -205,19 +205,13 @@ def _nodes(op, xs):
 def concat(xs, axis: int = 0):
     """Join nodes along an existing axis (dtypes are promoted to a common one)."""
     xs = _nodes("concat", xs)
-    try:
-        ax = shapes.normalize_axis(axis, xs[0].ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, "concat", f"{exc} (first input {xs[0].type_str})")
+    ax = checked_axis("concat", axis, xs[0], what="first input")
     return xs[0] if len(xs) == 1 else apply("concat", xs, {"axis": ax})
 
 
 def split(x, sections_or_sizes, axis: int = 0) -> list:
     """Split x along axis into n equal parts (an int) or parts of the given sizes (a list)."""
-    try:
-        ax = shapes.normalize_axis(axis, x.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, "split", f"{exc} (input {x.type_str})")
+    ax = checked_axis("split", axis, x)
     dim = x.shape[ax]
     if not isinstance(dim, int):
         error(ShapeError, "split", f"cannot split symbolic dimension {dim!r} (axis {ax} of {x.type_str})")
@@ -242,10 +236,7 @@ def split(x, sections_or_sizes, axis: int = 0) -> list:
 def stack(xs, axis: int = 0):
     """Join nodes of one shape along a new axis."""
     xs = _nodes("stack", xs)
-    try:
-        ax = shapes.normalize_axis(axis, xs[0].ndim + 1)
-    except ShapeError as exc:
-        error(AttributeValueError, "stack", f"{exc} (first input {xs[0].type_str})")
+    ax = checked_axis("stack", axis, xs[0], rank=xs[0].ndim + 1, what="first input")
     for x in xs:
         if x.shape != xs[0].shape:
             error(ShapeError, "stack", f"inputs must have one shape, got {xs[0].type_str} and {x.type_str}")
@@ -327,10 +318,7 @@ def take(x, indices, axis: int = 0):
         if arr.dtype.kind not in "iu":
             error(DTypeError, "take", f"indices must be ints, got {indices!r}")
         indices = constant(arr, "int64", graph=x.graph)
-    try:
-        ax = shapes.normalize_axis(axis, x.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, "take", f"{exc} (input {x.type_str})")
+    ax = checked_axis("take", axis, x)
     return apply("take", [x, indices], {"axis": ax})
 
 
@@ -373,10 +361,7 @@ def one_hot(labels, depth: int, dtype: str = "float32", axis: int = -1):
     if not _is_int(depth) or depth <= 0:
         error(AttributeValueError, "one_hot", f"depth must be a positive int, got {depth!r}")
     labels = as_node(labels, dtype="int64") if not isinstance(labels, Node) else labels
-    try:
-        ax = shapes.normalize_axis(axis, labels.ndim + 1)
-    except ShapeError as exc:
-        error(AttributeValueError, "one_hot", f"{exc} (labels {labels.type_str})")
+    ax = checked_axis("one_hot", axis, labels, rank=labels.ndim + 1, what="labels")
     return apply("one_hot", [labels], {"depth": int(depth), "dtype": dtypes.canonical(dtype), "axis": ax})
 
 

@@ -12,7 +12,7 @@ from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, Shap
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, error, register
+from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, error, register
 
 __all__ = ["mse", "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy", "entropy"]
 
@@ -159,10 +159,7 @@ def cross_entropy(logits, target, axis: int = -1, reduction: str = "mean"):
     _check_reduction(op, reduction)
     if not isinstance(logits, Node) or not dtypes.is_float(logits.dtype):
         error(DTypeError, op, f"logits must be a float node, got {getattr(logits, 'type_str', logits)!r}")
-    try:
-        ax = shapes.normalize_axis(axis, logits.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, op, f"{exc} (logits {logits.type_str})")
+    ax = checked_axis(op, axis, logits, what="logits")
     if not isinstance(logits.shape[ax], int) or logits.shape[ax] == 0:
         error(ShapeError, op, f"the class axis {ax} of logits {logits.type_str} must have a known, non-zero size")
     if not isinstance(target, Node):
@@ -247,9 +244,6 @@ def entropy(p, axis: int = -1):
     op = "entropy"
     if not isinstance(p, Node) or not dtypes.is_float(p.dtype):
         error(DTypeError, op, f"needs a float node of probabilities, got {getattr(p, 'type_str', p)!r}")
-    try:
-        ax = shapes.normalize_axis(axis, p.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, op, f"{exc} (input {p.type_str})")
+    ax = checked_axis(op, axis, p)
     safe = F.where(p > 0, p, 1.0)  # log(1) = 0, and where() routes no gradient to the p = 0 branch
     return -F.sum(p * F.log(safe), ax)

@@ -7,7 +7,7 @@ import numpy as np
 from graphc.errors import AttributeValueError, DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, constant, error, register
+from graphc.ops.registry import Kind, OpDef, apply, checked_axis, constant, error, register
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "sum_to", "shape_size"]
 
@@ -112,10 +112,7 @@ register(OpDef(
 
 
 def argmax(x, axis: int = -1, keepdims: bool = False):
-    try:
-        ax = shapes.normalize_axis(axis, x.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, "argmax", f"{exc} (input {x.type_str})")
+    ax = checked_axis("argmax", axis, x)
     return apply("argmax", [x], {"axis": ax, "keepdims": bool(keepdims)})
 
 

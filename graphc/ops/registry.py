@@ -127,6 +127,16 @@ def error(exc_type, op: str, message: str):
     raise exc_type(f"{op}: {message}" + where(user_location()))
 
 
+def checked_axis(op: str, axis, x: Node, rank: int | None = None, what: str = "input") -> int:
+    """axis made non-negative for rank (default x's), or an error naming op, axis and x."""
+    from graphc.ir import shapes
+
+    try:
+        return shapes.normalize_axis(axis, x.ndim if rank is None else rank)
+    except ShapeError as exc:
+        error(AttributeValueError, op, f"{exc} ({what} {x.type_str})")
+
+
 # -- helpers shared by op modules -----------------------------------------------------------
 
 

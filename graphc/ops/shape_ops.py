@@ -8,7 +8,7 @@ from graphc.errors import ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, constant, error, register
+from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
 
 __all__ = ["reshape", "flatten", "expand_dims", "squeeze", "transpose", "permute", "swapaxes",
            "broadcast_to", "zeros_like", "ones_like", "full_like"]  # fmt: skip
@@ -71,7 +71,7 @@ def reshape(x, shape):
 
 def flatten(x, start_axis: int = 1):
     """Collapse axes start_axis.. into one: (batch, C, H, W) -> (batch, C*H*W)."""
-    start = shapes.normalize_axis(start_axis, x.ndim, "flatten")
+    start = checked_axis("flatten", start_axis, x)
     tail = x.shape[start:]
     if not shapes.is_concrete(tail):
         if len(tail) == 1:
@@ -81,7 +81,7 @@ def flatten(x, start_axis: int = 1):
 
 
 def expand_dims(x, axis: int):
-    axis = shapes.normalize_axis(axis, x.ndim + 1, "expand_dims")
+    axis = checked_axis("expand_dims", axis, x, rank=x.ndim + 1)
     return reshape(x, (*x.shape[:axis], 1, *x.shape[axis:]))
 
 
@@ -123,7 +123,7 @@ permute = transpose
 
 def swapaxes(x, a: int = -1, b: int = -2):
     perm = list(range(x.ndim))
-    a, b = shapes.normalize_axis(a, x.ndim, "swapaxes"), shapes.normalize_axis(b, x.ndim, "swapaxes")
+    a, b = checked_axis("swapaxes", a, x), checked_axis("swapaxes", b, x)
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, tuple(perm))
 
