@@ -21,11 +21,12 @@ def _scalar_text(node) -> str | None:
     return repr(float(x)) if dtypes.is_float(node.dtype) else repr(x)
 
 
-def _attr_text(v) -> str:
+def attr_text(v) -> str:
+    """An attribute value as the text form writes it (arrays by shape, 1-tuples with a comma)."""
     if isinstance(v, np.ndarray):
         return f"array{list(v.shape)}"
     if isinstance(v, tuple):
-        return "(" + ", ".join(_attr_text(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+        return "(" + ", ".join(attr_text(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     return repr(v)
 
 
@@ -59,7 +60,7 @@ def graph_text(graph, roots=None, backward: bool | None = None) -> str:
         if backward is not None and n.is_backward != backward:
             continue
         args = [names[x.id] for x in n.inputs]
-        args += [f"{k}={_attr_text(v)}" for k, v in n.attrs.items() if n.op != "const"]
+        args += [f"{k}={attr_text(v)}" for k, v in n.attrs.items() if n.op != "const"]
         rhs = f"const {n.type_str}" if n.op == "const" else f"{n.op}({', '.join(args)})"
         line = f"  {names[n.id]}: {n.type_str} = {rhs}"
         notes = []

@@ -20,6 +20,7 @@ import numpy as np
 from graphc.errors import GraphcError
 from graphc.io.graph_file import atomic_write
 from graphc.ir import dtypes
+from graphc.ir.text import attr_text
 
 INSTALL_HINT = (
     "the Graphviz 'dot' program is not on PATH, so only the .gv source was written. "
@@ -61,14 +62,6 @@ def _scalar_const(n) -> str | None:
         return repr(x)
     text = f"{float(x):.4g}"
     return text if any(c in text for c in ".eni") else text + ".0"  # 2 -> 2.0, keep nan/inf
-
-
-def _attr_text(v) -> str:
-    if isinstance(v, np.ndarray):
-        return f"array{list(v.shape)}"
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_attr_text(x) for x in v) + ("," if len(v) == 1 else "") + ")"
-    return repr(v)
 
 
 def _tainted(nodes) -> set[int]:
@@ -190,7 +183,7 @@ def _label(n, names, folded) -> str:
     if any(x.id in folded for x in n.inputs):
         head += "(" + ", ".join(folded.get(x.id, "·") for x in n.inputs) + ")"
     lines = [head]
-    attrs = [f"{k}={_attr_text(v)}" for k, v in n.attrs.items()]
+    attrs = [f"{k}={attr_text(v)}" for k, v in n.attrs.items()]
     if attrs:
         lines.append(", ".join(attrs))
     if not n.inputs or all(x.id in folded for x in n.inputs):
