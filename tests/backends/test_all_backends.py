@@ -15,15 +15,6 @@ from graphc.backends import backend_names
 RTOL, ATOL = 2e-4, 2e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_cache(tmp_path_factory):
-    """Compiled kernels go to a cache shared by this test session (content-addressed, so reused)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "graphc-kernel-cache"))
-    yield
-    mp.undo()
-
-
 @pytest.fixture(params=backend_names())
 def backend(request):
     return request.param

@@ -14,14 +14,6 @@ from graphc.passes import PASSES
 pytest.importorskip("numba")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "graphc-kernel-cache"))
-    yield
-    mp.undo()
-
-
 def mlp():
     with gc.Graph("mlp") as g:
         x = g.input("x", ("batch", 6))

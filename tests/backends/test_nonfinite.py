@@ -20,14 +20,6 @@ EXTREMES = np.array([0.0, 1.0, -1.0, 30.0, -30.0, 100.0, -100.0, 1e4, -1e4], np.
 ROWS, CLASSES = 6, 9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "graphc-kernel-cache"))
-    yield
-    mp.undo()
-
-
 def _logits():
     """Rows mixing the extremes: each row is a permutation, scaled; plus a row of one large logit."""
     rng = np.random.default_rng(0)

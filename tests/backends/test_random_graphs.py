@@ -21,14 +21,6 @@ pytest.importorskip("numba")
 RTOL, ATOL = 1e-3, 1e-4  # float32, after a few chained ops and a backward pass
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "graphc-kernel-cache"))
-    yield
-    mp.undo()
-
-
 def _broadcasts(a, b) -> bool:
     try:
         return gc.ir.shapes.broadcast(a.shape, b.shape) == a.shape
