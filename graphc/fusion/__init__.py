@@ -89,37 +89,40 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
         group_of[node.id] = g
         return g
 
-    def depends(a: _Group, b: _Group, extra=()) -> bool:
-        """Is there a path from group a to group b that leaves both (merging would cycle)?"""
-        members = {n.id for n in a.nodes} | {n.id for n in b.nodes} | {n.id for n in extra}
-        bids = {n.id for n in b.nodes} | {n.id for n in extra}
-        stack = [c for n in a.nodes for c in consumers[n.id] if c.id not in members]
-        seen = set()
+    # Cycles are checked between groups, not nodes: a path may enter a group at one node and
+    # leave it from another (a group holding `cast(k)` and `cast(k) * sigmoid(x)`, read by
+    # a reduction of `cast(k)` whose gradient reaches `sigmoid(x)`'s group) although no
+    # node-level path joins them.
+    def successors(g: _Group) -> set:
+        """Ids of the groups reading a value of g (nodes not yet grouped come later in
+        topological order, so they cannot lead back to a group that exists now)."""
+        ids = {n.id for n in g.nodes}
+        return {group_of[c.id].id for n in g.nodes for c in consumers[n.id] if c.id not in ids and c.id in group_of}
+
+    def group_path(a: _Group, b: _Group, through_other: bool) -> bool:
+        """Is there a path of groups from a to b (through_other: through at least one other group)?"""
+        start = successors(a)
+        if not through_other and b.id in start:
+            return True
+        stack, seen = [i for i in start if i != b.id], {a.id}
         while stack:
-            c = stack.pop()
-            if c.id in seen:
+            i = stack.pop()
+            if i in seen:
                 continue
-            seen.add(c.id)
-            for d in consumers[c.id]:
-                if d.id in bids:
-                    return True
-                if d.id not in members:
-                    stack.append(d)
+            seen.add(i)
+            nxt = successors(groups[i])
+            if b.id in nxt:
+                return True
+            stack.extend(nxt - seen)
         return False
 
+    def depends(a: _Group, b: _Group) -> bool:
+        """Is there a path from group a to group b through another group (merging would cycle)?"""
+        return group_path(a, b, through_other=True)
+
     def reaches(a: _Group, b: _Group) -> bool:
-        """Does some node of b depend on group a (directly or not)?"""
-        aids, bids = {n.id for n in a.nodes}, {n.id for n in b.nodes}
-        stack = [c for n in a.nodes for c in consumers[n.id] if c.id not in aids]
-        seen = set()
-        while stack:
-            c = stack.pop()
-            if c.id in bids:
-                return True
-            if c.id not in seen:
-                seen.add(c.id)
-                stack.extend(consumers[c.id])
-        return False
+        """Does group b depend on group a (directly or not)?"""
+        return group_path(a, b, through_other=False)
 
     def feeds_anchor(p: _Group, target: _Group) -> bool:
         """Does the target's anchor (a GEMM/conv) read p directly? Its epilogue runs after the

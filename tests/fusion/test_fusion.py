@@ -6,6 +6,7 @@ import pytest
 import graphc as gc
 from graphc.backends.numba import fusable_reduction
 from graphc.fusion import fuse
+from graphc.ops.registry import Kind
 
 
 def _kernels(g, roots):
@@ -147,3 +148,30 @@ def test_matmul_bias_tanh_compiles_to_one_kernel_matching_the_reference():
     assert {step.graph.nodes[i].op for i in step.kernels[0].node_ids} == {"matmul", "add", "tanh"}
     xv = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
     np.testing.assert_allclose(step(x=xv)["y"], gc.run(g, {"x": xv})["y"], rtol=1e-5, atol=1e-6)
+
+
+def _assert_valid_schedule(g, ks):
+    """Every kernel reads only sources and values made by kernels before it."""
+    made = {n.id for n in g.nodes if n.opdef.kind is Kind.SOURCE}
+    for k in ks:
+        assert set(k.inputs) <= made, k
+        made |= set(k.node_ids)
+
+
+def test_group_level_cycle_through_a_reduction_and_its_gradient_is_avoided():
+    """`cast(k) * sigmoid(x)` joins cast's group; the gradient `reshape(sum(cast(k))) * sigmoid(x)`
+    must not join sigmoid's group: no node path joins them, but a path of groups does
+    (sigmoid -> mul/cast -> sum -> reshape -> sigmoid's group), which crashed the scheduler."""
+    with gc.Graph("cyc") as g:
+        x = g.input("x", (1, 5))
+        k = g.input("k", (5, 5), dtype="int64")
+        loss = gc.sum(gc.cast(k, "float32") * gc.sigmoid(x))
+    gx = gc.grad(loss, x)
+    _assert_valid_schedule(g, _kernels(g, [loss, gx]))
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((1, 5)).astype(np.float32), "k": rng.integers(-3, 4, (5, 5))}
+    step = gc.compile(g, "numba", outputs=[loss, gx])
+    _assert_valid_schedule(step.graph, step.kernels)
+    got, want = step(feeds), gc.compile(g, "reference", outputs=[loss, gx])(feeds)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
