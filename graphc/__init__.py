@@ -33,11 +33,11 @@ __all__ = [
 ]  # fmt: skip
 
 
-def render(graph, path, **kw):
-    """Draw a graph with Graphviz; see graphc.viz.render."""
+def render(graph, path, *args, **kw):
+    """Draw a graph with Graphviz; see graphc.viz.render.render (the same arguments)."""
     from graphc.viz.render import render as _render
 
-    return _render(graph, path, **kw)
+    return _render(graph, path, *args, **kw)
 
 
 def load_graph(path):

@@ -10,6 +10,7 @@ kernels take precedence and the scope moves into the node's tooltip.
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from graphc.errors import GraphcError
+from graphc.errors import AttributeValueError, GraphcError
 from graphc.io.graph_file import atomic_write
 from graphc.ir import dtypes
 from graphc.ir.text import attr_text
@@ -73,10 +74,54 @@ def _tainted(nodes) -> set[int]:
     return out
 
 
+PARTS = ("all", "forward", "backward")
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def _bad(argument: str, value, expected: str):
+    raise AttributeValueError(f"render: {argument} must be {expected}, got {value!r}")
+
+
+def _checked_roots(graph, roots):
+    """None, or the list of root nodes (a single node is accepted), all of them from `graph`."""
+    from graphc.ir.node import Node
+
+    if roots is None:
+        return None
+    if isinstance(roots, Node):
+        roots = [roots]
+    elif isinstance(roots, (str, bytes)) or not hasattr(roots, "__iter__"):
+        _bad("roots", roots, "a node or a list of nodes")
+    roots = list(roots)
+    for r in roots:
+        if not isinstance(r, Node):
+            _bad("roots", r, "a node or a list of nodes")
+        if r.graph is not graph:  # a compiled step draws its own optimized copy of the graph
+            raise AttributeValueError(f"render: root {r.label} is not a node of the graph drawn ({graph.name!r})")
+    return roots
+
+
+def _checked_options(kernels, title, fold_scalars):
+    """kernels as a list (or None), after checking it, title and fold_scalars."""
+    if kernels is not None:
+        if isinstance(kernels, (str, bytes)) or not hasattr(kernels, "__iter__"):
+            _bad("kernels", kernels, "a list of objects with .name and .node_ids")
+        kernels = list(kernels)
+        for k in kernels:
+            if not (hasattr(k, "name") and hasattr(k, "node_ids")):
+                _bad("kernels", k, "a list of objects with .name and .node_ids")
+    if title is not None and not isinstance(title, str):
+        _bad("title", title, "a str or None")
+    if not isinstance(fold_scalars, (bool, np.bool_)):
+        _bad("fold_scalars", fold_scalars, "True or False")
+    return kernels
+
+
 def select(graph, roots=None, part: str = "all"):
     """(nodes to draw, ids of the backward part) for a part: 'all', 'forward' or 'backward'."""
-    if part not in ("all", "forward", "backward"):
-        raise ValueError(f"render: part must be 'all', 'forward' or 'backward', got {part!r}")
+    if not isinstance(part, str) or part not in PARTS:
+        _bad("part", part, "one of " + ", ".join(map(repr, PARTS)))
+    roots = _checked_roots(graph, roots)
     nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
     bwd = _tainted(nodes)
     if part == "forward":
@@ -92,6 +137,8 @@ def select(graph, roots=None, part: str = "all"):
 
 def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True):
     """The graphviz.Digraph of a graph (see render)."""
+    kernels = _checked_options(kernels, title, fold_scalars)
+    roots = _checked_roots(graph, roots)
     nodes, bwd = select(graph, roots, part)
     ids = {n.id for n in nodes}
     consumers: dict[int, list] = {}
@@ -250,8 +297,22 @@ def _drawable(obj, kernels):
     return obj, kernels
 
 
+def _user_stacklevel() -> int:
+    """The warnings stacklevel of the innermost caller outside the graphc package, so that a
+    warning points at the user's line whether render was called as gc.render or directly."""
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame is not None:
+        if not os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
+OPTIONS = ("roots", "part", "kernels", "title", "fold_scalars", "require_dot")
+
+
 def render(graph, path, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True,
-           require_dot: bool = False) -> list[Path]:  # fmt: skip
+           require_dot: bool = False, **unknown) -> list[Path]:  # fmt: skip
     """Draw `graph` with Graphviz; return the written paths.
 
     path: 'g.svg' / 'g.png' / 'g.pdf' writes 'g.gv' and the image; 'g.gv' (or '.dot') writes
@@ -261,8 +322,17 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     the .gv is still written and a DotNotFoundWarning says how to install it (an error
     if require_dot). `graph` may also be a compiled executable (its optimized graph is drawn,
     with its fused kernels as clusters unless kernels=[] is given) or a TrainingGraph.
+    roots: a node or a list of nodes of `graph` (default: its outputs and updates). A bad
+    argument raises AttributeValueError naming it, its value and what it accepts.
     """
+    if unknown:  # caught here rather than by Python so that gc.render and this say the same
+        name = sorted(unknown)[0]
+        raise AttributeValueError(f"render: unknown argument {name!r}; expected one of {', '.join(OPTIONS)}")
     graph, kernels = _drawable(graph, kernels)
+    if not isinstance(path, (str, os.PathLike)):
+        _bad("path", path, "a str or a path")
+    if not isinstance(require_dot, (bool, np.bool_)):
+        _bad("require_dot", require_dot, "True or False")
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("gv", "dot"):
@@ -270,7 +340,9 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     else:
         fmt = suffix or "svg"
         if fmt not in graphviz.FORMATS:
-            raise ValueError(f"render: unknown output format {fmt!r} for {str(path)!r}; use .svg, .png, .pdf or .gv")
+            raise AttributeValueError(
+                f"render: unknown output format {fmt!r} for {str(path)!r}; use .svg, .png, .pdf or .gv"
+            )
         gv = path.with_suffix(".gv")
         path = path.with_suffix("." + fmt)
     if gv.parent and not gv.parent.exists():
@@ -283,7 +355,8 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     if dot_exe is None:
         if require_dot:
             raise DotNotFoundError(f"render {str(path)!r}: {INSTALL_HINT} ({gv})")
-        warnings.warn(f"render {str(path)!r}: {INSTALL_HINT} ({gv})", DotNotFoundWarning, stacklevel=2)
+        message = f"render {str(path)!r}: {INSTALL_HINT} ({gv})"
+        warnings.warn(message, DotNotFoundWarning, stacklevel=_user_stacklevel())
         return [gv]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -299,4 +372,4 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     return [gv, path]
 
 
-__all__ = ["render", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT", "STYLE"]
+__all__ = ["render", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT", "STYLE", "PARTS"]

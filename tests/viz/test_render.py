@@ -1,11 +1,13 @@
 """Graphviz drawings: files written, roles coloured, backward distinct, kernels clustered."""
 
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
 import graphc as gc
+from graphc.errors import AttributeValueError
 from graphc.viz import render as viz
 
 HAVE_DOT = shutil.which("dot") is not None
@@ -66,7 +68,7 @@ def test_forward_and_backward_parts(tmp_path):
     assert f"n{loss.id} " not in bwd  # the loss value itself is not read by its gradient
     nodes, bwd_ids = viz.select(g, part="backward")
     assert all(n.id in bwd_ids or any(n in m.inputs for m in nodes if m.id in bwd_ids) for n in nodes)
-    with pytest.raises(ValueError, match="part must be"):
+    with pytest.raises(AttributeValueError, match="part must be one of 'all', 'forward', 'backward', got 'sideways'"):
         viz.build(g, part="sideways")
 
 
@@ -113,8 +115,11 @@ def test_without_dot_writes_gv_and_says_how_to_install(tmp_path, monkeypatch):
 
 def test_unknown_format(tmp_path):
     g, *_ = training_graph()
-    with pytest.raises(ValueError, match="unknown output format 'xyz'"):
+    with pytest.raises(
+        AttributeValueError, match="unknown output format 'xyz' for .*g.xyz'; use .svg, .png, .pdf or .gv"
+    ):
         viz.render(g, tmp_path / "g.xyz")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_render_takes_a_compiled_step_and_draws_its_kernels(tmp_path):
@@ -160,3 +165,69 @@ def test_forward_part_leaves_out_sources_that_only_the_backward_part_reads(tmp_p
     for name in tg.state_names:
         assert f'label="{name}' in everything and f'label="{name}' not in forward
     assert 'label="dense/w' in forward
+
+
+BAD_ARGUMENTS = [
+    ({"part": "bwd"}, "render: part must be one of 'all', 'forward', 'backward', got 'bwd'"),
+    ({"part": ["forward"]}, r"render: part must be one of 'all', 'forward', 'backward', got \['forward'\]"),
+    ({"title": 3}, "render: title must be a str or None, got 3"),
+    ({"roots": "loss"}, "render: roots must be a node or a list of nodes, got 'loss'"),
+    ({"roots": [1]}, "render: roots must be a node or a list of nodes, got 1"),
+    ({"kernels": 5}, r"render: kernels must be a list of objects with .name and .node_ids, got 5"),
+    ({"kernels": ["k0"]}, r"render: kernels must be a list of objects with .name and .node_ids, got 'k0'"),
+    ({"fold_scalars": "yes"}, "render: fold_scalars must be True or False, got 'yes'"),
+    ({"require_dot": 1}, "render: require_dot must be True or False, got 1"),
+    ({"colour": "red"}, "render: unknown argument 'colour'; expected one of roots, part, kernels, title, "
+                        "fold_scalars, require_dot"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", [gc.render, viz.render], ids=["gc.render", "viz.render"])
+@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS, ids=[next(iter(k)) + "=" + repr(next(iter(k.values())))
+                                                                for k, _ in BAD_ARGUMENTS])  # fmt: skip
+def test_bad_arguments_name_the_argument_the_value_and_the_choices(tmp_path, entry, kwargs, message):
+    g, *_ = training_graph()
+    with pytest.raises(AttributeValueError, match="^" + message + "$"):
+        entry(g, tmp_path / "g.gv", **kwargs)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bad_path_and_roots_of_another_graph(tmp_path):
+    g, h, loss, gw = training_graph()
+    with pytest.raises(AttributeValueError, match="^render: path must be a str or a path, got 3$"):
+        gc.render(g, 3)
+    other, *_ = training_graph()
+    with pytest.raises(
+        AttributeValueError, match=r"^render: root mean#\d+ is not a node of the graph drawn \('mlp'\)$"
+    ):
+        gc.render(other, tmp_path / "g.gv", roots=[loss])
+    # a compiled step draws its optimized copy: roots of the declared graph are refused, not misread
+    with gc.Graph("two") as g2:
+        x = g2.input("x", (3,))
+        y = gc.tanh(x) * 2.0
+        g2.output("y", y)
+    step = gc.compile(g2, "numba")
+    with pytest.raises(AttributeValueError, match="is not a node of the graph drawn"):
+        gc.render(step, tmp_path / "s.gv", roots=[y])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_single_root_node_and_a_kernel_generator_are_accepted(tmp_path):
+    g, h, loss, gw = training_graph()
+
+    class Kernel:
+        name, node_ids = "k", [h.id]
+
+    (gv,) = gc.render(g, tmp_path / "one.gv", roots=h, kernels=(k for k in [Kernel()]))
+    src = gv.read_text()
+    assert f"n{h.id} " in src and f"n{loss.id} " not in src and 'label="kernel k"' in src
+
+
+@pytest.mark.parametrize("entry", [gc.render, viz.render], ids=["gc.render", "viz.render"])
+def test_the_no_dot_warning_points_at_the_callers_line(tmp_path, monkeypatch, entry):
+    g, *_ = training_graph()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.warns(viz.DotNotFoundWarning) as rec:
+        line = sys._getframe().f_lineno + 1
+        entry(g, tmp_path / "g.svg")
+    assert len(rec) == 1 and (rec[0].filename, rec[0].lineno) == (__file__, line)
