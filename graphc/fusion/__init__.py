@@ -142,7 +142,7 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
         producers = [group_of[x.id] for x in n.inputs if x.id in group_of]
         if is_loop_op(n):
             target = None
-            for g in sorted(set(producers), key=lambda g: (g.kind != "output-fusable", -len(g.nodes))):
+            for g in sorted(dict.fromkeys(producers), key=lambda g: (g.kind != "output-fusable", -len(g.nodes))):
                 if accepts(g, n) and not any(reaches(g, p) for p in producers if p is not g):
                     target = g
                     break
@@ -152,7 +152,7 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
                 target.nodes.append(n)
                 group_of[n.id] = target
             # join sibling elementwise groups of the same loop shape (diamonds)
-            for p in set(producers):
+            for p in dict.fromkeys(producers):  # in input order: a set of groups iterates by address
                 if p is not target and p.kind == "elementwise" and p.loop == target.loop and not p.closed:
                     if not depends(p, target) and not depends(target, p) and not feeds_anchor(p, target):
                         _merge(target, p, group_of, groups)
