@@ -10,7 +10,7 @@ class ShapeError(GraphcError, ValueError):
 
 
 class DTypeError(GraphcError, TypeError):
-    """An op was declared with incompatible dtypes."""
+    """An op was declared with incompatible dtypes, or with a value its dtype cannot hold."""
 
 
 class AttributeValueError(GraphcError, ValueError):
@@ -35,6 +35,23 @@ class GraphFileError(GraphcError, ValueError):
 
 class GraphStructureError(GraphcError, ValueError):
     """Nodes from different graphs were mixed, or a name was declared twice."""
+
+
+class SymbolicValueError(GraphcError, TypeError):
+    """A graph node was used where Python or NumPy needs its value (`if node:`, `np.exp(node)`);
+    a node has no value while the graph is declared."""
+
+
+class OptionError(GraphcError, TypeError):
+    """compile() or run() was given an option that the backend does not have."""
+
+
+class TrainingError(GraphcError, RuntimeError):
+    """Training stopped: the loss became NaN or inf. `.epoch`, `.step` and `.history` say where."""
+
+    def __init__(self, msg, epoch=None, step=None, history=None):
+        super().__init__(msg)
+        self.epoch, self.step, self.history = epoch, step, history
 
 
 def where(location: str | None) -> str:

@@ -17,21 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, GraphcError, GraphFileError, InputError
+from graphc.errors import AttributeValueError, GraphFileError, InputError, TrainingError
 from graphc.ir.graph import Graph
 from graphc.nn.data import Batches, check_arrays, split_validation
 from graphc.nn.history import History
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 METRICS = ("accuracy",)
-
-
-class TrainingError(GraphcError, RuntimeError):
-    """Training stopped: the loss became NaN or inf. `.epoch`, `.step` and `.history` say where."""
-
-    def __init__(self, msg, epoch=None, step=None, history=None):
-        super().__init__(msg)
-        self.epoch, self.step, self.history = epoch, step, history
 
 
 @dataclass
@@ -135,7 +127,7 @@ class Model:
         # Values early stopping snapshots and restores: the weights and running statistics,
         # not the optimizer's moments (as in Keras' restore_best_weights).
         self._weight_names = [k for k in graph.values if k not in set(config["optimizer_state"])]
-        self._train = gc.compile(graph, backend=self.backend, outputs=self._names("train"))
+        self._train = gc.compile(graph, backend=self.backend, outputs=self._names("train"), apply_updates=True)
         self._eval_fn = None
         self._predict_fn = None
         self.epoch = 0  # epochs trained so far (continues across fit calls and checkpoints)
