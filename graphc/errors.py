@@ -33,6 +33,11 @@ class GraphFileError(GraphcError, ValueError):
     """A graph or checkpoint file is corrupt, from another version, or does not match."""
 
 
+class FileWriteError(GraphFileError, OSError):
+    """A graph or checkpoint could not be written (a file where a folder should be, no permission,
+    a full disk); the message names the target, and a file that was there before is intact."""
+
+
 class GraphStructureError(GraphcError, ValueError):
     """Nodes from different graphs were mixed, or a name was declared twice."""
 
