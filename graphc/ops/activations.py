@@ -89,14 +89,14 @@ def leaky_relu(x, alpha: float = 0.01):
 def _softmax_ref(n, a, c):
     x = a[0]
     ax = n.attrs["axis"]
-    z = np.exp(x - np.max(x, axis=ax, keepdims=True))
+    z = np.exp(x - np.max(x, axis=ax, keepdims=True, initial=-np.inf))  # initial: an empty axis is no error
     return z / np.sum(z, axis=ax, keepdims=True)
 
 
 def _log_softmax_ref(n, a, c):
     x = a[0]
     ax = n.attrs["axis"]
-    z = x - np.max(x, axis=ax, keepdims=True)
+    z = x - np.max(x, axis=ax, keepdims=True, initial=-np.inf)
     return z - np.log(np.sum(np.exp(z), axis=ax, keepdims=True))
 
 

@@ -150,7 +150,7 @@ def _cols(x: np.ndarray, a, k) -> np.ndarray:
     v = windows(pad_nchw(x, a["padding"]), k, a["stride"], a["dilation"])
     n, c, ho, wo = v.shape[:4]
     v = v.reshape(n, g, c // g, ho, wo, k[0], k[1]).transpose(1, 0, 3, 4, 2, 5, 6)
-    return v.reshape(g, n * ho * wo, -1), (n, ho, wo)
+    return v.reshape(g, n * ho * wo, c // g * k[0] * k[1]), (n, ho, wo)  # no -1: batch 0 has none
 
 
 def _ref_conv(node, args, ctx):

@@ -72,7 +72,7 @@ def _infer_avg_grad(inputs, a):
 # -- NumPy references -----------------------------------------------------------------------
 def _flat_windows(xp, a):
     v = windows(xp, a["kernel"], a["stride"])
-    return v.reshape(*v.shape[:4], -1)  # (N, C, Ho, Wo, kh*kw), a copy
+    return v.reshape(*v.shape[:4], v.shape[4] * v.shape[5])  # (N, C, Ho, Wo, kh*kw), a copy (no -1: batch 0)
 
 
 def _argmax(x, a):

@@ -348,6 +348,13 @@ class _Specialisation:
                     out = np.empty(self.shape[n.id], n.dtype)
                     vals[n.id] = out
                 fn(out, *ins)
+            elif tag == "empty":  # a reduction over an empty loop (loops.reduce_step)
+                n, shp = st[1], st[2]
+                res = run_reference(n, [np.empty(shp, n.inputs[0].dtype)], ctx)
+                if n.id in vals:
+                    vals[n.id][...] = res
+                else:
+                    vals[n.id] = res
             else:
                 n = st[1]
                 vals[n.id] = run_reference(n, [vals[x.id] for x in n.inputs], ctx)

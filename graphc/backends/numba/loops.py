@@ -51,8 +51,9 @@ class _Args:
             self.args.append(None)
             return
         view = arr.reshape(shape)
-        if write and not np.shares_memory(view, arr):
-            raise AssertionError("output view is not a view")  # buffers are contiguous
+        # buffers are contiguous, so this is a view; an empty one shares no memory to check
+        if write and view.size and not np.shares_memory(view, arr):
+            raise AssertionError("output view is not a view")
         self.args.append(view)
 
 
@@ -124,6 +125,10 @@ def reduce_step(spec, k):
     src = anchor.inputs[0]
     loop_static = src.shape
     loop = shapes.concrete(loop_static, spec.env)
+    if math.prod(loop) == 0:
+        # nothing to loop over: the result is the reduction of an empty array, exactly as the
+        # reference gives it (0 for sum, NaN for mean, its error for max); producers are empty
+        return ("empty", anchor, loop)
     extra = [] if any(n is src for n in body) else [src.id]
     ins, scalars = _inputs(spec, body, extra)
     outs = [n for n in body if n.id in k.outputs]
@@ -131,7 +136,7 @@ def reduce_step(spec, k):
     a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, reduced)
     cred = tuple(bool(g) and reduced[g[0]] for g in groups)
     a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
-    a.add(anchor.id, (max(1, math.prod(spec.shape[anchor.id])),), write=True)
+    a.add(anchor.id, (math.prod(spec.shape[anchor.id]),), write=True)
     ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
     source = codegen.reduce_source(ls, anchor, rs, cred, _label([*body, anchor]))
     return _finish(spec, k, source, a)
