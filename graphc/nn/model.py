@@ -19,11 +19,12 @@ import numpy as np
 
 from graphc.errors import AttributeValueError, GraphFileError, InputError, TrainingError
 from graphc.ir.graph import Graph
-from graphc.nn.data import Batches, check_arrays, split_validation
+from graphc.nn.data import Batches, check_labels, check_samples, check_targets, split_validation
 from graphc.nn.history import History
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 METRICS = ("accuracy",)
+TARGETS = ("labels", "probabilities")
 
 
 @dataclass
@@ -53,8 +54,12 @@ def _optimizer(opt):
 class Model:
     """A compiled network with fit / evaluate / predict / save.
 
-    loss: "cross_entropy" (integer labels; the network outputs logits (batch, classes)),
-    "binary_cross_entropy" (0/1 targets; one logit per target) or "mse" (float targets).
+    loss: "cross_entropy" (the network outputs logits (batch, classes); the targets are class
+    labels, or with targets="probabilities" probability rows), "binary_cross_entropy" (targets
+    in [0, 1]; one logit per target) or "mse" (float targets).
+    targets (cross_entropy only): "labels" (default: fit/evaluate take labels (N,) or (N, 1), or
+    one-hot rows (N, classes)) or "probabilities" (they take probability rows (N, classes), or
+    labels, which are one-hot encoded).
     optimizer: an nn.optim optimizer or its name ("adam", "sgd", ...); default Adam(1e-3).
     metrics: default ("accuracy",) for the classification losses, none for mse. backend: "numba" when
     available, else "reference"; any registered backend name.
@@ -63,11 +68,17 @@ class Model:
     def __init__(
         self, net, input_shape, loss: str = "cross_entropy", optimizer=None, metrics=None,
         backend: str | None = None, seed: int = 0, name: str = "model", input_dtype: str = "float32",
+        targets: str = "labels",
     ):  # fmt: skip
         from graphc import nn
 
         if loss not in LOSSES:
             raise AttributeValueError(f"Model: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        if targets not in TARGETS:
+            raise AttributeValueError(f"Model: unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
+        if targets != "labels" and loss != "cross_entropy":
+            raise AttributeValueError(f"Model: targets={targets!r} is for loss 'cross_entropy', not {loss!r}")
+        _check_int("Model", "seed", seed)
         if metrics is None:
             metrics = () if loss == "mse" else ("accuracy",)
         metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
@@ -89,7 +100,10 @@ class Model:
                     raise AttributeValueError(
                         f"Model: loss 'cross_entropy' needs network outputs (batch, classes), got {out.type_str}"
                     )
-                y = g.input("y", ("batch",), "int64")
+                if targets == "probabilities":
+                    y = g.input("y", out.shape, out.dtype)
+                else:
+                    y = g.input("y", ("batch",), "int64")
             else:
                 y = g.input("y", out.shape, out.dtype)
             for prefix, o in (("train", out), ("eval", eval_out)):
@@ -104,7 +118,7 @@ class Model:
         self._setup(g, {
             "name": name, "loss": loss, "metrics": list(metrics), "input_shape": list(input_shape),
             "input_dtype": input_dtype, "seed": int(seed), "optimizer": self.optimizer.config,
-            "optimizer_state": sorted(state), "backend": None,
+            "optimizer_state": sorted(state), "backend": None, "targets": targets,
         }, backend)  # fmt: skip
 
     def _setup(self, graph: Graph, config: dict, backend: str | None) -> None:
@@ -117,6 +131,8 @@ class Model:
         self.target_shape = tuple(y.shape[1:])
         out = graph.outputs["eval/output"]
         self.num_classes = int(out.shape[1]) if self.loss == "cross_entropy" else None
+        # Checkpoints from before `targets` existed hold a label model.
+        self.targets = config.get("targets") or ("labels" if y.dtype.startswith("int") else "probabilities")
         if backend is None and config.get("backend"):
             from graphc.backends import backend_names
 
@@ -161,30 +177,35 @@ class Model:
 
     # -- data ---------------------------------------------------------------------------------
     def _check(self, X, y, what):
-        X = np.asarray(X)
-        if y is not None:
-            y = np.asarray(y)
-            if self.loss != "cross_entropy" and self.target_shape == (1,) and y.ndim == 1:
-                y = y[:, None]  # one output unit: accept flat targets
-        X, y = check_arrays(X, y, num_classes=self.num_classes, sample_shape=self.input_shape,
-                            target_shape=None if y is None else self.target_shape, what=what)  # fmt: skip
-        X = np.ascontiguousarray(X, dtype=self.config["input_dtype"])
-        if y is not None:
-            if self.loss == "binary_cross_entropy":
-                bad = np.flatnonzero((y < 0) | (y > 1))
-                if len(bad):
-                    raise InputError(
-                        f"{what}: binary_cross_entropy targets must be in [0, 1], got {y.reshape(-1)[bad[0]].item()!r} "
-                        f"at {len(bad)} value(s)"
-                    )
-            y = np.ascontiguousarray(y, dtype=self.graph.inputs["y"].dtype)
+        """(X, y) checked and converted to the graph's inputs; InputError says what is expected."""
+        X = check_samples(X, self.input_shape, self.config["input_dtype"], what)
+        if y is None:
+            return X, None
+        y_dtype = self.graph.inputs["y"].dtype
+        if self.loss == "cross_entropy":
+            probs = self.targets == "probabilities"
+            y = check_labels(y, len(X), self.num_classes, what, probabilities=probs)
+            return X, np.ascontiguousarray(y, dtype=y_dtype)
+        y = check_targets(y, len(X), self.target_shape, y_dtype, what)
+        if self.loss == "binary_cross_entropy":
+            bad = np.flatnonzero((y < 0) | (y > 1))
+            if len(bad):
+                raise InputError(
+                    f"{what}: binary_cross_entropy targets must be in [0, 1], got {y.reshape(-1)[bad[0]].item()!r} "
+                    f"at {len(bad)} value(s)"
+                )
         return X, y
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data=None, early_stopping=None, shuffle: bool = True, seed: int | None = None,
-            progress: bool = True, drop_last: bool = False, augment=None) -> History:  # fmt: skip
+            progress: bool = True, drop_last: bool = False, augment=None,
+            initial_epoch: int | None = None) -> History:  # fmt: skip
         """Train for `epochs` more epochs; returns (and extends) `model.history`.
+
+        `initial_epoch` (as in Keras): resume to a total. With it, `epochs` is the epoch to stop
+        at, and `initial_epoch` must be the epochs the model has trained (`model.epoch`, kept in
+        checkpoints): `Model.load(ckpt).fit(X, y, epochs=20, initial_epoch=5)` trains epochs 6-20.
 
         Epoch e shuffles with seed (seed, e), e counting from the model's first epoch, so a run
         resumed from a checkpoint sees the same batches as one that ran straight through.
@@ -195,10 +216,24 @@ class Model:
         A NaN or inf loss raises TrainingError naming the epoch and step, after putting back
         the values the model had at the start of that epoch.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise InputError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        _check_int("fit", "epochs", epochs, 0)
+        if initial_epoch is not None:
+            _check_int("fit", "initial_epoch", initial_epoch, 0)
+            if initial_epoch != self.epoch:
+                raise InputError(
+                    f"fit: initial_epoch={initial_epoch}, but the model has trained {self.epoch} epoch(s) "
+                    f"(model.epoch); pass initial_epoch={self.epoch} to train to epoch {epochs}"
+                )
+            if epochs < initial_epoch:
+                raise InputError(
+                    f"fit: with initial_epoch={initial_epoch}, epochs is the epoch to stop at and must be >= "
+                    f"{initial_epoch}, got {epochs}"
+                )
+            epochs -= initial_epoch
         if augment is not None and not callable(augment):
             raise InputError(f"fit: augment must be a callable (batch_X, rng) -> batch_X, got {augment!r}")
+        if seed is not None:
+            _check_int("fit", "seed", seed)
         seed = self.config["seed"] if seed is None else int(seed)
         X, y = self._check(X, y, "training data")
         if validation_data is not None and validation_split:
@@ -295,6 +330,7 @@ class Model:
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, X, y, batch_size: int = 512) -> dict:
         """Mean loss and metrics over (X, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
+        _check_int("evaluate", "batch_size", batch_size, 1)
         X, y = self._check(X, y, "evaluation data")
         names = ["loss", *self.metrics]
         sums = np.zeros(len(names))
@@ -310,6 +346,7 @@ class Model:
         probability of 1 (sigmoid), shaped like the output; mse: the outputs. With
         `logits=True`, the network's raw outputs instead.
         """
+        _check_int("predict", "batch_size", batch_size, 1)
         X, _ = self._check(X, None, "prediction data")
         parts = [self._predict(x=X[s : s + batch_size])[1 if logits else 0] for s in range(0, len(X), batch_size)]
         return np.concatenate(parts)
@@ -374,6 +411,15 @@ class Model:
     def __repr__(self):
         return (f"<Model {self.graph.name!r}: loss={self.loss}, backend={self.backend}, "
                 f"{len(self.graph.trainable())} parameters, {self.epoch} epochs>")  # fmt: skip
+
+
+def _check_int(op: str, name: str, value, minimum: int | None = None) -> None:
+    """InputError naming `op`, the argument and its value unless `value` is an int (>= minimum)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        want = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise InputError(f"{op}: {name} must be {want}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _early(spec, has_val):

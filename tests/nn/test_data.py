@@ -64,8 +64,12 @@ def test_check_arrays_reports_labels_out_of_range():
         InputError, match=r"labels must be in 0..9 \(the model has 10 classes\), got -1, 10 at 3 sample"
     ):
         check_arrays(np.zeros((6, 2)), y, num_classes=10)
-    with pytest.raises(InputError, match="must be integers 0..9, got dtype float64"):
+    # Whole-number float labels are labels (range-checked like ints); fractional ones are refused.
+    with pytest.raises(InputError, match=r"labels must be in 0..9 .*got -1, 10 at 3 sample"):
         check_arrays(np.zeros((6, 2)), y.astype(float), num_classes=10)
+    with pytest.raises(InputError, match=r"class labels must be integers 0..9 \(whole-number floats such as 1.0 "
+                                         r"are accepted\), got 0.5 at 1 sample\(s\), e.g. index 1"):  # fmt: skip
+        check_arrays(np.zeros((3, 2)), [0.0, 0.5, 2.0], num_classes=10)
 
 
 def test_check_arrays_reports_sample_shape():
