@@ -3,7 +3,9 @@
     graphc demo --out demo_out        # or: python -m graphc demo --out demo_out
 
 It prints a progress bar per epoch, then `test accuracy: 0.xxxx` as its last line, and writes
-DIR/forward.svg and DIR/backward.svg (the training step's graph) and DIR/curves.png.
+DIR/forward.svg and DIR/backward.svg (the training step's graph) and DIR/curves.png. Without
+Graphviz's `dot` the drawings are DIR/forward.gv and DIR/backward.gv only (Graphviz source),
+with a DotNotFoundWarning saying how to install it.
 """
 
 import argparse
@@ -78,8 +80,9 @@ def demo(out: str, epochs: int = 20, backend: str | None = None, seed: int = 0, 
     files = draw_training_step(model, out_dir)
     files.append(model.plot_history(out_dir / "curves.png", title="digits CNN: training and validation"))
     elapsed = time.perf_counter() - t0
+    images = {Path(f).with_suffix("") for f in files if Path(f).suffix != ".gv"}
     for f in files:
-        if Path(f).suffix != ".gv":
+        if Path(f).suffix != ".gv" or Path(f).with_suffix("") not in images:  # a .gv alone: no `dot`
             print(f"wrote {f}")
     print(f"test loss: {result['loss']:.4f}   ({elapsed:.1f} s including compilation)")
     print(f"test accuracy: {result['accuracy']:.4f}", flush=True)
@@ -94,14 +97,15 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="train a small CNN on the bundled 8x8 digits and draw its graphs")
     p.add_argument("--out", default="graphc_demo", help="output folder (default: graphc_demo)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
-    p.add_argument("--backend", default=None, help="reference, numba (default when available) or cuda")
+    p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.epochs < 1:
-            parser.error(f"--epochs must be >= 1, got {args.epochs}")
-
+            # A bad value, not a bad command line: the message alone, without argparse's usage line.
+            print(f"graphc demo: error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+            return 2
         try:
             demo(args.out, epochs=args.epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
         except GraphcError as exc:
