@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
     p.add_argument("--hidden", type=int, default=128, help="units of the hidden dense layer (0: none)")
     p.add_argument("--shift", type=float, default=0.5, help="max random shift of training images, pixels (0: off)")
     p.add_argument("--out", default=None, help="folder for curves.png")
-    p.add_argument("--backend", default=None, help="reference, numba (default when available), cuda")
+    p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -16,12 +16,23 @@ from graphc import nn
 from graphc.datasets import load_iris, train_test_split
 
 
+def linear_form(w, b) -> str:
+    """w.x + b as a person writes it: `1.75*x0 - 1.60*x1 + 0.30` (not `+1.75*x0 + -1.60*x1 +0.30`)."""
+    terms = [(float(c), f"*x{i}") for i, c in enumerate(w)] + [(float(b), "")]
+    text = ""
+    for c, var in terms:
+        negative = round(c, 2) < 0  # the sign of the printed value: -0.004 prints as + 0.00
+        term = f"{abs(c):.2f}{var}"
+        text += ("-" if negative else "") + term if not text else f" {'-' if negative else '+'} {term}"
+    return text
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--out", default=None, help="folder for curves.png")
-    p.add_argument("--backend", default=None, help="reference, numba (default when available), cuda")
+    p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -36,7 +47,7 @@ def main(argv=None) -> dict:
     result = model.evaluate(Xte, yte)
     w = model.graph.values["perceptron/dense/w"].ravel()
     b = float(model.graph.values["perceptron/dense/b"].ravel()[0])
-    print(f"decision rule: setosa if {' + '.join(f'{c:+.2f}*x{i}' for i, c in enumerate(w))} {b:+.2f} > 0")
+    print(f"decision rule: setosa if {linear_form(w, b)} > 0")
     if args.out:
         path = model.plot_history(Path(args.out) / "curves.png", title="perceptron: iris setosa vs others")
         print(f"wrote {path}")

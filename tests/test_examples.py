@@ -5,6 +5,7 @@ docstrings; these shorter ones check lower bounds that the short runs reliably r
 """
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,21 @@ def test_perceptron_separates_setosa(tmp_path, capsys):
     assert r["accuracy"] == 1.0 and r["train_accuracy"] == 1.0
     np.testing.assert_array_equal(r["predictions"], r["labels"])
     assert (tmp_path / "curves.png").exists()
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "test accuracy: 1.0000"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "test accuracy: 1.0000"
+    # The decision rule reads as arithmetic ("1.75*x0 - 1.60*x1 ... + 0.30"), and is the model's.
+    (rule,) = [line for line in lines if line.startswith("decision rule:")]
+    num = r"\d+\.\d{2}"
+    m = re.fullmatch(rf"decision rule: setosa if (-?{num}\*x0(?: [+-] {num}\*x[1-3]){{3}} [+-] {num}) > 0", rule)
+    assert m, rule
+    printed = [float(t.split("*")[0]) for t in m.group(1).replace(" - ", " -").replace(" + ", " ").split()]
+    np.testing.assert_allclose(printed, np.round(r["weights"], 2), atol=1e-9)
+
+
+def test_perceptron_linear_form_joins_signs():
+    linear_form = example("perceptron").linear_form
+    assert linear_form([1.75, -1.6], -0.3) == "1.75*x0 - 1.60*x1 - 0.30"
+    assert linear_form([-1.0, 0.004, -0.004], 2) == "-1.00*x0 + 0.00*x1 + 0.00*x2 + 2.00"
 
 
 def test_mlp_digits():

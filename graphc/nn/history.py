@@ -78,11 +78,20 @@ def plot_histories(path, histories: dict, title: str | None = None, metrics=None
     `histories` maps a run label ("" for a single run) to its History. The epoch that early
     stopping restored is marked with a dotted vertical line.
     """
+    path = Path(path)
+    fig = history_figure(histories, title=title, metrics=metrics)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
+
+
+def history_figure(histories: dict, title: str | None = None, metrics=None):
+    """The matplotlib Figure that plot_histories writes (epoch ticks are whole numbers)."""
     # Figure without pyplot: renders with Agg, needs no display and leaves global state alone.
     import matplotlib
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    path = Path(path)
     metrics = list(metrics or _metric_names(histories.values()))
     if not metrics:
         raise ValueError("plot_histories: the histories hold no epochs yet; train first")
@@ -101,6 +110,7 @@ def plot_histories(path, histories: dict, title: str | None = None, metrics=None
                 ax.axvline(h.best_epoch, color=c, linestyle=":", linewidth=1,
                            label=f"{prefix}restored (epoch {h.best_epoch})")  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -108,6 +118,4 @@ def plot_histories(path, histories: dict, title: str | None = None, metrics=None
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, format="png")
-    return path
+    return fig
