@@ -28,7 +28,7 @@ from graphc.backends.numba.vmath import vexp as _vexp, vtanh as _vtanh
 F = np.float32
 
 
-@njit(cache=True, parallel={parallel}, fastmath={fastmath}, error_model="numpy", nogil=True)
+@njit(parallel={parallel}, fastmath={fastmath}, error_model="numpy", nogil=True)
 """
 
 _CAST = {"float32": "F", "float64": "np.float64", "int32": "np.int32", "int64": "np.int64", "bool": "np.bool_"}

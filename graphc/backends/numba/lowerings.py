@@ -93,7 +93,9 @@ def _softmax_kernel():
                         for i in range(N):
                             out[p, i, q] = math.exp(x[p, i, q] - m) * r
 
-        _SOFTMAX = softmax3
+        from graphc.backends.numba.cache import adopt
+
+        _SOFTMAX = adopt(softmax3)  # graphc's cache folder and its fault handling
     return _SOFTMAX
 
 
