@@ -234,7 +234,10 @@ class Lambda(Layer):
         self.fn = fn
 
     def forward(self, x, training):
-        return self.fn(x)
+        y = self.fn(x)
+        if not isinstance(y, Node):  # else the next layer, or the caller, gets a non-node to puzzle over
+            error(GraphStructureError, self._what(), f"its function returned {type(y).__name__}, not a graph node")
+        return y
 
 
 class Sequential(Layer):
