@@ -180,7 +180,10 @@ class Optimizer:
         return self._per_dtype[dtype]
 
     def _clip(self, grads: dict[str, Node]) -> dict[str, Node]:
-        """Scale all gradients by clip_norm / max(global norm, clip_norm)."""
+        """Scale all gradients by clip_norm / max(global norm, clip_norm).
+
+        No epsilon (PyTorch divides by norm + 1e-6): the max never divides by zero, and a
+        clipped gradient's norm is exactly clip_norm."""
         if self.clip_norm is None:
             return grads
         dt = "float32"
@@ -272,7 +275,10 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     """s = rho s + (1 - rho) g^2;  p -= lr * g / (sqrt(s) + eps)
-    (with momentum: b = momentum b + g / (sqrt(s) + eps);  p -= lr * b)."""
+    (with momentum: b = momentum b + g / (sqrt(s) + eps);  p -= lr * b).
+
+    eps is added after the square root, as in PyTorch (whose defaults are lr=1e-2, alpha=0.99);
+    Keras adds its epsilon (1e-7) inside it. See docs/nn.md."""
 
     name = "rmsprop"
 

@@ -167,6 +167,20 @@ def test_clipping_exposes_the_global_norm():
     np.testing.assert_allclose(norm, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("w0", [[3.0, 4.0], [0.0, 0.0]])
+def test_clipping_has_no_epsilon(w0):
+    """docs/nn.md: the scale is clip_norm / max(norm, clip_norm), so a clipped step has exactly
+    clip_norm's length (PyTorch's clip_norm / (norm + 1e-6) would leave w at 2.4000000479...),
+    and a zero gradient is scaled by 1, not turned into NaN."""
+    with gc.Graph("clip") as g:
+        w = g.param("w", (2,), init=np.array(w0), dtype="float64")
+        loss = 0.5 * gc.sum(w * w)  # gradient: w, of norm 5
+    step = nn.training_graph(loss, nn.GD(1.0, clip_norm=1.0)).compile("reference")
+    step()
+    want = np.array(w0) * (1 - 1 / 5) if any(w0) else np.zeros(2)
+    np.testing.assert_allclose(g.values["w"], want, rtol=0, atol=1e-15)
+
+
 # -- schedules ------------------------------------------------------------------------------------
 SCHEDULES = {
     "step": (schedules.StepDecay(3, gamma=0.5), lambda lr, t: lr * 0.5 ** (t // 3)),
