@@ -87,12 +87,13 @@ def source_hash(source: str) -> str:
 
 
 def _fault(message: str, warn: bool = True) -> None:
-    """Count a cache fault; warn once per process for each kind (the text before the first ':')."""
+    """Count a cache fault; the first one that leaves a kernel without a disk entry warns (once
+    per process: a read-only cache would otherwise warn for every kernel)."""
     STATS["faults"] += 1
-    kind = message.split(":")[0]
-    if warn and kind not in _WARNED:
-        _WARNED.add(kind)
-        warnings.warn(f"graphc kernel cache: {message}; compiling in memory", KernelCacheWarning, stacklevel=3)
+    if warn and not _WARNED:
+        _WARNED.add(message)
+        text = f"graphc kernel cache: {message}; compiling in memory (further write failures are not shown)"
+        warnings.warn(text, KernelCacheWarning, stacklevel=3)
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -312,11 +313,15 @@ def ensure_compiled(disp, args) -> None:
 
 
 def forget() -> None:
-    """Forget the kernels loaded in this process, so the next compile reads the disk again
-    (after clearing the cache folder, or in tests of the cache itself)."""
+    """Forget the kernels loaded in this process (and the warning given), so that the next
+    compile reads the disk again, as a new process would: after clearing the cache folder, or
+    in tests of the cache itself."""
+    global _DIR
     with _LOCK:
         _MODULES.clear()
         _COMPILED.clear()
+        _WARNED.clear()
+        _DIR = None
 
 
 def stats() -> dict:
