@@ -7,6 +7,7 @@ so every backend raises the same errors and behaves the same to the user.
 import numpy as np
 
 from graphc.backends.feeds import check_feeds
+from graphc.backends.threads import variables_lock
 from graphc.errors import GraphcError, InputError, where
 from graphc.ir.node import Node
 from graphc.ops.registry import Kind
@@ -107,7 +108,13 @@ def optimize_for(graph, outputs=None, disable=(), trace=None):
 
 
 class Executable:
-    """A compiled graph: call it with input arrays, get output arrays; variables update in place."""
+    """A compiled graph: call it with input arrays, get output arrays; variables update in place.
+
+    Threads: calls may come from several threads. Each holds the lock of the graph's
+    variables (graphc.backends.threads) for the whole call, so the calls of every step
+    sharing those variables (this one, an evaluation step of the same graph) run one at a
+    time; a backend overriding __call__ takes the same lock.
+    """
 
     def __init__(self, graph, outputs=None, apply_updates: bool = True):
         self.graph = graph
@@ -119,26 +126,30 @@ class Executable:
         self.step = 0
 
     def __call__(self, feeds: dict | None = None, **kw):
-        if feeds is not None and not isinstance(feeds, dict):
-            raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
-        feeds = {**(feeds or {}), **kw}
-        arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
-        results = self.execute(arrays, env)
-        self.step += 1
-        # An output may be a variable, a fed array or a constant, or a view of one: hand out a
-        # copy, taken before the updates below overwrite the variables it shows.
-        owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
-        values = [results[n.id] for _, n in self._outputs]
-        values = [np.array(v) if v.base is not None or id(v) in owned or n.opdef.kind is Kind.SOURCE else v
-                  for v, (_, n) in zip(values, self._outputs)]  # fmt: skip
-        # Updates are computed from the old values before any is written, then written in place.
-        for var, node in self._updates.items():
-            np.copyto(self.graph.values[var], results[node.id], casting="unsafe")
-        if self._packing == "single":
-            return values[0]
-        if self._packing == "list":
-            return values
-        return {k: v for (k, _), v in zip(self._outputs, values)}
+        """One step: check the feeds, run, copy the outputs, write the updates. Calls from several
+        threads are safe: each holds the lock of the graph's variables for the whole call, so the
+        calls of every step sharing those variables run one at a time (graphc.backends.threads)."""
+        with variables_lock(self.graph):
+            if feeds is not None and not isinstance(feeds, dict):
+                raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
+            feeds = {**(feeds or {}), **kw}
+            arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
+            results = self.execute(arrays, env)
+            self.step += 1
+            # An output may be a variable, a fed array or a constant, or a view of one: hand out a
+            # copy, taken before the updates below overwrite the variables it shows.
+            owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
+            values = [results[n.id] for _, n in self._outputs]
+            values = [np.array(v) if v.base is not None or id(v) in owned or n.opdef.kind is Kind.SOURCE else v
+                      for v, (_, n) in zip(values, self._outputs)]  # fmt: skip
+            # Updates are computed from the old values before any is written, then written in place.
+            for var, node in self._updates.items():
+                np.copyto(self.graph.values[var], results[node.id], casting="unsafe")
+            if self._packing == "single":
+                return values[0]
+            if self._packing == "list":
+                return values
+            return {k: v for (k, _), v in zip(self._outputs, values)}
 
     kernels = None  # the fused kernel groups (graphc.fusion.Kernel), for backends that fuse
     optimize_summary = None  # the graphc.passes.Summary of the passes run at compile time, if any

@@ -21,6 +21,7 @@ from graphc.backends import plan as planning
 from graphc.backends.base import Executable, RunContext, optimize_for, run_reference
 from graphc.backends.feeds import check_feeds
 from graphc.backends.numba import blas
+from graphc.backends.threads import variables_lock
 from graphc.errors import GraphcError, InputError
 from graphc.fusion import fuse, is_loop_op
 from graphc.ir import shapes
@@ -71,19 +72,22 @@ class NumbaExecutable(Executable):
 
     # -- calling ---------------------------------------------------------------------------
     def __call__(self, feeds: dict | None = None, **kw):
-        if feeds is not None and not isinstance(feeds, dict):
-            raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
-        if kw:
-            feeds = {**(feeds or {}), **kw}
-        arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
-        key = tuple(sorted(env.items()))
-        spec = self._specs.get(key)
-        if spec is None or not spec.params_current():
-            spec = self._spec(env)
-        try:
-            return spec.run(self, arrays, env)
-        finally:
-            self.step += 1
+        """One step, holding the lock of the graph's variables for the whole call, as every
+        Executable does: planned buffers and in-place updates are used by one call at a time."""
+        with variables_lock(self.graph):
+            if feeds is not None and not isinstance(feeds, dict):
+                raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
+            if kw:
+                feeds = {**(feeds or {}), **kw}
+            arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
+            key = tuple(sorted(env.items()))
+            spec = self._specs.get(key)
+            if spec is None or not spec.params_current():
+                spec = self._spec(env)
+            try:
+                return spec.run(self, arrays, env)
+            finally:
+                self.step += 1
 
     def execute(self, arrays, env):  # the base interface: results of every root
         raise GraphcError("NumbaExecutable runs through __call__")
