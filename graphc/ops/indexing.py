@@ -342,8 +342,9 @@ def _ref_one_hot(n, a, c):
     bad = (labels < 0) | (labels >= depth)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        op = n.attrs.get("caller", "one_hot")  # the op the user declared, when a gradient rule made this one
         raise IndexRangeError(
-            f"one_hot: label {int(labels[pos])} at position {pos} is out of range [0, {depth})" + where(n.location)
+            f"{op}: label {int(labels[pos])} at position {pos} is out of range [0, {depth})" + where(n.location)
         )
     classes = np.arange(depth).reshape((depth,) + (1,) * (labels.ndim - ax))
     return (np.expand_dims(labels, ax) == classes).astype(n.dtype)

@@ -103,7 +103,9 @@ def _ref_ce_labels(n, a, c):
 def _vjp_ce_labels(n, g, needs):
     logits, labels = n.inputs
     ax = n.attrs["axis"]
-    onehot = F.one_hot(labels, logits.shape[ax], logits.dtype, axis=ax)
+    # caller: an out-of-range label found here (the loss itself may be dead code) names cross_entropy.
+    attrs = {"depth": logits.shape[ax], "dtype": logits.dtype, "axis": ax, "caller": "cross_entropy"}
+    onehot = apply("one_hot", [labels], attrs)
     return [(F.softmax(logits, ax) - onehot) * _expand(g, n), None]
 
 

@@ -164,6 +164,21 @@ def test_out_of_range_labels_name_cross_entropy_on_every_backend(backend):
         m.fit(X[:4], np.array([0, 3, 1, 2]), batch_size=4, progress=False)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bad_label_in_the_gradient_alone_names_cross_entropy(backend):
+    """With a static batch the loss itself is dead code in a gradient-only step; the label check
+    then happens in the gradient's one_hot, which still names the user's op."""
+    with gc.Graph("ce", seed=0) as g:
+        x, y = g.input("x", (3, 4)), g.input("y", (3,), "int64")
+        loss = nn.losses.cross_entropy(nn.Dense(5)(x), y)
+    (gw, _) = gc.grad(loss, list(g.params.values()))
+    step = gc.compile(g, backend, outputs=[gw])
+    (got,) = step(x=X[:3], y=np.array([0, 4, 1]))
+    assert got.shape == (4, 5)
+    with pytest.raises(IndexRangeError, match=r"^cross_entropy: label 12 at position \(2,\) is out of range \[0, 5\)"):
+        step(x=X[:3], y=np.array([0, 4, 12]))
+
+
 # -- item 16: dtypes --------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_float_input_takes_ints_bools_lists_and_float64(backend):
