@@ -41,6 +41,65 @@ def kind(dtype: str) -> str:
     return "f" if is_float(dtype) else "i" if is_int(dtype) else "b"
 
 
+def unfit(values, dtype: str) -> str | None:
+    """The first of `values` that `dtype` cannot hold, as text, else None.
+
+    An integer dtype holds integers in its range (integral floats too, not NaN or inf); a float
+    dtype holds every value that does not overflow to inf (rounding is allowed); bool holds
+    bools and 0/1. Values may be a scalar, a nested list or an array of any dtype, object included.
+    """
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if arr.size == 0:
+        return None
+    if arr.dtype.kind == "O":
+        for v in arr.flat:
+            if not _holds(v, dtype):
+                return repr(v)
+        return None
+    if arr.dtype.kind not in "biuf":
+        return f"{arr.flat[0]!r} (dtype {arr.dtype})"
+    bad = _unfit_mask(arr, np.dtype(dtype))
+    if bad is None or not bad.any():
+        return None
+    v = arr[bad].flat[0]
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
+def _unfit_mask(arr: np.ndarray, target: np.dtype):
+    """Where arr's elements do not fit target (None: all fit)."""
+    if np.can_cast(arr.dtype, target, "safe") or arr.dtype.kind == "b":
+        return None
+    if target.kind == "b":
+        return (arr != 0) & (arr != 1)
+    if target.kind == "f":
+        if arr.dtype.kind != "f":
+            return None  # every int64/uint64 is below float32's max: it rounds, never overflows
+        with np.errstate(over="ignore"):
+            return np.isinf(arr.astype(target)) & np.isfinite(arr)
+    info = np.iinfo(target)
+    if arr.dtype.kind == "f":
+        lo, hi = -(2.0 ** (info.bits - 1)), 2.0 ** (info.bits - 1)  # exact in every float dtype
+        with np.errstate(invalid="ignore"):
+            return ~np.isfinite(arr) | (arr < lo) | (arr >= hi) | (np.trunc(arr) != arr)
+    return (arr < info.min) | (arr > info.max)
+
+
+def _holds(v, dtype: str) -> bool:
+    if isinstance(v, bool | np.bool_):
+        return True
+    if not isinstance(v, int | float | np.integer | np.floating):
+        return False
+    if dtype == "bool":
+        return v in (0, 1)
+    if is_int(dtype):
+        info = np.iinfo(dtype)
+        return v == v and abs(v) != float("inf") and int(v) == v and info.min <= int(v) <= info.max
+    try:
+        return abs(v) == float("inf") or v != v or abs(float(v)) <= float(np.finfo(dtype).max)
+    except OverflowError:  # a Python int beyond float64
+        return False
+
+
 def promote(a: str, b: str) -> str:
     """NumPy's promotion restricted to graphc's dtypes (bool < int32 < int64 < float32 < float64)."""
     if a == b:

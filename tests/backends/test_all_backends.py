@@ -230,8 +230,9 @@ def _bad_feeds():
         "wrong fixed dim": {"x": np.zeros((4, 8), np.float32), "y": y},
         "batch disagrees": {"x": x, "y": np.zeros(5, np.int64)},
         "float labels": {"x": x, "y": y.astype(np.float32)},
-        "int data": {"x": x.astype(np.int32), "y": y},
-        "bool data": {"x": x.astype(bool), "y": y},
+        "labels beyond int64": {"x": x, "y": np.full(4, 2**63, np.uint64)},
+        "data beyond float32": {"x": np.full((4, 7), 1e39), "y": y},
+        "ragged data": {"x": [[0.0] * 7, [0.0] * 6, [0.0] * 7, [0.0] * 7], "y": y},
         "strings": {"x": np.full((4, 7), "a"), "y": y},
     }
 
