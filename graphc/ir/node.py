@@ -4,7 +4,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from graphc.errors import SymbolicValueError, where
 from graphc.ir import dtypes, shapes
+from graphc.ir.location import user_location
 
 
 class Attrs(Mapping):
@@ -127,10 +129,27 @@ class Node:
         return self is other
 
     def __bool__(self):
-        raise TypeError(
-            f"the truth value of graph node {self.label} is not known while declaring a graph; "
-            "use graphc.where(cond, a, b) instead of if/and/or"
+        used = user_location()
+        raise SymbolicValueError(
+            f"the truth value of graph node {self.label}{where(self.location)} is not known while declaring "
+            f"a graph{f' (asked at {used})' if used else ''}; use graphc.where(cond, a, b) instead of if/and/or"
         )
+
+    # -- NumPy: `ndarray op node` builds a node; NumPy functions on nodes are refused ------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # NumPy calls this for `array * node` (as np.multiply(array, node)) and for np.exp(node).
+        # The operators become the node the reflected operator builds; everything else is refused,
+        # since NumPy cannot compute with a value that does not exist yet.
+        op = _UFUNC_OPERATORS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if op is not None and len(inputs) == 2:
+            return getattr(self._ops(), op)(*inputs)
+        raise _numpy_refused(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}", self)
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise _numpy_refused(func.__name__, self)
+
+    def __array__(self, dtype=None, copy=None):
+        raise _numpy_refused("asarray", self)
 
     # -- operators (delegated to the op library) ---------------------------------------
     def _ops(self):
@@ -216,3 +235,33 @@ class Node:
 
     def astype(self, dtype):
         return self._ops().cast(self, dtype)
+
+
+# NumPy ufuncs that are Python operators on nodes: `array OP node` runs ufunc(array, node).
+_UFUNC_OPERATORS = {
+    "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "true_divide": "div",
+    "power": "pow", "matmul": "matmul", "less": "less", "less_equal": "less_equal",
+    "greater": "greater", "greater_equal": "greater_equal",
+}  # fmt: skip
+
+
+# NumPy names whose graphc op is named otherwise (for the hint).
+_GRAPHC_NAMES = {"absolute": "abs", "negative": "neg", "amax": "max", "amin": "min", "power": "pow"}
+
+
+def _numpy_refused(name: str, node: Node) -> SymbolicValueError:
+    import graphc.ops.api as api
+
+    name = _GRAPHC_NAMES.get(name, name)
+    if name == "asarray":
+        hint = "run the graph (gc.run, gc.compile) to get arrays"
+    elif hasattr(api, name):
+        hint = f"use gc.{name}(...) instead"
+    else:
+        hint = "use graphc's ops (gc.exp, gc.sum, ...) instead"
+    used = user_location()
+    return SymbolicValueError(
+        f"NumPy's {name} was called on graph node {node.label}{where(node.location)}"
+        f"{f' at {used}' if used else ''}; NumPy cannot compute with a node, which has no value while "
+        f"the graph is declared: {hint}"
+    )
