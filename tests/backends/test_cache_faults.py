@@ -239,3 +239,18 @@ def test_a_cold_cache_on_a_read_only_folder_compiles_in_memory_with_one_warning(
     assert cold["attempts"], cold  # the hook did refuse writes
     assert cold["err"] < 1e-5 and cold["stats"]["loaded"] == 0 and cold["stats"]["in_memory"] >= 2, cold
     assert len(cold["warnings"]) == 1 and "Read-only file system" in cold["warnings"][0], cold["warnings"]
+
+
+def test_tests_outside_backends_compile_into_the_sessions_cache_not_the_users(tmp_path):
+    """tests/conftest.py points every test at a session cache (tests/fusion once filled the
+    user's ~/.cache/graphc): run a compiling fusion test with an empty HOME and no cache set."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "GRAPHC_CACHE_DIR"}
+    env["HOME"] = str(tmp_path / "home")
+    test = "tests/fusion/test_fusion.py::test_matmul_bias_tanh_compiles_to_one_kernel_matching_the_reference"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
+    args += ["--basetemp", str(tmp_path / "base")]
+    out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert list((tmp_path / "base" / "graphc-kernel-cache").rglob("gk_*.py"))  # it did compile
+    assert not (tmp_path / "home" / ".cache" / "graphc").exists()
