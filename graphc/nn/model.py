@@ -217,6 +217,7 @@ class Model:
         the values the model had at the start of that epoch.
         """
         _check_int("fit", "epochs", epochs, 0)
+        _check_int("fit", "batch_size", batch_size, 1)
         if initial_epoch is not None:
             _check_int("fit", "initial_epoch", initial_epoch, 0)
             if initial_epoch != self.epoch:

@@ -52,6 +52,8 @@ def test_bad_seed_and_batch_size_name_the_argument():
     m = model()
     with pytest.raises(InputError, match=r"fit: seed must be an integer, got 'abc' \(str\)"):
         m.fit(X, LABELS, seed="abc", progress=False)
+    with pytest.raises(InputError, match=r"fit: batch_size must be an integer >= 1, got 0"):
+        m.fit(X, LABELS, batch_size=0, progress=False)
     with pytest.raises(InputError, match=r"evaluate: batch_size must be an integer >= 1, got 0"):
         m.evaluate(X, LABELS, batch_size=0)
     with pytest.raises(InputError, match=r"predict: batch_size must be an integer >= 1, got 0"):
