@@ -73,7 +73,7 @@ def main(argv=None):
     g.save(path)
     g2 = gc.load_graph(path)
     same = g2.text() == g.text() and float(gc.run(g2, feeds)["loss"]) == float(res["loss"])
-    print(f"\nsaved {path} (+ {path.with_suffix('.npz').name}); reloaded graph identical: {same}")
+    print(f"\nsaved {path} (+ its .npz of arrays); reloaded graph identical: {same}")
 
     # Drawings: forward and backward (SVG when Graphviz's `dot` is installed, .gv always).
     written = []

@@ -1,15 +1,21 @@
 """The graph file: JSON for the structure, a sidecar .npz for arrays. No pickles.
 
-    {"format": "graphc.graph", "version": 1, "name": ..., "seed": ..., "arrays": "g.npz",
+    {"format": "graphc.graph", "version": 1, "name": ..., "seed": ..., "arrays": "g.json.<tag>.npz",
      "arrays_sha256": ..., "nodes": [{"id", "op", "inputs", "attrs", "shape", "dtype", "name",
      "scope", "location", "forward_of"}, ...], "inputs": {name: id}, "params": {name: {"id",
      "init", "trainable", "value"}}, "outputs": {name: id}, "updates": {var: id}}
 
 Attribute values are encoded as JSON with tagged objects for what JSON lacks: tuples are
 {"$tuple": [...]}, arrays {"$array": ...} (0-d inline, others by key in the .npz), non-finite
-floats {"$float": "nan"}, slices, Ellipsis and dicts. Both files are written to a temporary
-file in the same directory and moved into place (os.replace), npz first; the JSON records the
-npz's SHA-256, so a crash between the two moves is detected on load as a mismatch.
+floats {"$float": "nan"}, slices, Ellipsis and dicts.
+
+Saving has one commit point, the rename of the JSON. The arrays go first to a new file whose
+name no other save uses (`<json name>.<writer tag>.npz`, see graphc.io.atomic); the JSON that
+names it (with its SHA-256) then replaces the old JSON atomically; only after that is the old
+arrays file removed. A save killed at any moment leaves the old JSON naming the old arrays, or
+the new JSON naming the new ones; what it leaves behind is removed by a later save. Loading
+checks every field's type and refuses anything else with a GraphFileError naming the file and
+the field (graphc.io.graph_reader).
 """
 
 import contextlib
@@ -18,45 +24,17 @@ import io
 import json
 import math
 import os
-import tempfile
+import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from graphc.errors import GraphcError, GraphFileError
-from graphc.ir import dtypes
-from graphc.ir.node import Attrs, Node
-
-FORMAT = "graphc.graph"
-VERSION = 1
-
-
-def sidecar_path(path) -> Path:
-    """'g.json' -> 'g.npz'; any other name gets '.npz' appended."""
-    p = Path(path)
-    return p.with_suffix(".npz") if p.suffix == ".json" else p.with_name(p.name + ".npz")
-
-
-# -- writing ------------------------------------------------------------------------------
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write bytes to path via a temporary file in the same directory and os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes 0600 files; keep an existing file's mode, else the usual 0644.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+from graphc.errors import GraphFileError
+from graphc.io import atomic
+from graphc.io.atomic import atomic_write  # noqa: F401  (graphc.viz writes its .gv files with it)
+from graphc.io.graph_reader import FORMAT, VERSION, field, read_arrays_name, read_document, read_graph
 
 
 class _Encoder:
@@ -116,10 +94,15 @@ def graph_to_dict(graph) -> tuple[dict, dict[str, np.ndarray]]:
         value = graph.values.get(name)
         if value is None:
             raise GraphFileError(f"graph {graph.name!r}: parameter {name!r} has no value")
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            # load_graph refuses these (as g.param refuses such an initial value): do not write them.
+            bad = "NaN" if np.isnan(value).any() else "inf"
+            raise GraphFileError(f"graph {graph.name!r}: cannot save parameter {name!r}: its value contains {bad}")
         params[name] = {"id": index[id(p)], "init": p.attrs["init"], "trainable": p.attrs["trainable"],
-                        "value": enc.array(np.asarray(value), inline_scalar=False)}  # fmt: skip
+                        "value": enc.array(value, inline_scalar=False)}  # fmt: skip
     doc = {
-        "format": FORMAT, "version": VERSION, "name": graph.name, "seed": graph.seed,
+        "format": FORMAT, "version": VERSION, "name": str(graph.name), "seed": graph.seed,
         "nodes": nodes,
         "inputs": {k: index[id(v)] for k, v in graph.inputs.items()},
         "params": params,
@@ -137,214 +120,125 @@ def _ref(index, x, n):
 
 
 def save_graph(graph, path) -> Path:
-    """Write `graph` to `path` (JSON) and its arrays to the sidecar .npz, both atomically."""
-    path = Path(path)
-    doc, arrays = graph_to_dict(graph)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    npz_bytes = buf.getvalue()
-    npz = sidecar_path(path)
-    doc["arrays"] = npz.name
-    doc["arrays_sha256"] = hashlib.sha256(npz_bytes).hexdigest()
-    # One node per line: the file stays readable and diffs well.
-    nodes = ",\n  ".join(json.dumps(n, allow_nan=False) for n in doc.pop("nodes"))
-    text = json.dumps(doc, indent=1, allow_nan=False)[:-2] + f',\n "nodes": [\n  {nodes}\n ]\n}}\n'
+    """Write `graph` to `path` (JSON) and its arrays beside it (.npz); returns `path`.
 
-    atomic_write(npz, npz_bytes)
-    atomic_write(path, text.encode())
+    Missing folders are created. The JSON's atomic rename commits the save: if anything fails
+    (FileWriteError, naming `path`) or the process is killed, the previous files are intact.
+    A path that is a folder is refused before anything is written.
+    """
+    path = Path(path)
+    encoded = encode_graph(graph)
+    try:
+        write_graph(encoded, path)
+    except OSError as exc:
+        raise atomic.write_error("graph file", path, exc) from None
     return path
 
 
-# -- reading ------------------------------------------------------------------------------
+@dataclass
+class EncodedGraph:
+    """A graph ready to write: its document (less the arrays file's name) and the .npz bytes."""
+
+    doc: dict
+    npz: bytes
 
 
-def read_document(path: Path, fmt: str, version: int, what: str, part: str | None = None) -> dict:
-    """Parse a graphc JSON document, checking its format marker and version.
+def encode_graph(graph) -> EncodedGraph:
+    """Encode `graph`; this is where everything that cannot be saved is refused, before any write."""
+    doc, arrays = graph_to_dict(graph)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return EncodedGraph(doc, buf.getvalue())
 
-    `what` names the document in messages ("graph file", "checkpoint"), `part` the file itself
-    when it differs ("checkpoint manifest"). Every defect raises GraphFileError, unchained.
+
+def write_graph(encoded: EncodedGraph, path: Path, tag: str | None = None) -> Path:
+    """save_graph's writing, raising plain OSError; returns the arrays file it wrote.
+
+    `tag`: the writer tag of an enclosing save (a checkpoint's), else a fresh one.
     """
+    if path.is_dir():
+        raise GraphFileError(f"cannot save a graph to {str(path)!r}: it is a folder (give a file name, e.g. g.json)")
+    with contextlib.ExitStack() as stack:
+        tag = tag or stack.enter_context(atomic.writing())
+        npz = path.with_name(f"{path.name}.{tag}.npz")
+        doc = {**encoded.doc, "arrays": npz.name, "arrays_sha256": hashlib.sha256(encoded.npz).hexdigest()}
+        # One node per line: the file stays readable and diffs well.
+        nodes = ",\n  ".join(json.dumps(n, allow_nan=False) for n in doc.pop("nodes"))
+        text = json.dumps(doc, indent=1, allow_nan=False)[:-2] + f',\n "nodes": [\n  {nodes}\n ]\n}}\n'
+
+        atomic.make_folder(path.parent)
+        previous = arrays_file(path)
+        atomic.write_new(npz, encoded.npz)
+        try:
+            atomic_write(path, text.encode(), tag)  # the commit point
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(npz)
+            raise
+        remove_leftovers(path, previous, keep=npz)
+    return npz
+
+
+def arrays_file(path: Path) -> Path | None:
+    """The arrays file that the graph file at `path` names, or None (no file, or not readable)."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GraphFileError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GraphFileError(f"{path}: corrupt {part or what} (invalid JSON: {exc}); truncated or corrupt?") from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise GraphFileError(f"{path}: not a graphc {what} (format marker is {got!r}, expected {fmt!r})")
-    if doc.get("version") != version:
-        raise GraphFileError(
-            f"{path}: {what} version {doc.get('version')!r} is not supported; this graphc reads version {version}"
-        )
-    return doc
+        doc = json.loads(path.read_bytes())
+        return path.with_name(read_arrays_name(doc))
+    except (OSError, ValueError, RecursionError, AttributeError, GraphFileError):
+        return None
+
+
+def leftover_patterns(name: str) -> list[re.Pattern]:
+    """What saves of the graph file `name` write besides it: its arrays files and temporary files.
+
+    The last two are the temporary names of graphc before writer tags (judged by age only).
+    """
+    n, old_npz = re.escape(name), re.escape(name[:-5] + ".npz" if name.endswith(".json") else name + ".npz")
+    return [
+        re.compile(rf"{n}\.(?P<tag>{atomic.TAG})\.npz"),
+        re.compile(rf"\.{n}\.(?P<tag>{atomic.TAG})\.tmp"),
+        re.compile(rf"\.(?:{n}|{old_npz})\.{atomic.OLD_TMP}\.tmp"),
+    ]
+
+
+def remove_leftovers(path: Path, previous: Path | None, keep: Path | None = None) -> None:
+    """After a committed save: remove the arrays file the previous JSON named (if it is one of
+    ours and no longer named), then whatever killed saves of `path` left (graphc.io.atomic)."""
+    current = arrays_file(path)  # normally `keep`; a concurrent save may have committed since
+    names = {p.name for p in (current, keep) if p is not None}
+    old_name = path.name[:-5] + ".npz" if path.name.endswith(".json") else path.name + ".npz"
+    if previous is not None and previous.name not in names:
+        if previous.name == old_name or leftover_patterns(path.name)[0].fullmatch(previous.name):
+            with contextlib.suppress(OSError):
+                os.unlink(previous)
+    for pattern in leftover_patterns(path.name):
+        atomic.remove_stale(path.parent, pattern, keep=names)
 
 
 def load_graph(path):
-    """Rebuild a Graph saved by save_graph; any defect raises GraphFileError."""
+    """Rebuild a Graph saved by save_graph; any defect raises GraphFileError naming the file."""
     path = Path(path)
-    doc = read_document(path, FORMAT, VERSION, "graph file")
-    try:
-        arrays = _read_arrays(path, doc)
-        return _build(doc, arrays)
-    except GraphFileError as exc:
-        raise GraphFileError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, GraphcError) as exc:
-        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-        raise GraphFileError(f"{path}: corrupt graph file ({what})") from None
+    for attempt in range(3):
+        doc = read_document(path, FORMAT, VERSION, "graph file")
+        try:
+            npz = path.with_name(read_arrays_name(doc))
+            try:
+                data = npz.read_bytes()
+            except OSError:
+                if attempt < 2 and arrays_file(path) not in (None, npz):
+                    continue  # a save replaced the graph file (and its arrays) while we read it
+                raise GraphFileError(f"its arrays file {str(npz)!r} is missing or unreadable") from None
+            return read_graph(doc, _read_arrays(npz, data, doc))
+        except GraphFileError as exc:
+            raise GraphFileError(f"{path}: {exc}") from None
+    raise AssertionError("unreachable")
 
 
-def _read_arrays(path: Path, doc: dict) -> dict[str, np.ndarray]:
-    npz = path.with_name(doc["arrays"])
-    try:
-        data = npz.read_bytes()
-    except OSError:
-        raise GraphFileError(f"its arrays file {str(npz)!r} is missing or unreadable") from None
-    if hashlib.sha256(data).hexdigest() != doc["arrays_sha256"]:
+def _read_arrays(npz: Path, data: bytes, doc: dict) -> dict[str, np.ndarray]:
+    if hashlib.sha256(data).hexdigest() != field(doc, "arrays_sha256", str):
         raise GraphFileError(f"arrays file {str(npz)!r} does not match the graph file (checksum differs)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise GraphFileError(f"arrays file {str(npz)!r} is corrupt: {exc}") from None
-
-
-class _Decoder:
-    def __init__(self, arrays):
-        self.arrays = arrays
-
-    def array(self, spec) -> np.ndarray:
-        spec = spec["$array"]
-        dtype = dtypes.to_numpy(spec["dtype"])
-        if "npz" not in spec:
-            return np.array(self.value(spec["value"]), dtype=dtype)
-        key = spec["npz"]
-        if key not in self.arrays:
-            raise GraphFileError(f"array {key!r} is missing from the arrays file")
-        arr = self.arrays[key]
-        if arr.dtype != dtype or list(arr.shape) != list(spec["shape"]):
-            raise GraphFileError(
-                f"array {key!r} is {arr.dtype}{list(arr.shape)} in the arrays file, "
-                f"but the graph file says {spec['dtype']}{spec['shape']}"
-            )
-        return arr
-
-    def value(self, v):
-        if isinstance(v, list):
-            raise GraphFileError(f"untagged list {v!r} in an attribute")
-        if not isinstance(v, dict):
-            return v
-        (tag, body), *rest = v.items()
-        if rest:
-            raise GraphFileError(f"bad attribute encoding {v!r}")
-        if tag == "$tuple":
-            return tuple(self.value(x) for x in body)
-        if tag == "$array":
-            return self.array(v)
-        if tag == "$float":
-            return float(body)
-        if tag == "$slice":
-            return slice(*(self.value(x) for x in body))
-        if tag == "$ellipsis":
-            return Ellipsis
-        if tag == "$dict":
-            return {self.value(k): self.value(x) for k, x in body}
-        raise GraphFileError(f"unknown attribute tag {tag!r}")
-
-
-def _build(doc: dict, arrays: dict):
-    from graphc.ir.graph import Graph
-    from graphc.ops import registry  # importing graphc.ops registers every op
-
-    graph = Graph(str(doc["name"]), int(doc["seed"]))
-    dec = _Decoder(arrays)
-    late_forward = []
-    for i, spec in enumerate(doc["nodes"]):
-        if spec["id"] != i:
-            raise GraphFileError(f"node {i} is recorded with id {spec['id']!r}")
-        op = spec["op"]
-        where = f"node {i} ({op})"
-        if op not in registry.all_ops():
-            raise GraphFileError(f"{where}: unknown op {op!r} (is the module that declares it imported?)")
-        ins = []
-        for j in spec["inputs"]:
-            if not isinstance(j, int) or not 0 <= j < i:
-                raise GraphFileError(f"{where}: input {j!r} is not an earlier node")
-            ins.append(graph.nodes[j])
-        attrs = Attrs({k: dec.value(v) for k, v in spec["attrs"].items()})
-        shape = tuple(spec["shape"])
-        if not all(isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape):
-            raise GraphFileError(f"{where}: bad shape {spec['shape']!r}")
-        dtype = dtypes.canonical(spec["dtype"])
-        _check_type(registry.get(op), op, ins, attrs, shape, dtype, where)
-        fwd, fwd_id = None, spec["forward_of"]
-        if fwd_id is not None and isinstance(fwd_id, int) and 0 <= fwd_id < i:
-            fwd = graph.nodes[fwd_id]
-        elif fwd_id is not None:
-            late_forward.append((i, fwd_id))
-        node = Node(graph, i, op, ins, attrs, shape, dtype, spec["name"], spec["scope"], spec["location"], fwd)
-        graph.nodes.append(node)
-    for i, fwd_id in late_forward:
-        # Backward flag whose forward node is later (or was outside the saved graph): link it
-        # to that node, or to itself, so is_backward survives; Node is immutable otherwise.
-        ok = isinstance(fwd_id, int) and 0 <= fwd_id < len(graph.nodes)
-        if not ok and fwd_id != -1:
-            raise GraphFileError(f"node {i}: forward_of {fwd_id!r} is not a node")
-        object.__setattr__(graph.nodes[i], "forward_of", graph.nodes[fwd_id if ok else i])
-
-    def node_at(j, what):
-        if not isinstance(j, int) or not 0 <= j < len(graph.nodes):
-            raise GraphFileError(f"{what} refers to node {j!r}, which does not exist")
-        return graph.nodes[j]
-
-    for name, j in doc["inputs"].items():
-        n = node_at(j, f"input {name!r}")
-        if n.op != "input" or n.name != name:
-            raise GraphFileError(f"input {name!r} refers to node {j}, a {n.op} named {n.name!r}")
-        graph.inputs[name] = n
-    for name, p in doc["params"].items():
-        n = node_at(p["id"], f"parameter {name!r}")
-        if n.op != "param" or n.name != name:
-            raise GraphFileError(f"parameter {name!r} refers to node {p['id']}, a {n.op} named {n.name!r}")
-        value = dec.array(p["value"])
-        if value.shape != n.shape or value.dtype != dtypes.to_numpy(n.dtype):
-            raise GraphFileError(
-                f"parameter {name!r}: stored value is {value.dtype}{list(value.shape)}, declared {n.type_str}"
-            )
-        graph.params[name] = n
-        graph.values[name] = np.array(value, order="C")  # writable: updates store into it
-    for name, j in doc["outputs"].items():
-        graph.outputs[name] = node_at(j, f"output {name!r}")
-    for var, j in doc["updates"].items():
-        if var not in graph.params:
-            raise GraphFileError(f"update of {var!r}: no such parameter")
-        n, p = node_at(j, f"update of {var!r}"), graph.params[var]
-        if n.shape != p.shape or n.dtype != p.dtype:
-            raise GraphFileError(f"update of {var!r}: new value is {n.type_str} but the variable is {p.type_str}")
-        graph.updates[var] = n
-    graph._scope_counts.update({str(k): int(v) for k, v in doc.get("scope_counts", {}).items()})
-    return graph
-
-
-def _check_type(opdef, op, ins, attrs, shape, dtype, where):
-    """Re-run the op's inference and compare with the recorded type."""
-    if op == "const":
-        v = attrs["value"]
-        if tuple(v.shape) != shape or v.dtype != dtypes.to_numpy(dtype):
-            raise GraphFileError(f"{where}: constant value is {v.dtype}{list(v.shape)}, recorded {dtype}{list(shape)}")
-        return
-    if op in ("param", "input"):
-        missing = [k for k in (("name", "init", "trainable") if op == "param" else ("name",)) if k not in attrs]
-        if missing or ins:
-            raise GraphFileError(f"{where}: malformed {op} (missing attributes {missing}, {len(ins)} inputs)")
-        return
-    try:
-        got_shape, got_dtype = opdef.infer(list(ins), attrs)
-    except Exception as exc:  # a corrupt attribute may fail inside infer in any way
-        raise GraphFileError(f"{where}: does not type-check: {type(exc).__name__}: {exc}") from None
-    if tuple(got_shape) != shape or got_dtype != dtype:
-        raise GraphFileError(
-            f"{where}: recorded type {dtype}{list(shape)} but its inputs give {got_dtype}{list(got_shape)}"
-        )

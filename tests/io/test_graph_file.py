@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.io import graph_file
-from graphc.io.graph_file import load_graph, save_graph, sidecar_path
+from graphc.io import graph_file, graph_reader
+from graphc.io.graph_file import arrays_file, load_graph, save_graph
 
 
 def training_graph():
@@ -48,7 +48,9 @@ def test_round_trip_preserves_text_nodes_values_and_results(tmp_path):
     g = training_graph()
     path = tmp_path / "train.json"
     save_graph(g, path)
-    assert sidecar_path(path) == tmp_path / "train.npz" and sidecar_path(path).exists()
+    npz = arrays_file(path)
+    assert npz.parent == tmp_path and npz.name.startswith("train.json.") and npz.name.endswith(".npz") and npz.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", npz.name]
     h = load_graph(path)
     assert h.text() == g.text()
     assert h.text(backward=True) == g.text(backward=True)
@@ -79,12 +81,14 @@ def test_save_method_other_suffix_and_overwrite(tmp_path):
     g = training_graph()
     path = tmp_path / "model.graph"
     g.save(path)
-    assert (tmp_path / "model.graph.npz").exists()
-    g.save(path)  # overwriting is fine and leaves no temporary files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.graph", "model.graph.npz"]
+    first = arrays_file(path)
+    assert first.name.startswith("model.graph.") and first.exists()
+    g.save(path)  # overwriting is fine: the old arrays file goes, and no temporary file is left
+    second = arrays_file(path)
+    assert second != first and sorted(p.name for p in tmp_path.iterdir()) == ["model.graph", second.name]
     doc = json.loads(path.read_text())
     assert doc["format"] == "graphc.graph" and doc["version"] == graph_file.VERSION
-    with np.load(tmp_path / "model.graph.npz", allow_pickle=False) as z:
+    with np.load(second, allow_pickle=False) as z:
         assert len(z.files) == 5  # four parameters and one array constant
 
 
@@ -93,7 +97,7 @@ def test_attribute_values_round_trip():
     value = {"t": (1, (2.5, "a"), ()), "s": (slice(1, None, -1), Ellipsis, None), "f": (float("nan"), -float("inf")),
              "a": np.arange(6).reshape(2, 3), "z": np.float32(1.5), "b": True}  # fmt: skip
     encoded = json.loads(json.dumps(enc.value(value), allow_nan=False))
-    back = graph_file._Decoder(enc.arrays).value(encoded)
+    back = graph_reader._Decoder(enc.arrays).value(encoded)
     assert back["t"] == (1, (2.5, "a"), ()) and back["s"] == (slice(1, None, -1), Ellipsis, None)
     assert np.isnan(back["f"][0]) and back["f"][1] == -float("inf")
     np.testing.assert_array_equal(back["a"], value["a"])
@@ -186,7 +190,7 @@ def first(saved, op):
 
 def test_missing_node_key(saved):
     rewrite(saved, lambda d: d["nodes"][5].pop("dtype"))
-    expect(saved, "missing key 'dtype'")
+    expect(saved, "corrupt graph file: nodes[5].dtype is missing")
 
 
 def test_unknown_op(saved):
@@ -215,8 +219,8 @@ def test_input_from_a_later_node(saved):
 
 
 def test_missing_npz(saved):
-    sidecar_path(saved).unlink()
-    expect(saved, "g.npz", "missing")
+    arrays_file(saved).unlink()
+    expect(saved, "g.json.", ".npz' is missing")
 
 
 def test_mismatched_npz(saved, tmp_path):
@@ -224,12 +228,12 @@ def test_mismatched_npz(saved, tmp_path):
     with gc.Graph("other") as g:
         g.param("w", (3, 4))
     save_graph(g, other)
-    os.replace(sidecar_path(other), sidecar_path(saved))
+    os.replace(arrays_file(other), arrays_file(saved))
     expect(saved, "does not match")
 
 
 def test_corrupt_npz_with_matching_checksum(saved):
-    npz = sidecar_path(saved)
+    npz = arrays_file(saved)
     npz.write_bytes(b"garbage")
     rewrite(saved, lambda d: d.update(arrays_sha256=graph_file.hashlib.sha256(b"garbage").hexdigest()))
     expect(saved, "corrupt")
@@ -254,3 +258,93 @@ def test_crash_while_saving_leaves_old_files_intact(saved, monkeypatch):
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in saved.parent.iterdir()} == before  # no temp files either
     assert load_graph(saved).name == "train"
+
+
+# -- strict fields (nothing that would fail later, or be silently wrong, loads) ----------------
+
+
+def test_param_node_missing_from_params(saved):
+    rewrite(saved, lambda d: d["params"].pop("l2/w") and d["updates"].pop("l2/w"))
+    expect(saved, "corrupt graph file: node 7 is param 'l2/w', which params lacks")
+
+
+def test_input_node_missing_from_inputs(saved):
+    rewrite(saved, lambda d: d["inputs"].pop("k"))
+    expect(saved, "corrupt graph file: node 1 is input 'k', which inputs lacks")
+
+
+def with_value(saved, name, value):
+    """Put `value` into the arrays file for parameter `name` (checksum updated to match)."""
+    doc = json.loads(saved.read_text())
+    npz = saved.with_name(doc["arrays"])
+    with np.load(npz) as z:
+        arrays = dict(z)
+    arrays[doc["params"][name]["value"]["$array"]["npz"]] = value
+    np.savez(npz, **arrays)
+    rewrite(saved, lambda d: d.update(arrays_sha256=graph_file.hashlib.sha256(npz.read_bytes()).hexdigest()))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_parameter_values_are_refused(saved, bad):
+    value = np.ones((3, 4), np.float32)
+    value[1, 2] = bad
+    with_value(saved, "l1/w", value)
+    expect(saved, f"parameter 'l1/w': stored value contains {'NaN' if np.isnan(bad) else 'inf'}")
+
+
+def test_saving_non_finite_parameter_values_is_refused(tmp_path):
+    g = training_graph()
+    g.values["l1/b"][0] = np.nan
+    with pytest.raises(gc.GraphFileError, match="graph 'train': cannot save parameter 'l1/b': its value contains NaN"):
+        save_graph(g, tmp_path / "g.json")
+    assert not list(tmp_path.iterdir())
+
+
+def put(doc, keys, value):
+    for k in keys[:-1]:
+        doc = doc[k]
+    doc[keys[-1]] = value
+
+
+@pytest.mark.parametrize(
+    "keys, value, message",
+    [
+        (("params", "l1/w", "trainable"), "no", """params['l1/w'].trainable is "no", expected true or false"""),
+        (("nodes", 2, "attrs", "trainable"), "no", 'nodes[2].attrs.trainable is "no", expected true or false'),
+        (("params", "l1/w", "trainable"), False, "params['l1/w'].trainable is false but node 2 says true"),
+        (("params", "l1/w", "init"), 3, "params['l1/w'].init is 3, expected a string"),
+        (("seed",), True, "corrupt graph file: seed is true, expected an integer"),
+        (("seed",), 7.0, "corrupt graph file: seed is 7.0, expected an integer"),
+        (("name",), None, "corrupt graph file: name is null, expected a string"),
+        (("params",), [], "corrupt graph file: params is [], expected an object"),
+        (("nodes", 4, "inputs"), [True, 2], "node 4 (matmul): input True is not an earlier node"),
+        (("nodes", 4, "forward_of"), False, "nodes[4].forward_of is false, expected an integer or null"),
+        (("nodes", 4, "scope"), None, "nodes[4].scope is null, expected a string"),
+        (("inputs", "x"), False, "input 'x' refers to node False, which does not exist"),
+        (("arrays",), "../g.npz", 'arrays is "../g.npz", expected a file name in the same folder'),
+        (("scope_counts",), {"l1": "2"}, """scope_counts is {"l1": "2"}, expected counts by scope"""),
+    ],
+)
+def test_fields_have_exact_types(saved, keys, value, message):
+    rewrite(saved, lambda d: put(d, keys, value))
+    expect(saved, message)
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", None])
+def test_version_must_be_the_integer_1(saved, version):
+    rewrite(saved, lambda d: d.update(version=version))
+    expect(saved, f"corrupt graph file (version is {json.dumps(version)}, expected the integer 1)")
+
+
+def test_deeply_nested_json(saved):
+    saved.write_text('{"format": "graphc.graph", "version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    expect(saved, "corrupt graph file (JSON nested too deeply to be a graphc file)")
+
+
+def test_deeply_nested_attribute(saved):
+    i = first(saved, "mean")
+    nested = 0
+    for _ in range(100):
+        nested = {"$tuple": [nested]}
+    rewrite(saved, lambda d: d["nodes"][i]["attrs"].update(axes=nested))
+    expect(saved, f"corrupt graph file: nodes[{i}].attrs.axes is nested over 64 deep")

@@ -1,5 +1,6 @@
 """Checkpoints: bit-exact round trip, resume equivalence, crash mid-save, corrupt and mismatched files."""
 
+import errno
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import graphc as gc
 from graphc import nn
 from graphc.datasets import load_digits
-from graphc.errors import GraphFileError
+from graphc.errors import FileWriteError, GraphFileError
 from graphc.io import checkpoint as ckpt_mod
 from graphc.io.checkpoint import load_checkpoint, save_checkpoint
 
@@ -88,13 +89,14 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypatc
     m.fit(X, y, epochs=1, batch_size=40, progress=False)
 
     # 1) The graph write fails after the new values file is already on disk.
-    def broken_save_graph(graph, path):
+    def broken_write_graph(encoded, path, tag):
         path.write_bytes(b'{"format": "graphc.gra')  # half a file, then the "disk" fails
-        raise OSError("No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckpt_mod, "save_graph", broken_save_graph)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(ckpt_mod, "write_graph", broken_write_graph)
+    with pytest.raises(FileWriteError, match=r"cannot write checkpoint '.*ck': No space left on device$") as info:
         m.save(tmp_path / "ck")
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == files  # the half-written files are gone
     assert_same(saved, load_checkpoint(tmp_path / "ck").values)
     monkeypatch.undo()
@@ -102,10 +104,10 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypatc
     # 2) A hard crash while replacing the manifest: no cleanup runs at all (unlink does nothing).
     real_write = ckpt_mod.atomic_write
 
-    def crash_on_manifest(path, data):
+    def crash_on_manifest(path, data, tag):
         if path.name == ckpt_mod.MANIFEST:
             raise KeyboardInterrupt("killed")
-        real_write(path, data)
+        real_write(path, data, tag)
 
     monkeypatch.setattr(ckpt_mod, "atomic_write", crash_on_manifest)
     monkeypatch.setattr(type(tmp_path), "unlink", lambda self, missing_ok=False: None)
@@ -131,7 +133,7 @@ def test_corrupt_checkpoints_raise_graph_file_errors(data, tmp_path):
     good = vfile.read_bytes()
 
     vfile.write_bytes(good[: len(good) // 2])
-    with pytest.raises(GraphFileError, match=r"values file 'values-\w+\.npz' is corrupt \(checksum differs\)"):
+    with pytest.raises(GraphFileError, match=r"values file 'values-[\w-]+\.npz' is corrupt \(checksum differs\)"):
         nn.Model.load(tmp_path / "ck")
     vfile.unlink()
     with pytest.raises(GraphFileError, match="is missing or unreadable"):
