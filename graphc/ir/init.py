@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from graphc.errors import AttributeValueError
+from graphc.ir import dtypes
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -64,10 +65,20 @@ def initial_value(init, shape, dtype, rng, what: str) -> tuple[np.ndarray, str]:
     elif callable(init):
         value, desc = init(shape, rng), getattr(init, "__name__", "custom")
     else:
-        value, desc = np.asarray(init), "array"
-    value = np.asarray(value)
+        value, desc = init, "array"
+    try:
+        value = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # a ragged list
+        raise AttributeValueError(f"{what}: initial value is not an array of numbers ({exc})") from None
+    if value.dtype.kind not in "biuf":
+        raise AttributeValueError(
+            f"{what}: initial value has dtype {value.dtype}; expected numbers (bool, int or float) for {dtype}"
+        )
     if value.shape != tuple(shape):
         raise AttributeValueError(f"{what}: initial value has shape {value.shape}, expected {tuple(shape)}")
     if not np.all(np.isfinite(value)) and value.dtype.kind == "f":
         raise AttributeValueError(f"{what}: initial value contains NaN or inf")
+    bad = dtypes.unfit(value, dtype)
+    if bad is not None:
+        raise AttributeValueError(f"{what}: initial value {bad} does not fit {dtype}")
     return np.array(value, dtype=dtype, order="C"), desc

@@ -1,5 +1,7 @@
 """Static shapes whose dimensions are ints or symbolic names (e.g. 'batch')."""
 
+import numpy as np
+
 from graphc.errors import InputError, ShapeError
 
 Dim = int | str
@@ -68,20 +70,25 @@ def numel(shape: Shape) -> int | None:
 
 
 def normalize_axis(axis: int, rank: int, op: str = "") -> int:
+    """axis (an int or NumPy integer, negative counting from the end) as 0..rank-1."""
     pre = f"{op}: " if op else ""
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise ShapeError(f"{pre}axis must be an int, got {axis!r}")
+    if isinstance(axis, bool | np.bool_) or not isinstance(axis, int | np.integer):
+        raise ShapeError(f"{pre}axis must be an int, got {axis!r} ({type(axis).__name__})")
+    axis = int(axis)
     if not -rank <= axis < max(rank, 1):
         raise ShapeError(f"{pre}axis {axis} is out of range for rank {rank}")
     return axis % rank if rank else 0
 
 
 def normalize_axes(axes, rank: int, op: str = "") -> tuple[int, ...]:
-    """None means all axes; returns sorted, unique, non-negative axes."""
+    """None means all axes; an int or a tuple/list of ints; returns sorted, unique, non-negative axes."""
     if axes is None:
         return tuple(range(rank))
-    if isinstance(axes, int):
+    if isinstance(axes, int | np.integer) and not isinstance(axes, bool | np.bool_):
         axes = (axes,)
+    if not isinstance(axes, tuple | list):
+        pre = f"{op}: " if op else ""
+        raise ShapeError(f"{pre}axis must be None, an int or a tuple of ints, got {axes!r} ({type(axes).__name__})")
     out = sorted({normalize_axis(a, rank, op) for a in axes})
     if len(out) != len(tuple(axes)):
         raise ShapeError(f"{op + ': ' if op else ''}repeated axis in {tuple(axes)}")

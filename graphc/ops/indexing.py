@@ -138,16 +138,16 @@ def slice(x, starts, stops, steps=None, axes=None):
 
     Bounds follow Python: negative values count from the end, None means open.
     """
+    for what, v in (("starts", starts), ("stops", stops), ("steps", steps), ("axes", axes)):
+        if not (isinstance(v, tuple | list) or (v is None and what in ("steps", "axes"))):
+            error(AttributeValueError, "slice", f"{what} must be a tuple or list, got {v!r}")
     n = len(starts)
     axes = tuple(range(n)) if axes is None else tuple(axes)
     steps = (None,) * n if steps is None else tuple(steps)
     if not len(stops) == len(steps) == len(axes) == n:
         error(AttributeValueError, "slice", f"starts, stops, steps and axes differ in length: "
                                             f"{starts}, {stops}, {steps}, {axes}")  # fmt: skip
-    try:
-        norm = [shapes.normalize_axis(a, x.ndim) for a in axes]
-    except ShapeError as exc:
-        error(AttributeValueError, "slice", f"{exc} (input {x.type_str})")
+    norm = [checked_axis("slice", a, x) for a in axes]
     if len(set(norm)) != n:
         error(AttributeValueError, "slice", f"repeated axis in {axes}")
     index = [None] * x.ndim

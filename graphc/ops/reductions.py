@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, DTypeError, ShapeError
+from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, checked_axis, constant, error, register
+from graphc.ops.registry import Kind, OpDef, apply, checked_axes, checked_axis, constant, error, register
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "sum_to", "shape_size"]
 
@@ -66,29 +66,21 @@ register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, do
 register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, doc="max over axes"))
 
 
-def _axes(x, axis, op):
-    try:
-        axes = shapes.normalize_axes(axis, x.ndim)
-    except ShapeError as exc:
-        error(AttributeValueError, op, f"{exc} (input {x.type_str})")
-    return axes
-
-
 def sum(x, axis=None, keepdims: bool = False):
     """Sum over `axis` (an int, a tuple, or None for all)."""
-    return apply("sum", [x], {"axes": _axes(x, axis, "sum"), "keepdims": bool(keepdims)})
+    return apply("sum", [x], {"axes": checked_axes("sum", axis, x), "keepdims": bool(keepdims)})
 
 
 def mean(x, axis=None, keepdims: bool = False):
     """Mean over `axis`; integer inputs are cast to float32 first."""
     if not dtypes.is_float(x.dtype):
         x = F.cast(x, dtypes.DEFAULT_FLOAT)
-    return apply("mean", [x], {"axes": _axes(x, axis, "mean"), "keepdims": bool(keepdims)})
+    return apply("mean", [x], {"axes": checked_axes("mean", axis, x), "keepdims": bool(keepdims)})
 
 
 def max(x, axis=None, keepdims: bool = False):
     """Max over `axis`; the gradient is shared among tied maxima."""
-    axes = _axes(x, axis, "max")
+    axes = checked_axes("max", axis, x)
     for a in axes:
         if x.shape[a] == 0:
             error(ShapeError, "max", f"cannot reduce over empty axis {a} of {x.type_str}")

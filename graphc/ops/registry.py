@@ -137,6 +137,17 @@ def checked_axis(op: str, axis, x: Node, rank: int | None = None, what: str = "i
         error(AttributeValueError, op, f"{exc} ({what} {x.type_str})")
 
 
+def checked_axes(op: str, axes, x: Node, what: str = "input") -> tuple[int, ...]:
+    """axes (None: all; an int; a tuple or list of ints) as sorted, unique, non-negative axes of x,
+    or an error naming op, the axes and x."""
+    from graphc.ir import shapes
+
+    try:
+        return shapes.normalize_axes(axes, x.ndim)
+    except ShapeError as exc:
+        error(AttributeValueError, op, f"{exc} ({what} {x.type_str})")
+
+
 # -- helpers shared by op modules -----------------------------------------------------------
 
 
@@ -160,19 +171,34 @@ def as_node(x, like: Node | None = None, dtype: str | None = None) -> Node:
 
 
 def constant(value, dtype: str | None = None, graph=None) -> Node:
-    """A constant node (scalars print inline in the text form)."""
-    arr = np.asarray(value)
+    """A constant node (scalars print inline in the text form). A value that `dtype` cannot
+    hold (2**40 as int32, inf or 1.5 as an integer, 1e39 as float32) is a DTypeError."""
+    arr = checked_value("const", value, dtype)
+    graph = graph or current_graph()
+    loc = None if _current_backward() is not None else user_location()
+    return graph._add("const", (), Attrs({"value": arr}), arr.shape, arr.dtype.name, None, loc)
+
+
+def checked_value(op: str, value, dtype: str | None) -> np.ndarray:
+    """value as a C-ordered array of dtype (default: float32 for floats, int64 for integers,
+    bool); a value the dtype cannot hold, or no number at all, is a DTypeError naming op."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        error(DTypeError, op, f"cannot make an array from {value!r:.80}: {exc}")
     if dtype is None:
         kind = arr.dtype.kind
         dtype = (dtypes.DEFAULT_FLOAT if kind == "f" else "int64" if kind in "iu"
                  else "bool" if kind == "b" else None)  # fmt: skip
+        if dtype is None and kind == "O" and all(isinstance(v, int) for v in arr.flat):
+            dtype = "int64"  # Python ints past int64: refused below, naming the value
         if dtype is None:
-            error(DTypeError, "const", f"cannot make a constant from {value!r} (dtype {arr.dtype})")
+            error(DTypeError, op, f"cannot make a constant from {value!r:.80} (dtype {arr.dtype})")
     dtype = dtypes.canonical(dtype)
-    arr = np.array(arr, dtype=dtype, order="C")  # a copy: 0-d stays 0-d
-    graph = graph or current_graph()
-    loc = None if _current_backward() is not None else user_location()
-    return graph._add("const", (), Attrs({"value": arr}), arr.shape, dtype, None, loc)
+    bad = dtypes.unfit(arr, dtype)
+    if bad is not None:
+        error(DTypeError, op, f"value {bad} does not fit {dtype}")
+    return np.array(arr, dtype=dtype, order="C")  # a copy: 0-d stays 0-d
 
 
 def const_value(node: Node):

@@ -4,11 +4,22 @@ import math
 
 import numpy as np
 
-from graphc.errors import ShapeError
+from graphc.errors import AttributeValueError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
+from graphc.ops.registry import (
+    Kind,
+    OpDef,
+    apply,
+    as_node,
+    checked_axes,
+    checked_axis,
+    checked_value,
+    constant,
+    error,
+    register,
+)
 
 __all__ = ["reshape", "flatten", "expand_dims", "squeeze", "transpose", "permute", "swapaxes",
            "broadcast_to", "zeros_like", "ones_like", "full_like"]  # fmt: skip
@@ -86,7 +97,7 @@ def expand_dims(x, axis: int):
 
 
 def squeeze(x, axis=None):
-    axes = [i for i, d in enumerate(x.shape) if d == 1] if axis is None else shapes.normalize_axes(axis, x.ndim)
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axis is None else checked_axes("squeeze", axis, x)
     for a in axes:
         if x.shape[a] != 1:
             error(ShapeError, "squeeze", f"axis {a} of {x.type_str} has size {x.shape[a]}, not 1")
@@ -112,7 +123,9 @@ register(OpDef(
 
 def transpose(x, perm=None):
     """Permute axes (default: reverse them)."""
-    perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) % max(x.ndim, 1) for p in perm)
+    if perm is not None and not isinstance(perm, tuple | list):
+        error(AttributeValueError, "transpose", f"perm must be a tuple of axes, got {perm!r}")
+    perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(checked_axis("transpose", p, x) for p in perm)
     if perm == tuple(range(x.ndim)):
         return x
     return apply("transpose", [x], {"perm": perm})
@@ -168,10 +181,12 @@ def full_like(x, value, dtype=None):
     """x's shape filled with `value`: a broadcast constant when the shape is known, else an op
     that reads the shape when the graph runs (symbolic dims)."""
     dtype = dtypes.canonical(dtype or x.dtype)
+    value = checked_value("full_like", value, dtype)
+    if value.ndim != 0:
+        error(ShapeError, "full_like", f"value must be a scalar, got shape {value.shape}")
     if shapes.is_concrete(x.shape):
         return broadcast_to(constant(value, dtype, graph=x.graph), x.shape)
-    value = bool(value) if dtype == "bool" else int(value) if dtypes.is_int(dtype) else float(value)
-    return apply("full_like", [x], {"value": value, "dtype": dtype})
+    return apply("full_like", [x], {"value": value.item(), "dtype": dtype})
 
 
 def zeros_like(x, dtype=None):
