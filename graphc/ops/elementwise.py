@@ -6,7 +6,7 @@ from graphc.errors import DTypeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, error, register
+from graphc.ops.registry import Kind, OpDef, apply, as_node, const_value, error, register
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf", "sin", "cos",
@@ -111,7 +111,15 @@ def _vjp_pow(n, g, needs):
     a, b = n.inputs
     ga = gb = None
     if needs[0]:
-        ga = _sum_to(g * b * F.pow(a, b - 1), a)
+        bv = const_value(b)
+        if bv is not None and np.all(bv != 0):
+            ga = _sum_to(g * b * F.pow(a, b - 1), a)
+        else:
+            # Where b == 0 the gradient is 0 (as in PyTorch), also at a == 0, where b * a**(b-1)
+            # would be 0 * inf. The base is 1 there, so the power stays finite and its own
+            # gradient (second order) too.
+            base = where(equal(b, 0), 1, a)
+            ga = _sum_to(g * b * F.pow(base, b - 1), a)
     if needs[1]:
         safe = where(greater(a, 0), a, 1)
         gb = _sum_to(g * n * log(safe), b)
