@@ -2,14 +2,19 @@
 
 import errno
 import json
+import os
+import re
+import time
 
 import numpy as np
 import pytest
+from crashing import run_killed_at
 
 import graphc as gc
 from graphc import nn
 from graphc.datasets import load_digits
 from graphc.errors import FileWriteError, GraphFileError
+from graphc.io import atomic
 from graphc.io import checkpoint as ckpt_mod
 from graphc.io.checkpoint import load_checkpoint, save_checkpoint
 
@@ -196,3 +201,152 @@ def test_plain_graph_checkpoint(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(GraphFileError, match="exists and is not a directory"):
         save_checkpoint(tmp_path / "file", g)
+
+
+# -- kills, leftovers, write failures, strict manifests -------------------------------------
+
+
+def plain(seed):
+    with gc.Graph("lin", seed=seed) as g:
+        x = g.input("x", ("batch", 3))
+        w = g.param("w", (3, 2))
+        g.update("w", w * 0.5)
+        g.output("y", x @ w)
+    return g
+
+
+def checkpoint_files(path):
+    doc = json.loads((path / ckpt_mod.MANIFEST).read_text())
+    graph_doc = json.loads((path / doc["graph_file"]).read_text())
+    return sorted([ckpt_mod.MANIFEST, doc["values_file"], doc["graph_file"], graph_doc["arrays"]])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_checkpoint_save_killed_at_any_step_leaves_the_old_or_the_new(tmp_path):
+    old, new = plain(1), plain(2)
+    assert not np.array_equal(old.values["w"], new.values["w"])
+    path = tmp_path / "ck"
+    save_checkpoint(path, old, meta={"n": 1})
+    outcomes = []
+    for step in range(1, 200):
+        killed = run_killed_at(step, lambda: save_checkpoint(path, new, meta={"n": 2}), tmp_path)
+        ck = load_checkpoint(path)  # whole, whichever it is
+        got = ck.graph()
+        want = new if ck.meta == {"n": 2} else old
+        assert ck.meta in ({"n": 1}, {"n": 2}) and got.text() == want.text(), step
+        np.testing.assert_array_equal(ck.values["w"], want.values["w"])
+        np.testing.assert_array_equal(got.values["w"], want.values["w"])
+        outcomes.append(ck.meta["n"])
+        if not killed:
+            break
+        save_checkpoint(path, old, meta={"n": 1})  # the next save removes what the killed one left
+        assert sorted(p.name for p in path.iterdir()) == checkpoint_files(path), step
+    assert outcomes[-1] == 2 and 1 in outcomes and outcomes.count(2) >= 2 and step > 20
+    assert sorted(p.name for p in path.iterdir()) == checkpoint_files(path)
+
+
+def test_leftovers_of_older_graphc_saves_are_removed_by_age(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", plain(1))
+    day_ago = time.time() - atomic.STALE_AFTER - 60
+    names = {"values-0123456789ab.npz": True, "graph-0123456789ab.npz": True, ".checkpoint.json.ab_cd123.tmp": True,
+             ".graph-0123456789ab.npz.abcdefgh.tmp": True, "values-fresh.npz": False, "notes.txt": False}  # fmt: skip
+    for name in names:
+        (path / name).write_bytes(b"x")
+        os.utime(path / name, (day_ago, day_ago))
+    (path / "graph-ba9876543210.json").write_bytes(b"x")  # untagged and recent: it could be in use
+    save_checkpoint(path, plain(2))
+    kept = {"graph-ba9876543210.json", *(n for n, gone in names.items() if not gone)}
+    assert sorted(p.name for p in path.iterdir()) == sorted([*checkpoint_files(path), *kept])
+
+
+def test_saving_a_checkpoint_into_missing_folders_creates_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = make()
+    m.save("runs/first/ck")
+    assert_same(values(m), values(nn.Model.load("runs/first/ck")))
+
+
+def test_saving_a_checkpoint_under_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileWriteError) as info:
+        make().save(tmp_path / "f" / "ck")
+    target, blocker = str(tmp_path / "f" / "ck"), str(tmp_path / "f")
+    assert str(info.value) == f"cannot write checkpoint {target!r}: {blocker!r} is a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.parametrize(
+    "patch, code",
+    [("open", errno.EACCES), ("open", errno.EROFS), ("fsync", errno.ENOSPC)],
+    ids=["permission", "read-only", "full"],
+)
+def test_a_checkpoint_that_cannot_be_written(tmp_path, monkeypatch, patch, code):
+    m = make()
+    m.save(tmp_path / "ck")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir()}
+    real = getattr(os, patch)
+
+    def failing(*args, **kwargs):
+        if patch == "fsync" or args[1] & os.O_CREAT:
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, patch, failing)
+    with pytest.raises(FileWriteError) as info:
+        make(seed=3).save(tmp_path / "ck")
+    monkeypatch.undo()
+    assert str(info.value) == f"cannot write checkpoint {str(tmp_path / 'ck')!r}: {os.strerror(code)}"
+    assert info.value.errno == code and isinstance(info.value, GraphFileError)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir()} == before  # nothing left over
+    assert_same(values(m), values(nn.Model.load(tmp_path / "ck")))
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epoch", "x", 'meta.training.epoch is "x", expected a non-negative integer'),
+        ("epoch", True, "meta.training.epoch is true, expected a non-negative integer"),
+        ("step", -1, "meta.training.step is -1, expected a non-negative integer"),
+        ("history", [], "meta.training.history is [], expected an object"),
+        ("history", {"epochs": ["1"]}, 'meta.training.history.epochs is ["1"], expected a list of integers'),
+        ("history", {"history": {"loss": ["a"]}}, "meta.training.history.history is"),
+        ("history", {"best_epoch": 1.5}, "meta.training.history.best_epoch is 1.5, expected an integer or null"),
+    ],
+)
+def test_training_position_fields_have_exact_types(tmp_path, field, value, message):
+    make().save(tmp_path / "ck")
+    manifest = tmp_path / "ck" / "checkpoint.json"
+    doc = json.loads(manifest.read_text())
+    doc["meta"]["training"][field] = value
+    manifest.write_text(json.dumps(doc))
+    for load in (nn.Model.load, make().load_weights):
+        with pytest.raises(GraphFileError) as info:
+            load(tmp_path / "ck")
+        assert str(info.value).startswith(f"{manifest}: corrupt checkpoint manifest ({message}")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(version=True), "version is true, expected the integer 1"),
+        (lambda d: d.update(graph_file=5), "graph_file is 5, expected a string or null"),
+        (lambda d: d["values"].update(w={"key": "v0", "shape": 3, "dtype": "float32"}), "values is"),
+        (lambda d: d.pop("values_sha256"), "values_sha256 is missing"),
+    ],
+)
+def test_manifest_fields_have_exact_types(tmp_path, change, message):
+    path = save_checkpoint(tmp_path / "ck", plain(1))
+    manifest = path / "checkpoint.json"
+    doc = json.loads(manifest.read_text())
+    change(doc)
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(GraphFileError, match=re.escape(f"corrupt checkpoint manifest ({message}")):
+        load_checkpoint(path)
+
+
+def test_non_finite_values_are_not_saved(tmp_path):
+    g = plain(1)
+    g.values["w"][0, 0] = np.inf
+    with pytest.raises(GraphFileError, match="cannot save parameter 'w': its value contains inf"):
+        save_checkpoint(tmp_path / "ck", g)
+    assert not (tmp_path / "ck").exists()
