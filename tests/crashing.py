@@ -3,7 +3,7 @@
 import os
 
 KILLED = 77
-STEPS = ("open", "write", "fsync", "close", "chmod", "replace", "unlink", "mkdir")  # what a save does to files
+STEPS = ("open", "fchmod", "write", "fsync", "close", "replace", "unlink", "mkdir")  # what a save does to files
 
 
 def run_killed_at(step: int, save, tmp_path) -> bool:

@@ -88,11 +88,15 @@ def make_folder(folder: Path) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{str(blocker)!r} is a file, not a folder") from None
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Create `path` (it must not exist) with `data`, synced to disk; no partial file survives an error."""
+def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Create `path` (it must not exist) with `data`, synced to disk; no partial file survives an error.
+
+    mode: its permission bits (default 0666 less the umask, as for any new file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)
             _write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -113,16 +117,22 @@ def atomic_write(path, data: bytes, tag: str | None = None) -> None:
         if tag is None:
             tag = stack.enter_context(writing())
         tmp = path.with_name(f".{path.name}.{tag}.tmp")
-        write_new(tmp, data)
+        write_new(tmp, data, mode_of(path))
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
     sync_folder(path.parent)
+
+
+def mode_of(path: Path) -> int | None:
+    """The permission bits of an existing file (None if there is none), to give its replacement."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None
 
 
 def sync_folder(folder: Path) -> None:

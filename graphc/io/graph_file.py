@@ -168,7 +168,7 @@ def write_graph(encoded: EncodedGraph, path: Path, tag: str | None = None) -> Pa
 
         atomic.make_folder(path.parent)
         previous = arrays_file(path)
-        atomic.write_new(npz, encoded.npz)
+        atomic.write_new(npz, encoded.npz, atomic.mode_of(previous) if previous else atomic.mode_of(path))
         try:
             atomic_write(path, text.encode(), tag)  # the commit point
         except BaseException:

@@ -112,6 +112,15 @@ def test_an_older_graphcs_file_is_replaced_cleanly(tmp_path):
     assert listing(tmp_path) == ["g.json", arrays_file(path).name]
 
 
+def test_a_save_keeps_the_files_permissions(tmp_path):
+    path = tmp_path / "g.json"
+    save_graph(make_graph(1, "g"), path)
+    os.chmod(path, 0o600)
+    os.chmod(arrays_file(path), 0o640)
+    save_graph(make_graph(2, "g"), path)
+    assert (path.stat().st_mode & 0o777, arrays_file(path).stat().st_mode & 0o777) == (0o600, 0o640)
+
+
 # -- write failures --------------------------------------------------------------------------
 
 

@@ -259,6 +259,24 @@ def test_leftovers_of_older_graphc_saves_are_removed_by_age(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == sorted([*checkpoint_files(path), *kept])
 
 
+def test_an_older_graphcs_checkpoint_is_replaced_cleanly(tmp_path):
+    """Files named as before writer tags (values-<12 hex>.npz, graph-<12 hex>.json/.npz) load, and
+    the next save removes them."""
+    path = save_checkpoint(tmp_path / "ck", plain(1), meta={"n": 1})
+    doc = json.loads((path / ckpt_mod.MANIFEST).read_text())
+    graph_doc = json.loads((path / doc["graph_file"]).read_text())
+    os.replace(path / graph_doc["arrays"], path / "graph-0123456789ab.npz")
+    (path / "graph-0123456789ab.json").write_text(json.dumps({**graph_doc, "arrays": "graph-0123456789ab.npz"}))
+    (path / doc["graph_file"]).unlink()
+    os.replace(path / doc["values_file"], path / "values-0123456789ab.npz")
+    doc.update(values_file="values-0123456789ab.npz", graph_file="graph-0123456789ab.json")
+    (path / ckpt_mod.MANIFEST).write_text(json.dumps(doc))
+    assert load_checkpoint(path).graph().text() == plain(1).text()
+    save_checkpoint(path, plain(2), meta={"n": 2})
+    assert sorted(p.name for p in path.iterdir()) == checkpoint_files(path)
+    assert not any("0123456789ab" in name for name in checkpoint_files(path))
+
+
 def test_saving_a_checkpoint_into_missing_folders_creates_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     m = make()
