@@ -5,6 +5,8 @@ vectorising a loop. These branch-free versions (Cephes polynomials, range reduct
 magic-number round and an exponent bit-cast) vectorise to AVX and are accurate to about
 2 ulp over the whole float32 range; overflow gives inf, underflow 0, NaN stays NaN.
 Only float32 kernels use them; float64 kernels call `math` as written in the templates.
+They are inlined into each kernel, so they need no disk cache of their own (importing this
+module writes nothing, even on a read-only install).
 """
 
 import math  # noqa: F401  (kept for kernels that import from here)
@@ -40,7 +42,7 @@ def _f2i(typingctx, x):
 _MAGIC = F(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer kept in the low mantissa bits
 
 
-@njit(inline="always", error_model="numpy", cache=True)
+@njit(inline="always", error_model="numpy")
 def vexp(x):
     x = F(x)
     xc = min(max(x, F(-87.5)), F(88.8))
@@ -57,7 +59,7 @@ def vexp(x):
     return y if x == x else x
 
 
-@njit(inline="always", error_model="numpy", cache=True)
+@njit(inline="always", error_model="numpy")
 def vtanh(x):
     x = F(x)
     a = abs(x)
