@@ -134,6 +134,9 @@ def sum_to(g, shape):
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
+    if lead < 0 or any(d != 1 and d != e for d, e in zip(shape, g.shape[lead:])):  # else reshape would hide it
+        msg = f"cannot sum {g.type_str} down to {shapes.fmt(shape)}, which does not broadcast to {shapes.fmt(g.shape)}"
+        error(ShapeError, "sum_to", msg)
     axes = list(range(lead))
     axes += [lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1]
     out = sum(g, tuple(axes)) if axes else g

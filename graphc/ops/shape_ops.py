@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, ShapeError
+from graphc.errors import AttributeValueError, GraphcError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
@@ -180,6 +180,8 @@ register(OpDef(
 def full_like(x, value, dtype=None):
     """x's shape filled with `value`: a broadcast constant when the shape is known, else an op
     that reads the shape when the graph runs (symbolic dims)."""
+    if not isinstance(x, Node):  # zeros_like and ones_like too; as apply() says for other ops
+        error(GraphcError, "full_like", f"input 0 must be a graph node, got {type(x).__name__} {x!r:.60}")
     dtype = dtypes.canonical(dtype or x.dtype)
     value = checked_value("full_like", value, dtype)
     if value.ndim != 0:

@@ -74,6 +74,13 @@ def test_squeeze_gradient_and_errors():
         gc.squeeze(x, 0)
     with pytest.raises(ShapeError, match=r"^squeeze: axis 0 of f32\[batch,1\] has size batch, not 1" + LINE):
         gc.squeeze(_declared(("batch", 1)), 0)
+    with pytest.raises(AttributeValueError, match=r"^squeeze: axis 4 is out of range for rank 4 "
+                                                  r"\(input f32\[2,1,3,4\]\)" + LINE):  # fmt: skip
+        gc.squeeze(x, 4)
+    with pytest.raises(AttributeValueError, match=r"^squeeze: repeated axis in \(1, -3\)"):
+        gc.squeeze(x, (1, -3))
+    with pytest.raises(AttributeValueError, match=r"^squeeze: axis must be None, an int or a tuple of ints, got 1\.0"):
+        gc.squeeze(x, 1.0)
 
 
 # -- swapaxes and permute ---------------------------------------------------------------------
@@ -118,6 +125,14 @@ def test_swapaxes_and_permute_errors():
         gc.permute(x, (0, 0, 1, 2))
     with pytest.raises(ShapeError, match=r"^transpose\(f32\[2,1,3,4\]\): perm \(0, 1\) is not a permutation"):
         gc.permute(x, (0, 1))
+    # an axis past the rank is refused, not wrapped round (5 % 4 = 1 made (0, 2, 3, 5) a valid perm)
+    with pytest.raises(AttributeValueError, match=r"^transpose: axis 5 is out of range for rank 4 "
+                                                  r"\(input f32\[2,1,3,4\]\)" + LINE):  # fmt: skip
+        gc.permute(x, (0, 2, 3, 5))
+    with pytest.raises(AttributeValueError, match=r"^transpose: axis must be an int, got 1\.5"):
+        gc.permute(x, (0, 1.5, 2, 3))
+    with pytest.raises(AttributeValueError, match=r"^swapaxes: axis must be an int, got 1\.0"):
+        gc.swapaxes(x, 1.0, 2)
 
 
 # -- ones_like --------------------------------------------------------------------------------
@@ -148,6 +163,8 @@ def test_ones_like_has_no_gradient_and_checks_its_dtype():
     with pytest.raises(DTypeError, match=r"unsupported dtype 'float13'; expected one of float32, float64, int32, "
                                          r"int64, bool"):  # fmt: skip
         gc.ones_like(_declared(), "float13")
+    with pytest.raises(gc.GraphcError, match=r"^full_like: input 0 must be a graph node, got ndarray array"):
+        gc.ones_like(np.ones(2))
 
 
 # -- sum_to -----------------------------------------------------------------------------------
@@ -178,5 +195,12 @@ def test_sum_to_gradient_and_errors():
     x = np.random.default_rng(4).standard_normal((2, 3, 4))
     check_grad(lambda x: gc.sum_to(x * x, (3, 1)), {"x": x})
     check_grad(lambda x: gc.sum_to(x, (1, 3, 4)), {"x": x})
-    with pytest.raises(ShapeError, match=r"cannot reshape \[3,4\] to \[5,4\]" + LINE):
-        gc.sum_to(_declared((2, 3, 4)), (5, 4))
+    x = _declared((2, 3, 4))
+    with pytest.raises(ShapeError, match=r"^sum_to: cannot sum f32\[2,3,4\] down to \[5,4\], which does not broadcast "
+                                         r"to \[2,3,4\]" + LINE):  # fmt: skip
+        gc.sum_to(x, (5, 4))
+    # same size, other order: it used to be reshaped silently into a wrong result
+    with pytest.raises(ShapeError, match=r"^sum_to: cannot sum f32\[2,3,4\] down to \[4,3,2\]"):
+        gc.sum_to(x, (4, 3, 2))
+    with pytest.raises(ShapeError, match=r"^sum_to: cannot sum f32\[2,3,4\] down to \[1,2,3,4\]"):
+        gc.sum_to(x, (1, 2, 3, 4))
