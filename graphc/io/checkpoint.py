@@ -28,7 +28,7 @@ from graphc.errors import GraphFileError
 from graphc.io import atomic
 from graphc.io.atomic import atomic_write
 from graphc.io.graph_file import EncodedGraph, arrays_file, encode_graph, load_graph, read_document, write_graph
-from graphc.io.graph_reader import is_a, show
+from graphc.io.graph_reader import is_a, non_finite, show
 
 FORMAT = "graphc.checkpoint"
 VERSION = 1
@@ -63,6 +63,10 @@ def save_checkpoint(path, graph, meta: dict | None = None, include_graph: bool =
     if path.exists() and not path.is_dir():
         raise GraphFileError(f"checkpoint path {str(path)!r} exists and is not a directory")
     names = sorted(graph.values)
+    for name in names:
+        if non_finite(np.asarray(graph.values[name])):  # load_checkpoint would refuse it
+            bad = non_finite(np.asarray(graph.values[name]))
+            raise GraphFileError(f"graph {graph.name!r}: cannot save value {name!r} in a checkpoint: it contains {bad}")
     arrays = {f"v{i}": np.asarray(graph.values[n]) for i, n in enumerate(names)}  # not ascontiguousarray: 0-d stays 0-d
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -249,6 +253,8 @@ def load_checkpoint(path) -> Checkpoint:
             raise GraphFileError(
                 f"checkpoint {str(path)!r}: value {name!r} is missing or differs from its manifest entry"
             )
+        if non_finite(arr):
+            raise GraphFileError(f"checkpoint {str(path)!r}: value {name!r} contains {non_finite(arr)}")
         values[name] = arr
     gf = doc.get("graph_file")
     return Checkpoint(path, doc["meta"], values, folder / Path(gf).name if gf else None)

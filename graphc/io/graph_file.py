@@ -34,7 +34,7 @@ import numpy as np
 from graphc.errors import GraphFileError
 from graphc.io import atomic
 from graphc.io.atomic import atomic_write  # noqa: F401  (graphc.viz writes its .gv files with it)
-from graphc.io.graph_reader import FORMAT, VERSION, field, read_arrays_name, read_document, read_graph
+from graphc.io.graph_reader import FORMAT, VERSION, field, non_finite, read_arrays_name, read_document, read_graph
 
 
 class _Encoder:
@@ -95,10 +95,10 @@ def graph_to_dict(graph) -> tuple[dict, dict[str, np.ndarray]]:
         if value is None:
             raise GraphFileError(f"graph {graph.name!r}: parameter {name!r} has no value")
         value = np.asarray(value)
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            # load_graph refuses these (as g.param refuses such an initial value): do not write them.
-            bad = "NaN" if np.isnan(value).any() else "inf"
-            raise GraphFileError(f"graph {graph.name!r}: cannot save parameter {name!r}: its value contains {bad}")
+        if non_finite(value):  # load_graph would refuse it
+            raise GraphFileError(
+                f"graph {graph.name!r}: cannot save parameter {name!r}: its value contains {non_finite(value)}"
+            )
         params[name] = {"id": index[id(p)], "init": p.attrs["init"], "trainable": p.attrs["trainable"],
                         "value": enc.array(value, inline_scalar=False)}  # fmt: skip
     doc = {
@@ -189,11 +189,9 @@ def arrays_file(path: Path) -> Path | None:
 
 
 def leftover_patterns(name: str) -> list[re.Pattern]:
-    """What saves of the graph file `name` write besides it: its arrays files and temporary files.
-
-    The last two are the temporary names of graphc before writer tags (judged by age only).
-    """
-    n, old_npz = re.escape(name), re.escape(name[:-5] + ".npz" if name.endswith(".json") else name + ".npz")
+    """What saves of the graph file `name` write besides it: its arrays files and temporary files,
+    and (last) the temporary names of graphc before writer tags, which are judged by age only."""
+    n, old_npz = re.escape(name), re.escape(_old_arrays_name(name))
     return [
         re.compile(rf"{n}\.(?P<tag>{atomic.TAG})\.npz"),
         re.compile(rf"\.{n}\.(?P<tag>{atomic.TAG})\.tmp"),
@@ -201,14 +199,18 @@ def leftover_patterns(name: str) -> list[re.Pattern]:
     ]
 
 
+def _old_arrays_name(name: str) -> str:
+    """The arrays file's name before writer tags: g.json -> g.npz, anything else + .npz."""
+    return name[:-5] + ".npz" if name.endswith(".json") else name + ".npz"
+
+
 def remove_leftovers(path: Path, previous: Path | None, keep: Path | None = None) -> None:
     """After a committed save: remove the arrays file the previous JSON named (if it is one of
     ours and no longer named), then whatever killed saves of `path` left (graphc.io.atomic)."""
     current = arrays_file(path)  # normally `keep`; a concurrent save may have committed since
     names = {p.name for p in (current, keep) if p is not None}
-    old_name = path.name[:-5] + ".npz" if path.name.endswith(".json") else path.name + ".npz"
     if previous is not None and previous.name not in names:
-        if previous.name == old_name or leftover_patterns(path.name)[0].fullmatch(previous.name):
+        if previous.name == _old_arrays_name(path.name) or leftover_patterns(path.name)[0].fullmatch(previous.name):
             with contextlib.suppress(OSError):
                 os.unlink(previous)
     for pattern in leftover_patterns(path.name):

@@ -54,6 +54,14 @@ def field(obj: dict, key: str, kind, where: str = "", optional: bool = False):
     return v
 
 
+def non_finite(value: np.ndarray) -> str | None:
+    """'NaN' or 'inf' if a float array holds one, else None. Saved parameter and state values
+    must be finite, as an initial value must be (a NaN in a file is a diverged or corrupt run)."""
+    if value.dtype.kind != "f" or np.isfinite(value).all():
+        return None
+    return "NaN" if np.isnan(value).any() else "inf"
+
+
 def read_document(path: Path, fmt: str, version: int, what: str, part: str | None = None) -> dict:
     """Parse a graphc JSON document, checking its format marker and version.
 
@@ -263,9 +271,10 @@ def _read_param(graph, dec: _Decoder, name: str, p, node_at) -> None:
         raise GraphFileError(
             f"parameter {name!r}: stored value is {value.dtype}{list(value.shape)}, declared {n.type_str}"
         )
-    if value.dtype.kind == "f" and not np.isfinite(value).all():
-        what = "NaN" if np.isnan(value).any() else "inf"
-        raise GraphFileError(f"parameter {name!r}: stored value contains {what} (parameter values must be finite)")
+    if non_finite(value):
+        raise GraphFileError(
+            f"parameter {name!r}: stored value contains {non_finite(value)} (parameter values must be finite)"
+        )
     graph.params[name] = n
     graph.values[name] = np.array(value, order="C")  # writable: updates store into it
 

@@ -362,9 +362,22 @@ def test_manifest_fields_have_exact_types(tmp_path, change, message):
         load_checkpoint(path)
 
 
-def test_non_finite_values_are_not_saved(tmp_path):
+@pytest.mark.parametrize("include_graph", [True, False])
+def test_non_finite_values_are_not_saved(tmp_path, include_graph):
     g = plain(1)
     g.values["w"][0, 0] = np.inf
-    with pytest.raises(GraphFileError, match="cannot save parameter 'w': its value contains inf"):
-        save_checkpoint(tmp_path / "ck", g)
+    with pytest.raises(GraphFileError, match="graph 'lin': cannot save value 'w' in a checkpoint: it contains inf"):
+        save_checkpoint(tmp_path / "ck", g, include_graph=include_graph)
     assert not (tmp_path / "ck").exists()
+
+
+def test_non_finite_values_are_not_loaded(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", plain(1))
+    doc = json.loads((path / ckpt_mod.MANIFEST).read_text())
+    w = plain(1).values["w"].copy()
+    w[1, 1] = np.nan
+    np.savez(path / doc["values_file"], v0=w)
+    doc["values_sha256"] = ckpt_mod.hashlib.sha256((path / doc["values_file"]).read_bytes()).hexdigest()
+    (path / ckpt_mod.MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(GraphFileError, match=r"checkpoint '.*ck': value 'w' contains NaN"):
+        load_checkpoint(path)
