@@ -7,11 +7,12 @@ scopes become clusters, unless fused kernels are given: a node sits in one clust
 kernels take precedence and the scope moves into the node's tooltip.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import graphviz
 import numpy as np
 
 from graphc.errors import AttributeValueError, GraphcError
-from graphc.io.graph_file import atomic_write
+from graphc.io import atomic
 from graphc.ir import dtypes
 from graphc.ir.text import attr_text
 
@@ -28,6 +29,8 @@ INSTALL_HINT = (
     "Install it with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
     "or `conda install -c conda-forge graphviz`, or render the .gv at https://dreampuf.github.io/GraphvizOnline"
 )
+
+DOT_TIMEOUT_S = 120
 
 # role -> node attributes. Backward ops differ from forward ones in colour and shape.
 STYLE = {
@@ -334,6 +337,9 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
     if not isinstance(require_dot, (bool, np.bool_)):
         _bad("require_dot", require_dot, "True or False")
     path = Path(path)
+    if path.is_dir():
+        raise AttributeValueError(f"render: path {str(path)!r} is a folder; give a file name such as "
+                                  f"{str(path / 'graph.svg')!r}")  # fmt: skip
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("gv", "dot"):
         gv, fmt = path, None
@@ -345,31 +351,52 @@ def render(graph, path, roots=None, part: str = "all", kernels=None, title=None,
             )
         gv = path.with_suffix(".gv")
         path = path.with_suffix("." + fmt)
-    if gv.parent and not gv.parent.exists():
-        gv.parent.mkdir(parents=True, exist_ok=True)
-    source = build(graph, roots, part, kernels, title, fold_scalars).source
-    atomic_write(gv, source.encode())
-    if fmt is None:
-        return [gv]
-    dot_exe = shutil.which("dot")
-    if dot_exe is None:
-        if require_dot:
-            raise DotNotFoundError(f"render {str(path)!r}: {INSTALL_HINT} ({gv})")
-        message = f"render {str(path)!r}: {INSTALL_HINT} ({gv})"
-        warnings.warn(message, DotNotFoundWarning, stacklevel=_user_stacklevel())
-        return [gv]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    source = build(graph, roots, part, kernels, title, fold_scalars).source  # every check before any write
+    target = gv
     try:
-        proc = subprocess.run([dot_exe, f"-T{fmt}", str(gv), "-o", tmp], capture_output=True, text=True, timeout=120)
+        with atomic.writing() as tag:
+            atomic.make_folder(gv.parent)
+            _remove_leftovers(gv.parent, {gv.name, path.name})
+            atomic.atomic_write(gv, source.encode(), tag)
+            if fmt is None:
+                return [gv]
+            dot_exe = shutil.which("dot")
+            if dot_exe is None:
+                message = f"render {str(path)!r}: {INSTALL_HINT} ({gv})"
+                if require_dot:
+                    raise DotNotFoundError(message)
+                warnings.warn(message, DotNotFoundWarning, stacklevel=_user_stacklevel())
+                return [gv]
+            target = path
+            _run_dot(dot_exe, fmt, gv, path, path.with_name(f".{path.name}.{tag}.tmp"))
+    except OSError as exc:
+        raise atomic.write_error("drawing", target, exc) from None
+    return [gv, path]
+
+
+def _run_dot(dot_exe: str, fmt: str, gv: Path, path: Path, tmp: Path) -> None:
+    """dot writes the image to `tmp`, which then replaces `path` in one step."""
+    try:
+        try:
+            proc = subprocess.run([dot_exe, f"-T{fmt}", str(gv), "-o", str(tmp)], capture_output=True, text=True,
+                                  timeout=DOT_TIMEOUT_S)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise GraphcError(f"render: dot took more than {DOT_TIMEOUT_S} s on {gv}") from None
         if proc.returncode != 0:
             raise GraphcError(f"render: dot failed on {gv}: {proc.stderr.strip()}")
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        atomic.sync_folder(path.parent)
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-    return [gv, path]
+
+
+def _remove_leftovers(folder: Path, names) -> None:
+    """Temporary files that killed renders of these names left (graphc.io.atomic judges which)."""
+    for name in names:
+        n = re.escape(name)
+        atomic.remove_stale(folder, re.compile(rf"\.{n}\.(?P<tag>{atomic.TAG})\.tmp"))
+        atomic.remove_stale(folder, re.compile(rf"\.{n}\.{atomic.OLD_TMP}\.tmp"))  # before writer tags
 
 
 __all__ = ["render", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT", "STYLE", "PARTS"]

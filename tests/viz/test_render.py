@@ -231,3 +231,58 @@ def test_the_no_dot_warning_points_at_the_callers_line(tmp_path, monkeypatch, en
         line = sys._getframe().f_lineno + 1
         entry(g, tmp_path / "g.svg")
     assert len(rec) == 1 and (rec[0].filename, rec[0].lineno) == (__file__, line)
+
+
+def _fake_dot(tmp_path, script):
+    """A stand-in for Graphviz's dot (called as `dot -T<fmt> in.gv -o out`), so the image path
+    is tested where Graphviz is not installed."""
+    exe = tmp_path / "bin" / "dot"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_the_image_replaces_the_old_one_in_one_step_and_a_dot_failure_keeps_it(tmp_path, monkeypatch):
+    g, *_ = training_graph()
+    out = tmp_path / "out"
+    exe = _fake_dot(tmp_path, 'printf "<svg>%s</svg>" "$1" > "$4"\n')
+    monkeypatch.setattr(shutil, "which", lambda name: exe if name == "dot" else None)
+    assert gc.render(g, out / "g.svg") == [out / "g.gv", out / "g.svg"]
+    assert (out / "g.svg").read_text() == "<svg>-Tsvg</svg>"
+    exe = _fake_dot(tmp_path / "broken", 'echo "syntax error in line 3" >&2; echo partial > "$4"; exit 1\n')
+    with pytest.raises(gc.GraphcError, match=r"^render: dot failed on .*g\.gv: syntax error in line 3$"):
+        gc.render(g, out / "g.svg")
+    assert (out / "g.svg").read_text() == "<svg>-Tsvg</svg>"  # the old image, not the partial one
+    assert sorted(p.name for p in out.iterdir()) == ["g.gv", "g.svg"]  # no temporary file left
+
+
+def test_write_failures_name_the_target_and_a_folder_is_not_a_file_name(tmp_path):
+    g, *_ = training_graph()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(gc.GraphFileError, match=r"^cannot write drawing '.*afile/sub/g\.gv': '.*afile' is a file"):
+        gc.render(g, tmp_path / "afile" / "sub" / "g.svg")
+    with pytest.raises(OSError):  # FileWriteError is an OSError too
+        gc.render(g, tmp_path / "afile" / "g.gv")
+    with pytest.raises(AttributeValueError, match=r"^render: path '.*' is a folder; give a file name such as "):
+        gc.render(g, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_temporary_files_of_killed_renders_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    import os
+
+    g, *_ = training_graph()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    stale, fresh = tmp_path / ".g.gv.abcd1234.tmp", tmp_path / ".g.svg.wxyz5678.tmp"
+    other = tmp_path / ".h.gv.abcd1234.tmp"
+    for p in (stale, fresh, other):
+        p.write_text("left by a killed render")
+    two_days_ago = stale.stat().st_mtime - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    os.utime(other, (two_days_ago, two_days_ago))
+    with pytest.warns(viz.DotNotFoundWarning):
+        gc.render(g, tmp_path / "g.svg")  # its names: g.gv and g.svg
+    assert not stale.exists()  # old enough that no render can still be writing it
+    assert fresh.exists()  # may belong to a render still running
+    assert other.exists()  # another drawing's
