@@ -175,7 +175,7 @@ def write_graph(encoded: EncodedGraph, path: Path, tag: str | None = None) -> Pa
             with contextlib.suppress(OSError):
                 os.unlink(npz)
             raise
-        remove_leftovers(path, previous, keep=npz)
+        remove_leftovers(path, previous, written=npz)
     return npz
 
 
@@ -204,17 +204,22 @@ def _old_arrays_name(name: str) -> str:
     return name[:-5] + ".npz" if name.endswith(".json") else name + ".npz"
 
 
-def remove_leftovers(path: Path, previous: Path | None, keep: Path | None = None) -> None:
-    """After a committed save: remove the arrays file the previous JSON named (if it is one of
-    ours and no longer named), then whatever killed saves of `path` left (graphc.io.atomic)."""
-    current = arrays_file(path)  # normally `keep`; a concurrent save may have committed since
-    names = {p.name for p in (current, keep) if p is not None}
-    if previous is not None and previous.name not in names:
-        if previous.name == _old_arrays_name(path.name) or leftover_patterns(path.name)[0].fullmatch(previous.name):
+def remove_leftovers(path: Path, previous: Path | None, written: Path | None = None) -> None:
+    """After a committed save of `path`: remove the arrays file it replaced (`previous`), and the
+    one it wrote if a concurrent save has committed since (either only if it is one of ours and
+    named by nothing now), then what finished or killed saves of `path` left (graphc.io.atomic)."""
+    named = arrays_file(path) or written  # what the graph file names now: kept
+    patterns = leftover_patterns(path.name)
+    for old in (previous, written):
+        if (
+            old is not None
+            and old != named
+            and (old.name == _old_arrays_name(path.name) or patterns[0].fullmatch(old.name))
+        ):
             with contextlib.suppress(OSError):
-                os.unlink(previous)
-    for pattern in leftover_patterns(path.name):
-        atomic.remove_stale(path.parent, pattern, keep=names)
+                os.unlink(old)
+    for pattern in patterns:
+        atomic.remove_stale(path.parent, pattern, keep={named.name} if named else ())
 
 
 def load_graph(path):
