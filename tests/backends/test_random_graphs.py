@@ -142,9 +142,12 @@ def feeds(seed, m, n):
 
 
 # Every example compiles kernels, so shrinking a failure would take minutes: it is off, and a
-# failure is reported as drawn (add it below as an @example once minimised by hand).
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                phases=(Phase.explicit, Phase.reuse, Phase.generate))  # fmt: skip
+# failure is reported as drawn (add it below as an @example once minimised by hand). The draws
+# are derandomized (the same on every run, no example database): what passes today passes
+# tomorrow, and a planted memory-plan bug (a write in place over an input a later kernel
+# still reads) fails on them, not only on lucky runs.
+SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow],
+                phases=(Phase.explicit, Phase.generate))  # fmt: skip
 
 
 @settings(max_examples=25, **SETTINGS)
@@ -153,6 +156,8 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
 @example(steps=[(0, 26, 0, 0.5), (20, 32, 34, 0.5), (0, 0, 0, 0.5), (16, 12, 39, 0.5)], shape=(1, 1, 1), seed=0)
 # last = transpose(transpose(w)), simplified to w itself: the output must be w before its update
 @example(steps=[(22, 59, 26, 0.5), (22, 59, 26, 0.5)], shape=(5, 5, 5), seed=987)
+# a write in place over an input that a later kernel still reads (plan.py's in-place rule)
+@example(steps=[(6, 43, 45, -2.0), (15, 12, 24, 0.5), (22, 60, 21, 0.5), (2, 33, 22, -2.0)], shape=(2, 2, 8), seed=2416)
 def test_random_graph_and_gradients_compiled_match_reference(steps, shape, seed):
     m, n, p = shape
     g, gr = build(steps, m, n, p), build(steps, m, n, p)

@@ -1,8 +1,14 @@
 """Hypothesis: random small graphs (elementwise, reductions, matmul) and their gradients keep their
-values through the whole pass pipeline, and through each pass on its own."""
+values through the whole pass pipeline, and through each pass on its own.
+
+The draws are derandomized (the same examples on every run, no example database), so a pass
+the suite lets through today it lets through tomorrow too; a failure is reported as drawn and
+pinned below as an @example. The examples are checked against planted bugs: a stabilizer rule
+`log(sigmoid(x)) -> -softplus(x)` (the sign of x lost) fails both tests.
+"""
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from passcheck import assert_same
 
@@ -104,11 +110,12 @@ def feeds(seed):
     return {"x": rng.standard_normal((3, 4)), "v": rng.standard_normal(4)}
 
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COMMON = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@SETTINGS
+@settings(max_examples=200, **COMMON)
 @given(program, st.integers(0, 2**16))
+@example(steps=[(7, 0, 0, 0.0)], seed=0)  # log(sigmoid(x)): the stabilizer's rewrite
 def test_optimized_random_graph_matches_reference(steps, seed):
     g = build(steps)
     g2 = optimize(g)
@@ -116,8 +123,9 @@ def test_optimized_random_graph_matches_reference(steps, seed):
     assert_same(g, g2, feeds(seed), rtol=1e-7, atol=1e-9)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, **COMMON)
 @given(program, st.sampled_from(list(PASSES)))
+@example(steps=[(7, 0, 0, 0.0)], name="stabilize")
 def test_each_pass_alone_on_random_graphs(steps, name):
     g = build(steps)
     assert_same(g, PASSES[name](g), feeds(0), rtol=1e-7, atol=1e-9)
