@@ -148,7 +148,7 @@ class _Decoder:
             return v
         if len(v) != 1:
             raise GraphFileError(f"corrupt graph file: {where} has bad attribute encoding {show(v)}")
-        ((tag, body),) = v.items()
+        (tag,) = v
         if tag == "$tuple":
             items = field(v, tag, list, where)
             return tuple(self.value(x, f"{where}[{i}]", depth + 1) for i, x in enumerate(items))
