@@ -33,7 +33,7 @@ import numpy as np
 
 from graphc.errors import GraphFileError
 from graphc.io import atomic
-from graphc.io.atomic import atomic_write  # noqa: F401  (graphc.viz writes its .gv files with it)
+from graphc.io.atomic import atomic_write
 from graphc.io.graph_reader import FORMAT, VERSION, field, non_finite, read_arrays_name, read_document, read_graph
 
 
