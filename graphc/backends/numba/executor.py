@@ -28,8 +28,6 @@ from graphc.ir import shapes
 from graphc.ir.node import Node
 from graphc.ops.registry import Kind
 
-PAR_MIN = 1 << 20  # loop elements from which prange pays for its thread start-up (measured)
-
 
 def _reduce_spec(node):
     from graphc.backends.numba.codegen import ReduceSpec

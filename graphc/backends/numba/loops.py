@@ -5,8 +5,9 @@ import math
 import numpy as np
 
 from graphc.backends.numba import cache, codegen
-from graphc.backends.numba.executor import PAR_MIN
 from graphc.ir import shapes
+
+PAR_MIN = 1 << 20  # loop elements from which prange pays for its thread start-up (measured)
 
 
 def _mask(xshape, loop):
