@@ -12,14 +12,20 @@ out = gc.run(g, {"x": data}, outputs=[loss, gw])
 
 from graphc.autodiff import grad, gradients
 from graphc.backends import compile, run
-from graphc.errors import (  # noqa: F401
+from graphc.errors import (
+    AttributeValueError,
     DTypeError,
+    FileWriteError,
     GradientError,
     GraphcError,
     GraphFileError,
+    GraphStructureError,
     IndexRangeError,
     InputError,
+    OptionError,
     ShapeError,
+    SymbolicValueError,
+    TrainingError,
 )
 from graphc.ir import Graph, Node
 from graphc.ops.api import *  # noqa: F403
@@ -29,7 +35,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Graph", "Node", "grad", "gradients", "compile", "run", "constant", "render", "load_graph",
-    "GraphcError", "ShapeError", "DTypeError", "InputError", "GradientError", "GraphFileError",
+    "GraphcError", "ShapeError", "DTypeError", "AttributeValueError", "InputError", "IndexRangeError",
+    "GradientError", "GraphFileError", "GraphStructureError", "SymbolicValueError", "OptionError", "TrainingError",
+    "FileWriteError",
 ]  # fmt: skip
 
 

@@ -152,9 +152,17 @@ class Graph:
         """Non-trainable state (optimizer moments, running averages)."""
         return self.param(name, shape, init, dtype, trainable=False)
 
-    def output(self, name: str, node: Node) -> Node:
+    def output(self, name: str, node: Node, replace: bool = False) -> Node:
+        """Name `node` as a result of the graph; naming a second node with a taken name is an
+        error unless replace=True."""
         if not isinstance(node, Node) or node.graph is not self:
             raise GraphStructureError(f"output {name!r} must be a node of graph {self.name!r}, got {node!r}")
+        old = self.outputs.get(name)
+        if old is not None and old is not node and not replace:
+            raise GraphStructureError(
+                f"output {name!r} of graph {self.name!r} is already {old.label}{where(old.location)}; "
+                f"pass replace=True to make it {node.label}" + where(user_location())
+            )
         self.outputs[name] = node
         return node
 

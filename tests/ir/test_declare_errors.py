@@ -102,3 +102,17 @@ def test_failed_declaration_adds_no_node(g):
 def test_ops_reject_non_node_inputs_naming_the_op_and_line():
     with pytest.raises(gc.GraphcError, match=rf"relu: input 0 must be a graph node, got str.*{FILE}:\d+"):
         gc.relu("text")
+
+
+def test_error_classes_are_exported_at_the_top_level():
+    import inspect
+
+    import graphc.errors as errors
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.GraphcError)]
+    assert {"AttributeValueError", "IndexRangeError", "TrainingError", "SymbolicValueError"} <= {
+        c.__name__ for c in classes
+    }
+    for cls in classes:
+        assert getattr(gc, cls.__name__) is cls and cls.__name__ in gc.__all__, cls
+    assert gc.TrainingError is gc.nn.TrainingError
