@@ -53,7 +53,7 @@ def graphc(gc, backend, params, data):
                 h = gc.relu(h)
         loss = g.output("loss", graphc_cross_entropy(gc, h, y, DENSE[-1]))
     graphc_sgd(gc, g, loss, LR)
-    exe = gc.compile(g, backend=backend, outputs=[loss])
+    exe = gc.compile(g, backend=backend, outputs=[loss], apply_updates=True)  # a training step
     x, yv = data["x"], data["y"]
     return lambda: exe(x=x, y=yv)[0]
 

@@ -49,7 +49,7 @@ def graphc(gc, backend, params, data):
             h = gc.sigmoid(o) * gc.tanh(c)
         loss = g.output("loss", graphc_cross_entropy(gc, h @ wd + bd, y, OUT))
     graphc_sgd(gc, g, loss, LR)
-    exe = gc.compile(g, backend=backend, outputs=[loss])
+    exe = gc.compile(g, backend=backend, outputs=[loss], apply_updates=True)  # a training step
     xv, yv = data["x"], data["y"]
     return lambda: exe(x=xv, y=yv)[0]
 

@@ -1,4 +1,5 @@
-"""The backend interface: compile(graph) -> Executable. Reference, Numba and CUDA implement it.
+"""The backend interface: compile(graph) -> Executable. The reference (NumPy) and Numba (CPU)
+backends implement it.
 
 The Executable base validates inputs, formats outputs and applies variable updates in place,
 so every backend raises the same errors and behaves the same to the user.
@@ -8,7 +9,8 @@ import numpy as np
 
 from graphc.backends.feeds import check_feeds
 from graphc.backends.threads import variables_lock
-from graphc.errors import GraphcError, InputError, where
+from graphc.errors import GraphcError, InputError, OptionError, where
+from graphc.ir.location import user_location
 from graphc.ir.node import Node
 from graphc.ops.registry import Kind
 
@@ -32,7 +34,7 @@ def backend_names() -> list[str]:
 def _load_builtin():
     import importlib
 
-    for mod in ("graphc.backends.reference", "graphc.backends.numba", "graphc.backends.cuda"):
+    for mod in ("graphc.backends.reference", "graphc.backends.numba"):
         try:
             importlib.import_module(mod)
         except ImportError:
@@ -107,8 +109,19 @@ def optimize_for(graph, outputs=None, disable=(), trace=None):
     return optimize(graph, disable=disable, trace=trace), outputs
 
 
+def applies_updates(outputs, apply_updates: bool | None) -> bool:
+    """Whether a step writes the graph's updates: by default only when the whole graph is
+    compiled (outputs=None); a step asked for chosen outputs (an evaluation) trains only
+    with apply_updates=True."""
+    return outputs is None if apply_updates is None else bool(apply_updates)
+
+
 class Executable:
-    """A compiled graph: call it with input arrays, get output arrays; variables update in place.
+    """A compiled graph: call it with input arrays, get output arrays.
+
+    apply_updates (see applies_updates): None, the default, writes the graph's updates into
+    its variables when the whole graph is compiled and not when chosen outputs are; True or
+    False say so explicitly.
 
     Threads: calls may come from several threads. Each holds the lock of the graph's
     variables (graphc.backends.threads) for the whole call, so the calls of every step
@@ -116,10 +129,10 @@ class Executable:
     time; a backend overriding __call__ takes the same lock.
     """
 
-    def __init__(self, graph, outputs=None, apply_updates: bool = True):
+    def __init__(self, graph, outputs=None, apply_updates: bool | None = None):
         self.graph = graph
         self._outputs, self._packing = resolve_outputs(graph, outputs)
-        self._updates = dict(graph.updates) if apply_updates else {}
+        self._updates = dict(graph.updates) if applies_updates(outputs, apply_updates) else {}
         roots = [n for _, n in self._outputs] + list(self._updates.values())
         self.nodes = graph.live_nodes(roots)
         self.needed_inputs = [n for n in self.nodes if n.op == "input"]
@@ -165,18 +178,56 @@ class Executable:
             out.add("fuse", len(self.graph.nodes), len(self.graph.nodes), 0.0, ops, len(self.kernels))
         return out
 
+    def summary(self) -> str:
+        """What runs, one line per kernel (name, kind, node count, the values it writes); a
+        backend that does not fuse runs each op node as its own kernel."""
+        from graphc.fusion import summary
+
+        if self.kernels is not None:
+            return summary(self.kernels, self.graph)
+        ops = [n for n in self.nodes if n.opdef.kind is not Kind.SOURCE]
+        return "\n".join(
+            f"{n.op + '#' + str(n.id):40s} {n.opdef.kind.value:15s} {1:3d} nodes -> {n.label}" for n in ops
+        )
+
     def execute(self, arrays: dict, env: dict) -> dict:
         """Compute every root; return {node id: array}. Backends implement this."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
 
 
 class Backend:
+    """A backend compiles graphs into Executables; `options` names the keyword options its
+    compile takes (gc.compile refuses any other, listing these)."""
+
     name = "?"
+    options: tuple[str, ...] = ()
 
     def compile(self, graph, outputs=None, **options) -> Executable:
         raise NotImplementedError(f"backend {self.name} must implement compile()")
 
 
+def check_options(backend, options: dict) -> None:
+    """An OptionError naming every option `backend` does not take, and listing those it does."""
+    unknown = [k for k in options if k not in backend.options]
+    if unknown:
+        loc = user_location()
+        raise OptionError(
+            f"compile: backend {backend.name!r} has no option {', '.join(map(repr, unknown))} "
+            f"(its options: {', '.join(backend.options) or 'none'})" + (f" (called at {loc})" if loc else "")
+        )
+
+
 def compile(graph, backend: str = "reference", outputs=None, **options) -> Executable:
-    """Compile `graph` for `backend` ('reference', 'numba', 'cuda')."""
-    return get_backend(backend)().compile(graph, outputs=outputs, **options)
+    """Compile `graph` for `backend` and return the step to call with input arrays.
+
+    backend: 'reference' (the default: NumPy, node by node, nothing to compile; the oracle,
+    for checking and debugging) or 'numba' (optimization passes, fused CPU kernels and a
+    memory plan; compiles once, then runs fast: pick it to train, as nn.Model does).
+    outputs: None (every named output, returned as a dict), a node or output name (one
+    array) or a list of them (a list). apply_updates: None (default) writes the graph's
+    updates only when outputs is None; a step asked for chosen outputs trains only with
+    apply_updates=True. Other options: see each backend's `options` (passes, disable, trace).
+    """
+    cls = get_backend(backend)
+    check_options(cls, options)
+    return cls().compile(graph, outputs=outputs, **options)

@@ -9,7 +9,7 @@ class ReferenceExecutable(Executable):
     """Runs every node's NumPy reference in order. The oracle runs the graph as declared unless
     passes=True asks for the optimization pipeline first (to test the passes against it)."""
 
-    def __init__(self, graph, outputs=None, apply_updates=True, passes=False, disable=(), trace=None):
+    def __init__(self, graph, outputs=None, apply_updates=None, passes=False, disable=(), trace=None):
         self.source_graph = graph
         if passes:
             graph, outputs = optimize_for(graph, outputs, disable, trace)
@@ -26,10 +26,15 @@ class ReferenceExecutable(Executable):
 
 @register_backend("reference")
 class ReferenceBackend(Backend):
+    options = ("apply_updates", "passes", "disable", "trace")
+
     def compile(self, graph, outputs=None, **options):
+        """Options: apply_updates (see gc.compile), passes=False (True runs graphc.passes.optimize
+        first, to test the passes against the oracle), disable=(pass names), trace=callable (e.g. print)."""
         return ReferenceExecutable(graph, outputs, **options)
 
 
-def run(graph, feeds=None, outputs=None, apply_updates: bool = True, **kw):
-    """Run `graph` once with the reference interpreter; see Executable for outputs."""
+def run(graph, feeds=None, outputs=None, apply_updates: bool | None = None, **kw):
+    """Run `graph` once with the reference interpreter; outputs and apply_updates as in
+    gc.compile (the updates are written only when outputs is None, unless apply_updates=True)."""
     return ReferenceExecutable(graph, outputs, apply_updates)(feeds, **kw)

@@ -58,9 +58,12 @@ class TrainingGraph:
         return self.graph.text([*self._forward_roots(), *self.updates.values()])
 
     def compile(self, backend: str = "reference", outputs=None, **options):
-        """gc.compile the graph; by default the step returns the loss."""
+        """The training step: gc.compile the graph with apply_updates=True (unless options say
+        otherwise), so each call trains; by default the step returns the loss. To evaluate
+        without training, gc.compile(tg.graph, outputs=[...]) (updates are then off)."""
         from graphc.backends import compile as _compile
 
+        options.setdefault("apply_updates", True)
         return _compile(self.graph, backend=backend, outputs=[self.loss] if outputs is None else outputs, **options)
 
 

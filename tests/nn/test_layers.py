@@ -147,7 +147,7 @@ def test_batchnorm_train_eval_and_running_stats():
     assert set(bn.state) == {"batch_norm/running_mean", "batch_norm/running_var"}
     assert set(g.updates) == set(bn.state)
     xv = RNG.standard_normal((8, 3)) * [1.0, 2.0, 3.0] + [0.0, 5.0, -2.0]
-    step = gc.compile(g, outputs=[train])
+    step = gc.compile(g, outputs=[train], apply_updates=True)  # a training step: updates the running stats
     out = step(x=xv)[0]
     np.testing.assert_allclose(out.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(out.var(0), xv.var(0) / (xv.var(0) + 1e-5), rtol=1e-10)

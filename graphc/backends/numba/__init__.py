@@ -9,9 +9,11 @@ from graphc.backends.base import Backend, register_backend
 
 @register_backend("numba")
 class NumbaBackend(Backend):
+    options = ("apply_updates", "passes", "disable", "trace")
+
     def compile(self, graph, outputs=None, **options):
-        """Options: passes=True (run graphc.passes.optimize first), disable=(pass names),
-        apply_updates=True."""
+        """Options: apply_updates (see gc.compile), passes=True (run graphc.passes.optimize
+        first), disable=(pass names), trace=callable (e.g. print: the graph before and after each pass)."""
         from graphc.backends.numba.executor import NumbaExecutable
 
         return NumbaExecutable(graph, outputs, **options)

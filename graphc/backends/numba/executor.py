@@ -44,7 +44,9 @@ def _builder(node):
 class NumbaExecutable(Executable):
     """A graph compiled to Numba kernels; call it like any Executable."""
 
-    def __init__(self, graph, outputs=None, apply_updates: bool = True, passes: bool = True, disable=(), trace=None):
+    def __init__(
+        self, graph, outputs=None, apply_updates: bool | None = None, passes: bool = True, disable=(), trace=None
+    ):
         from graphc.backends.numba import lowerings  # noqa: F401  (registers lowerings)
 
         self.source_graph = graph
@@ -60,13 +62,6 @@ class NumbaExecutable(Executable):
         self._ctx = RunContext({}, graph.values, {}, 0)
         if all(shapes.is_concrete(n.shape) for n in self.needed_inputs):
             self._spec({})  # everything is known: generate and compile now
-
-    # -- introspection ---------------------------------------------------------------------
-    def summary(self) -> str:
-        """The kernels, one line each (name, kind, nodes, materialised values)."""
-        from graphc.fusion import summary
-
-        return summary(self.kernels, self.graph)
 
     # -- calling ---------------------------------------------------------------------------
     def __call__(self, feeds: dict | None = None, **kw):
