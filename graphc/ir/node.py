@@ -63,8 +63,10 @@ class Node:
     """One value of a graph: `op(inputs, **attrs)` with a static shape and dtype.
 
     Nodes are immutable and compared by identity. Python operators build new nodes
-    (`a + b`, `a @ b`, `a[1:]`, `a < b`); `==` keeps its identity meaning, so use
-    `graphc.equal` for an elementwise comparison.
+    (`a + b`, `a @ b`, `a[1:]`, `a < b`), with a NumPy array or scalar on either side;
+    `==` keeps its identity meaning, so use `graphc.equal` for an elementwise comparison.
+    A node has no value while the graph is declared: `if node:` and NumPy functions
+    (`np.exp(node)`) raise SymbolicValueError.
     """
 
     __slots__ = (
