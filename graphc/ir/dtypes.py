@@ -74,6 +74,9 @@ def _unfit_mask(arr: np.ndarray, target: np.dtype):
     if target.kind == "f":
         if arr.dtype.kind != "f":
             return None  # every int64/uint64 is below float32's max: it rounds, never overflows
+        top = float(np.finfo(target).max)
+        if -top <= arr.min() and arr.max() <= top:  # the common case, without a converted copy
+            return None
         with np.errstate(over="ignore"):
             return np.isinf(arr.astype(target)) & np.isfinite(arr)
     info = np.iinfo(target)
