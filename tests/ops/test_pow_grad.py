@@ -11,11 +11,6 @@ import graphc as gc
 BACKENDS = ["reference", "numba"]
 
 
-@pytest.fixture(autouse=True)
-def _kernel_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "kernels"))  # never the user's cache
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_exponent_gradient_is_zero_at_zero(backend):
     with gc.Graph("p0") as g:
