@@ -34,8 +34,8 @@ class GraphFileError(GraphcError, ValueError):
 
 
 class FileWriteError(GraphFileError, OSError):
-    """A graph or checkpoint could not be written (a file where a folder should be, no permission,
-    a full disk); the message names the target, and a file that was there before is intact."""
+    """A graph file, checkpoint or drawing could not be written (a file where a folder should be, no
+    permission, a full disk); the message names the target, and a file that was there before is intact."""
 
 
 class GraphStructureError(GraphcError, ValueError):
