@@ -87,6 +87,27 @@ class Node:
         raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
 
     # -- description -------------------------------------------------------------------
+    # Source ops (no inputs, no computation) are told apart by these predicates, never by op name.
+    @property
+    def is_input(self) -> bool:
+        """A graph input (fed at each run)."""
+        return self.op == "input"
+
+    @property
+    def is_param(self) -> bool:
+        """A parameter or state variable (its value lives in the graph's `values`)."""
+        return self.op == "param"
+
+    @property
+    def is_const(self) -> bool:
+        """A constant (its value is the `value` attribute)."""
+        return self.op == "const"
+
+    @property
+    def is_source(self) -> bool:
+        """An input, parameter or constant: a value no op computes."""
+        return self.op in ("input", "param", "const")
+
     @property
     def is_backward(self) -> bool:
         """True for nodes built by autodiff; `forward_of` is the node they differentiate."""
@@ -95,9 +116,9 @@ class Node:
     @property
     def role(self) -> str:
         """input, param, state, const, forward or backward: what drawings colour by."""
-        if self.op == "param":
+        if self.is_param:
             return "param" if self.attrs["trainable"] else "state"
-        if self.op in ("input", "const"):
+        if self.is_input or self.is_const:
             return self.op
         return "backward" if self.is_backward else "forward"
 
