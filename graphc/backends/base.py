@@ -12,6 +12,7 @@ from graphc.backends.threads import variables_lock
 from graphc.errors import GraphcError, InputError, OptionError, where
 from graphc.ir.location import user_location
 from graphc.ir.node import Node
+from graphc.ops.context import RunContext  # noqa: F401  (re-exported: backends import it from here)
 from graphc.ops.registry import Kind
 
 _BACKENDS: dict[str, type] = {}
@@ -60,18 +61,6 @@ def run_reference(node, args, ctx):
         raise GraphcError(f"{node.op} failed at run time on {shapes}: {exc}" + where(node.location)) from exc
     out = np.asarray(out)
     return out if out.dtype == node.dtype else out.astype(node.dtype)
-
-
-class RunContext:
-    """What a reference implementation may read besides its inputs."""
-
-    __slots__ = ("feeds", "params", "env", "step")
-
-    def __init__(self, feeds, params, env, step):
-        self.feeds, self.params, self.env, self.step = feeds, params, env, step
-
-    def concrete(self, shape):
-        return tuple(d if isinstance(d, int) else self.env[d] for d in shape)
 
 
 def resolve_outputs(graph, outputs):

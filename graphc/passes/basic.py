@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from graphc.backends.base import RunContext
 from graphc.ir import shapes
 from graphc.ir.graph import Graph
+from graphc.ops.context import RunContext
 from graphc.ops.registry import Kind, const_value
 from graphc.passes.rewrite import is_variable, rewrite
 

@@ -1,0 +1,18 @@
+"""RunContext: what an op's NumPy reference may read besides its inputs.
+
+It lives beside the OpDefs that read it, so the backends (which run references) and the
+passes (constant folding runs them too) both import it from here, not from each other.
+"""
+
+
+class RunContext:
+    """What a reference implementation may read besides its inputs: the feeds (by input name),
+    the variables' values (by name), the symbolic dimensions' sizes and the run counter."""
+
+    __slots__ = ("feeds", "params", "env", "step")
+
+    def __init__(self, feeds, params, env, step):
+        self.feeds, self.params, self.env, self.step = feeds, params, env, step
+
+    def concrete(self, shape):
+        return tuple(d if isinstance(d, int) else self.env[d] for d in shape)
