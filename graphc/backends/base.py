@@ -83,19 +83,20 @@ def _one(graph, o):
 
 
 def optimize_for(graph, outputs=None, disable=(), trace=None):
-    """(optimized graph, outputs): the passes run with output nodes that are not named outputs kept."""
-    from graphc.passes import optimize
+    """(Optimized, outputs): the passes run with output nodes that are not named outputs kept,
+    and `outputs` with those nodes replaced by their new ones."""
+    from graphc.passes import run_passes
 
     if isinstance(outputs, Node):
-        res = optimize(graph, disable=disable, keep=[outputs], trace=trace)
+        res = run_passes(graph, disable=disable, keep=[outputs], trace=trace)
         return res, res.kept[0]
     if outputs is not None and not isinstance(outputs, str):
         outs = list(outputs)
         nodes = [o for o in outs if isinstance(o, Node)]
-        res = optimize(graph, disable=disable, keep=nodes, trace=trace)
+        res = run_passes(graph, disable=disable, keep=nodes, trace=trace)
         it = iter(res.kept)
         return res, [next(it) if isinstance(o, Node) else o for o in outs]
-    return optimize(graph, disable=disable, trace=trace), outputs
+    return run_passes(graph, disable=disable, trace=trace), outputs
 
 
 def applies_updates(outputs, apply_updates: bool | None) -> bool:

@@ -12,8 +12,8 @@ class ReferenceExecutable(Executable):
     def __init__(self, graph, outputs=None, apply_updates=None, passes=False, disable=(), trace=None):
         self.source_graph = graph
         if passes:
-            graph, outputs = optimize_for(graph, outputs, disable, trace)
-            self.optimize_summary = getattr(graph, "summary", None)
+            opt, outputs = optimize_for(graph, outputs, disable, trace)
+            graph, self.optimize_summary = opt.graph, opt.summary
         super().__init__(graph, outputs, apply_updates)
 
     def execute(self, arrays, env):

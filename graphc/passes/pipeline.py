@@ -86,14 +86,41 @@ def check_pass_names(names: Iterable[str]) -> list[str]:
     return names
 
 
-def run_passes(graph: Graph, passes=None, disable=(), trace: Callable[[str], None] | None = None):
-    """Run `passes` (names, default all of PASSES in order) minus `disable` on `graph`.
+@dataclass(frozen=True)
+class Optimized:
+    """What the pipeline made: the optimized `graph`, the new nodes standing for the nodes asked
+    to be kept (`kept`, in order) and the per-pass `summary` (print it)."""
 
-    Returns (new graph, Summary). `trace` (e.g. print) receives a header and the graph's text
-    after each pass. The input graph is never modified.
+    graph: Graph
+    kept: list[Node]
+    summary: Summary
+
+
+_KEEP = "__graphc_keep_{}"
+
+
+def run_passes(graph: Graph, passes=None, disable=(), trace: Callable[[str], None] | None = None,
+               keep: Iterable[Node] = ()) -> Optimized:  # fmt: skip
+    """Run `passes` (names, default all of PASSES in order) minus `disable` on a copy of `graph`.
+
+    Returns an Optimized: the new graph, the new nodes of `keep` (nodes of `graph` that must
+    survive although no output names them, e.g. compile's extra outputs) and the Summary.
+    `trace` (e.g. print) receives a header and the graph's text after each pass. The input
+    graph is never modified; the new one shares its `values` and its input, parameter, output
+    and update names.
     """
+    if not isinstance(graph, Graph):
+        hint = " (pass its .graph)" if isinstance(getattr(graph, "graph", None), Graph) else ""
+        raise GraphStructureError(f"optimize: expected a Graph, got {type(graph).__name__}{hint}")
+    keep = list(keep)
+    for n in keep:
+        if not isinstance(n, Node) or n.graph is not graph:
+            raise GraphStructureError(f"optimize: keep must hold nodes of graph {graph.name!r}, got {n!r}")
     order = list(PASSES) if passes is None else check_pass_names(passes)
     skip = set(check_pass_names(disable))
+    graph, mapping = rewrite(graph, with_map=True)  # a copy, whose outputs also hold the kept nodes
+    for i, n in enumerate(keep):
+        graph.outputs[_KEEP.format(i)] = mapping[n.id]
     summary = Summary()
     if trace is not None:
         trace(f"== input: {len(graph.nodes)} nodes ==\n{graph.text()}")
@@ -106,35 +133,17 @@ def run_passes(graph: Graph, passes=None, disable=(), trace: Callable[[str], Non
         summary.add(name, before, len(graph.nodes), time.perf_counter() - t0)
         if trace is not None:
             trace(f"== after {name}: {before} -> {len(graph.nodes)} nodes ==\n{graph.text()}")
-    return graph, summary
+    kept = [graph.outputs.pop(_KEEP.format(i)) for i in range(len(keep))]
+    return Optimized(graph, kept, summary)
 
 
-_KEEP = "__graphc_keep_{}"
-
-
-def optimize(graph: Graph, disable=(), trace=None, verbose: bool = False, keep: Iterable[Node] = (),
-             passes=None) -> Graph:  # fmt: skip
+def optimize(graph: Graph, disable=(), trace=None, verbose: bool = False, passes=None) -> Graph:
     """A new, optimized Graph computing the same outputs and updates as `graph`.
 
     It shares `graph.values` (so updates applied by a compiled step reach the user's arrays)
     and has the same input, parameter, output and update names. `disable` names passes to
-    skip; `trace=print` (or verbose=True) prints the graph after each pass. Nodes in `keep`
-    (e.g. compile's extra outputs) survive; their new nodes are `result.kept`, in order.
-    The per-pass Summary is `result.summary` (print it).
+    skip; `trace=print` (or verbose=True) prints the graph after each pass. For the per-pass
+    Summary (or to keep nodes no output names) call `run_passes`, which returns an Optimized.
     """
-    if not isinstance(graph, Graph):
-        hint = " (pass its .graph)" if isinstance(getattr(graph, "graph", None), Graph) else ""
-        raise GraphStructureError(f"optimize: expected a Graph, got {type(graph).__name__}{hint}")
-    keep = list(keep)
-    for n in keep:
-        if not isinstance(n, Node) or n.graph is not graph:
-            raise GraphStructureError(f"optimize: keep must hold nodes of graph {graph.name!r}, got {n!r}")
-    check_pass_names(disable)
-    start, mapping = rewrite(graph, with_map=True)  # a copy, whose outputs also hold the kept nodes
-    for i, n in enumerate(keep):
-        start.outputs[_KEEP.format(i)] = mapping[n.id]
     trace = print if verbose and trace is None else trace
-    out, summary = run_passes(start, passes, disable, trace)
-    out.kept = [out.outputs.pop(_KEEP.format(i)) for i in range(len(keep))]
-    out.summary = summary
-    return out
+    return run_passes(graph, passes, disable, trace).graph

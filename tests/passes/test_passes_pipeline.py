@@ -6,7 +6,7 @@ from passcheck import assert_same, live_ops, results
 
 import graphc as gc
 from graphc.errors import GraphcError
-from graphc.passes import PASSES, cse, dce, fold, optimize, rewrite, run_passes
+from graphc.passes import PASSES, Optimized, cse, dce, fold, optimize, rewrite, run_passes
 
 rng = np.random.default_rng(0)
 
@@ -99,7 +99,7 @@ def test_disable_by_name():
     assert live_ops(optimize(g)) == []
     g2 = optimize(g, disable=("simplify",))
     assert live_ops(g2) == ["mul"]
-    assert [r.stage for r in g2.summary.rows] == ["cse", "fold", "stabilize", "dce"]
+    assert [r.stage for r in run_passes(g, disable=("simplify",)).summary.rows] == ["cse", "fold", "stabilize", "dce"]
     assert_same(g, g2, {"x": np.arange(3, dtype=np.float32)})
 
 
@@ -124,17 +124,17 @@ def test_trace_prints_graph_after_each_pass(capsys):
     assert "graph t(x: f32[3])" in out
     assert out.rstrip().endswith("return y=x\n}".rstrip())
     lines = []
-    g2 = optimize(g, trace=lines.append)
+    optimize(g, trace=lines.append)
     assert len(lines) == len(PASSES) + 1 and lines[0].startswith("== input")
-    text = str(g2.summary)
+    text = str(run_passes(g).summary)
     assert text.splitlines()[0].split()[:2] == ["stage", "nodes"]
     assert "simplify" in text and text.splitlines()[-1].split() == ["total", "5", "1"]  # x, neg, neg, 0.0, add -> x
 
 
 def test_summary_counts_and_kernel_rows():
     g = mlp_graph()
-    g2 = optimize(g)
-    s = g2.summary
+    res = run_passes(g)
+    g2, s = res.graph, res.summary
     assert s["cse"].nodes_before == len(g.nodes)
     assert s["dce"].nodes_after == len(g2.nodes)
     for a, b in zip(s.rows, s.rows[1:]):
@@ -149,8 +149,8 @@ def test_keep_extra_nodes():
         a = gc.exp(x) * 1.0
         b = gc.sum(a)
         g.output("b", b)
-    g2 = optimize(g, keep=[a])
-    (a2,) = g2.kept
+    res = run_passes(g, keep=[a])
+    g2, (a2,) = res.graph, res.kept
     assert a2.op == "exp" and "__graphc" not in "".join(g2.outputs)
     feeds = {"x": np.array([0.0, 1.0, 2.0], np.float32)}
     np.testing.assert_allclose(gc.run(g2, feeds, outputs=a2), np.exp(feeds["x"]), rtol=1e-6)
@@ -270,4 +270,19 @@ def test_optimize_rejects_non_graphs():
     with gc.Graph("other") as other:
         z = other.input("z", (2,))
     with pytest.raises(gc.errors.GraphStructureError, match="keep must hold nodes of graph 'mlp'"):
-        optimize(mlp_graph(), keep=[z])
+        run_passes(mlp_graph(), keep=[z])
+
+
+def test_optimize_returns_a_plain_graph_and_run_passes_a_typed_result():
+    """Nothing is attached to a Graph after the fact: the summary and kept nodes live on Optimized."""
+    g = mlp_graph()
+    g2 = optimize(g)
+    assert type(g2) is gc.Graph and not hasattr(g2, "summary") and not hasattr(g2, "kept")
+    res = run_passes(g, keep=[g.outputs["loss"]])
+    assert isinstance(res, Optimized) and isinstance(res.graph, gc.Graph)
+    assert not hasattr(res.graph, "summary") and "__graphc" not in "".join(res.graph.outputs)
+    assert res.kept == [res.graph.outputs["loss"]]
+    assert [r.stage for r in res.summary.rows] == list(PASSES)
+    assert res.summary["dce"].nodes_after == len(res.graph.nodes) == len(g2.nodes)
+    with pytest.raises(TypeError, match="keep"):
+        optimize(g, keep=[g.outputs["loss"]])  # keep's new nodes only reach the caller through run_passes

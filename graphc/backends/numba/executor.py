@@ -52,8 +52,8 @@ class NumbaExecutable(Executable):
         self.source_graph = graph
         self.optimize_summary = None
         if passes:
-            graph, outputs = optimize_for(graph, outputs, disable, trace)
-            self.optimize_summary = getattr(graph, "summary", None)
+            opt, outputs = optimize_for(graph, outputs, disable, trace)
+            graph, self.optimize_summary = opt.graph, opt.summary
         super().__init__(graph, outputs, apply_updates)
         roots = [n for _, n in self._outputs] + list(self._updates.values())
         self.kernels = fuse(self.nodes, roots, lambda n: _reduce_spec(n) is not None)
