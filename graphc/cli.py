@@ -40,7 +40,7 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     """
     import graphc as gc
 
-    step = model._train
+    step = model.train_step
     kernels = getattr(step, "kernels", None)
     g = getattr(step, "graph", model.graph) if kernels is not None else model.graph
     roots = [g.outputs["train/loss"], *g.updates.values()]

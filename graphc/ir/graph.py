@@ -102,6 +102,43 @@ class Graph:
     def _qualified(self, name: str) -> str:
         return "/".join([*self._scope, name])
 
+    @contextlib.contextmanager
+    def at_scope(self, path: str):
+        """Re-enter a scope by its full path (a layer's recorded `scope`), whatever scope is open now."""
+        saved = self._scope
+        self._scope = path.split("/") if path else []
+        try:
+            yield path
+        finally:
+            self._scope = saved
+
+    @property
+    def scope_counts(self) -> dict[str, int]:
+        """How often each scope path was opened with unique=True (a copy; graph files save it)."""
+        return dict(self._scope_counts)
+
+    def reserve_scope_names(self, counts) -> None:
+        """Count the scope names in `counts` (a scope_counts of another graph, or of a graph file)
+        as taken, so later unique scopes here do not reuse them."""
+        for path, n in counts.items():
+            self._scope_counts[path] = max(self._scope_counts.get(path, 0), int(n))
+
+    @contextlib.contextmanager
+    def undo_on_error(self):
+        """If the block raises, the parameters, variables and updates it added are removed again
+        (and the updates it replaced restored): a layer or an optimizer that fails half-way leaves
+        no variable behind. Nodes it made stay, unreachable from any output or update."""
+        params, updates = set(self.params), dict(self.updates)
+        try:
+            yield
+        except BaseException:
+            for name in [k for k in self.params if k not in params]:
+                del self.params[name]
+                self.values.pop(name, None)
+            self.updates.clear()
+            self.updates.update(updates)
+            raise
+
     # -- node creation -----------------------------------------------------------------
     def _add(self, op, inputs, attrs, shape, dtype, name=None, location=None, forward_of=None) -> Node:
         for x in inputs:

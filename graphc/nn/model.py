@@ -175,6 +175,12 @@ class Model:
         """Training steps run so far (random ops such as dropout are seeded by it)."""
         return self._train.step
 
+    @property
+    def train_step(self):
+        """The compiled training step (an Executable): its `.graph` is what runs and, on a fusing
+        backend, `.kernels` its fused kernels (what `graphc demo` draws). Calling it trains."""
+        return self._train
+
     # -- data ---------------------------------------------------------------------------------
     def _check(self, X, y, what):
         """(X, y) checked and converted to the graph's inputs; InputError says what is expected."""

@@ -124,9 +124,9 @@ class Optimizer:
             if name in g.updates:
                 error(GraphStructureError, owner, f"parameter {name!r} already has an update in graph {g.name!r} "
                       "(is training_graph called twice on it?)")  # fmt: skip
-        before = set(g.params)
         try:
-            with g.scope(self.name, unique=True) as scope, _marked(anchor):
+            # A failure half-way removes the variables and updates made so far (undo_on_error).
+            with g.undo_on_error(), g.scope(self.name, unique=True) as scope, _marked(anchor):
                 self.graph, self.scope = g, scope
                 self.step = self._variable("step", (), "float32")
                 grads = self._clip({k: grads[k] for k in params})
@@ -136,13 +136,7 @@ class Optimizer:
                         grad = grad + p * self.weight_decay  # L2 penalty folded into the gradient
                     g.update(p, F.cast(self.rule(p, grad, self._ctx(p.dtype)), p.dtype))
                 g.update(self.step, self.step + 1.0)
-        except BaseException:
-            for name in set(g.params) - before:  # leave no half-built optimizer behind
-                g.params.pop(name)
-                g.values.pop(name, None)
-                g.updates.pop(name, None)
-            for name in params:
-                g.updates.pop(name, None)
+        except BaseException:  # and the optimizer is unused again
             self.graph, self.scope, self.step, self.state_names = None, None, None, []
             raise
         return {k: g.updates[k] for k in [*params, *self.state_names]}

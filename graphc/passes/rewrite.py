@@ -29,7 +29,7 @@ class Rewriter:
         self.old = graph
         new = Graph(graph.name, graph.seed)
         new.values = graph.values  # shared: updates applied to the new graph reach the user's arrays
-        new._scope_counts = dict(graph._scope_counts)
+        new.reserve_scope_names(graph.scope_counts)
         self.new = new
         self.map: dict[int, Node] = {}
         self.memo: dict = {}  # for rules that build one helper node per input (shared across uses)

@@ -7,7 +7,6 @@ reuse the same parameter nodes, so a training call (`training=True`) and an eval
 (`training=False`) of one network share weights inside one graph.
 """
 
-import contextlib
 import re
 
 from graphc.errors import AttributeValueError, DTypeError, GraphStructureError, ShapeError, where
@@ -69,17 +68,6 @@ def check_pair(owner: str, what: str, value, minimum: int = 1) -> tuple[int, int
     return tuple(pair)
 
 
-@contextlib.contextmanager
-def _at_scope(graph, path: str):
-    """Re-enter a layer's recorded scope, whatever scope the caller is in now."""
-    saved = graph._scope
-    graph._scope = path.split("/") if path else []
-    try:
-        yield path
-    finally:
-        graph._scope = saved
-
-
 class Layer:
     """Base class. Subclasses implement `build(x)` (create parameters) and `forward(x, training)`.
 
@@ -125,7 +113,8 @@ class Layer:
         g = x.graph
         if self.graph is None:
             fresh = self._fresh_layers()
-            with g.scope(self.name, unique=True) as scope:
+            # A first call that fails leaves no parameters, updates or half-built layer behind.
+            with g.scope(self.name, unique=True) as scope, g.undo_on_error():
                 try:
                     self.graph, self.scope = g, scope
                     self._signature, self._input_type = self.signature(x), x.type_str
@@ -146,7 +135,7 @@ class Layer:
                 f"{self._what()} was built for inputs {self._input_type} but is now called with "
                 f"{x.type_str}{self._mismatch(sig)}" + where(user_location())
             )
-        with _at_scope(g, self.scope):
+        with g.at_scope(self.scope):
             return self.forward(x, bool(training))
 
     def _mismatch(self, sig) -> str:
@@ -157,13 +146,7 @@ class Layer:
         return [self]
 
     def _unbuild(self) -> None:
-        # A first call that fails leaves no parameters, updates or half-built layer behind.
-        g = self.graph
-        if g is not None:
-            for name in self.variables:
-                g.params.pop(name, None)
-                g.values.pop(name, None)
-                g.updates.pop(name, None)
+        # The graph's side is undone by g.undo_on_error() in __call__; this is the layer's.
         self.graph, self.scope, self._signature = None, None, None
         self.params, self.state = {}, {}
 
