@@ -14,6 +14,7 @@ from graphc.autodiff import grad, gradients
 from graphc.backends import compile, run
 from graphc.errors import (
     AttributeValueError,
+    DistributedError,
     DTypeError,
     FileWriteError,
     GradientError,
@@ -37,7 +38,7 @@ __all__ = [
     "Graph", "Node", "grad", "gradients", "compile", "run", "constant", "render", "load_graph",
     "GraphcError", "ShapeError", "DTypeError", "AttributeValueError", "InputError", "IndexRangeError",
     "GradientError", "GraphFileError", "GraphStructureError", "SymbolicValueError", "OptionError", "TrainingError",
-    "FileWriteError",
+    "FileWriteError", "DistributedError",
 ]  # fmt: skip
 
 
@@ -57,6 +58,7 @@ _LAZY = {
     "nn": ("graphc.nn", None),
     "optim": ("graphc.nn.optim", None),
     "datasets": ("graphc.datasets", None),
+    "distributed": ("graphc.distributed", None),
     "training_graph": ("graphc.nn.training", "training_graph"),
     "optimize": ("graphc.passes", "optimize"),
 }

@@ -59,6 +59,11 @@ class TrainingError(GraphcError, RuntimeError):
         self.epoch, self.step, self.history = epoch, step, history
 
 
+class DistributedError(GraphcError, RuntimeError):
+    """Data-parallel training cannot go on: the ranks differ (graphc version, model, initial
+    parameters), MPI is missing under mpiexec, or a rank failed; the message names the ranks."""
+
+
 def where(location: str | None) -> str:
     """The ' (declared at file:line)' suffix used by error messages."""
     return f" (declared at {location})" if location else ""

@@ -7,8 +7,6 @@ Shuffling is seeded per epoch (`numpy.random.default_rng([seed, epoch])`), so ep
 sees the same order whether training ran straight through or resumed from a checkpoint.
 """
 
-import math
-
 import numpy as np
 
 from graphc.errors import InputError
@@ -223,10 +221,17 @@ class Batches:
     Iterating yields (xb, yb) for one epoch; each new iteration is the next epoch (or set
     `epoch` first). `batch_size` must be between 1 and the number of samples. With
     `drop_last`, a final batch smaller than `batch_size` is skipped.
+
+    shard=(rank, size), for data-parallel training: `batch_size` is per rank. Every rank
+    shuffles alike (same seed), cuts the epoch's order into global batches of
+    `size * batch_size` samples and yields its own contiguous part of each, so the ranks' shards
+    are disjoint and together cover the epoch. A last global batch that the ranks cannot share
+    equally is split as evenly as possible (parts differ by at most one sample); one smaller
+    than `size` is joined to the batch before it, so that no rank is ever left without samples.
     """
 
     def __init__(self, X, y=None, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False):  # fmt: skip
+                 drop_last: bool = False, shard: tuple[int, int] = (0, 1)):  # fmt: skip
         X = np.asarray(X)
         if y is not None:
             y = np.asarray(y)
@@ -235,8 +240,15 @@ class Batches:
         n = len(X)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if batch_size > n:
+        rank, size = _check_shard(shard)
+        if size == 1 and batch_size > n:
             raise InputError(f"batch_size {batch_size} is larger than the dataset ({n} samples); use batch_size <= {n}")
+        if size > 1 and batch_size * size > n:
+            raise InputError(
+                f"the global batch (batch_size {batch_size} per rank x {size} ranks = {batch_size * size} samples) "
+                f"is larger than the dataset ({n} samples); use batch_size <= {n // size}"
+            )
+        self.rank, self.size = rank, size
         self.X, self.y, self.batch_size = X, y, int(batch_size)
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
         self.epoch = 0
@@ -246,8 +258,29 @@ class Batches:
         return len(self.X)
 
     def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
+        return len(self._bounds())
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of each global batch in the epoch's order."""
+        n, b = self.num_samples, self.batch_size * self.size
+        full = n // b
+        out = [(i * b, (i + 1) * b) for i in range(full)]
+        if n % b and not self.drop_last:
+            if n % b < self.size and out:  # too few to give every rank a sample: join the batch before
+                out[-1] = (out[-1][0], n)
+            else:
+                out.append((full * b, n))
+        return out
+
+    def shard_indices(self, epoch: int) -> list[np.ndarray]:
+        """This rank's sample indices for each step of `epoch` (its part of each global batch)."""
+        order = self.order(epoch)
+        out = []
+        for start, stop in self._bounds():
+            m = stop - start
+            lo = start + self.rank * (m // self.size) + min(self.rank, m % self.size)
+            out.append(order[lo : lo + m // self.size + (self.rank < m % self.size)])
+        return out
 
     def order(self, epoch: int) -> np.ndarray:
         """The sample order of `epoch` (seeded, so it is the same on every run)."""
@@ -257,9 +290,7 @@ class Batches:
 
     def epoch_batches(self, epoch: int):
         """Yield the batches of `epoch`."""
-        order = self.order(epoch)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+        for idx in self.shard_indices(epoch):
             xb = self.X[idx]
             yield (xb, None if self.y is None else self.y[idx])
 
@@ -267,6 +298,14 @@ class Batches:
         epoch = self.epoch
         self.epoch += 1
         return self.epoch_batches(epoch)
+
+
+def _check_shard(shard) -> tuple[int, int]:
+    ok = isinstance(shard, tuple | list) and len(shard) == 2
+    ok = ok and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in shard)
+    if not ok or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise InputError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+    return int(shard[0]), int(shard[1])
 
 
 def split_validation(X, y, fraction: float, seed: int = 0):

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphc.distributed.gradients import GLOBAL_LOSS
+from graphc.distributed.sharding import shard_range
 from graphc.errors import AttributeValueError, GraphFileError, InputError, TrainingError
 from graphc.ir.graph import Graph
 from graphc.nn.data import Batches, check_labels, check_samples, check_targets, split_validation
 from graphc.nn.history import History
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+SHARD_WEIGHT = "shard_weight"  # input of a distributed model's step: the samples in this rank's shard
 METRICS = ("accuracy",)
 TARGETS = ("labels", "probabilities")
 
@@ -63,12 +66,16 @@ class Model:
     optimizer: an nn.optim optimizer or its name ("adam", "sgd", ...); default Adam(1e-3).
     metrics: default ("accuracy",) for the classification losses, none for mse. backend: "numba" when
     available, else "reference"; any registered backend name.
+    distributed: data-parallel training over the ranks of graphc.distributed.world() (under
+    `mpiexec`; a world of one otherwise): each rank trains on its shard of every batch, the
+    gradients are all-reduced in the training step, rank 0 alone prints and writes files, and
+    evaluate/predict are sharded and gathered. See docs/distributed.md.
     """
 
     def __init__(
         self, net, input_shape, loss: str = "cross_entropy", optimizer=None, metrics=None,
         backend: str | None = None, seed: int = 0, name: str = "model", input_dtype: str = "float32",
-        targets: str = "labels",
+        targets: str = "labels", distributed: bool = False,
     ):  # fmt: skip
         from graphc import nn
 
@@ -112,13 +119,16 @@ class Model:
                     g.output(f"{prefix}/{m}", _metric(nn, m, loss, o, y))
             g.output("eval/output", eval_out)
             g.output("eval/predictions", _predictions(loss, eval_out))
-        training = nn.training_graph(g.outputs["train/loss"], self.optimizer)
+            weight = g.input(SHARD_WEIGHT, (), "float32") if distributed else None
+        training = nn.training_graph(g.outputs["train/loss"], self.optimizer, distributed=bool(distributed),
+                                     weight=weight)  # fmt: skip
         state = set(getattr(training, "state_names", ()) or ())
         self.net = net
         self._setup(g, {
             "name": name, "loss": loss, "metrics": list(metrics), "input_shape": list(input_shape),
             "input_dtype": input_dtype, "seed": int(seed), "optimizer": self.optimizer.config,
             "optimizer_state": sorted(state), "backend": None, "targets": targets,
+            "distributed": bool(distributed),
         }, backend)  # fmt: skip
 
     def _setup(self, graph: Graph, config: dict, backend: str | None) -> None:
@@ -143,7 +153,17 @@ class Model:
         # Values early stopping snapshots and restores: the weights and running statistics,
         # not the optimizer's moments (as in Keras' restore_best_weights).
         self._weight_names = [k for k in graph.values if k not in set(config["optimizer_state"])]
-        self._train = gc.compile(graph, backend=self.backend, outputs=self._names("train"), apply_updates=True)
+        self.world = _world(config)
+        step_graph, train_outputs = graph, self._names("train")
+        if self.world.size > 1:
+            from graphc.distributed.checks import check_same
+            from graphc.distributed.seeds import per_rank_graph
+
+            check_same(self.world, graph)  # same graphc, model and initial parameters everywhere
+            step_graph = per_rank_graph(graph, self.world.rank, self.world.size)  # own dropout masks
+        if GLOBAL_LOSS in graph.outputs:
+            train_outputs.append(GLOBAL_LOSS)  # the global batch's loss, the same on every rank
+        self._train = gc.compile(step_graph, backend=self.backend, outputs=train_outputs, apply_updates=True)
         self._eval_fn = None
         self._predict_fn = None
         self.epoch = 0  # epochs trained so far (continues across fit calls and checkpoints)
@@ -253,14 +273,19 @@ class Model:
         elif validation_split:
             X, y, Xv, yv = split_validation(X, y, validation_split, seed)
             val = (Xv, yv)
-        batches = Batches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        batches = Batches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                          shard=(self.world.rank, self.world.size))  # fmt: skip
+        if self.world.size > 1:
+            from graphc.distributed.checks import check_same
+
+            check_same(self.world, self.graph)  # the values may have changed since the model was built
         stop = _early(early_stopping, val is not None)
         best = None  # (value, epoch, snapshot)
         wait = 0
         first, last = self.epoch, self.epoch + epochs
         self.history.stop_reason = None
         for e in range(first, last):
-            logs = self._train_epoch(batches, e, last, val, progress, augment, seed)
+            logs = self._train_epoch(batches, e, last, val, progress and self.world.is_root, augment, seed)
             self.epoch = e + 1
             self.history.append(self.epoch, logs)
             if stop is None:
@@ -293,23 +318,28 @@ class Model:
         try:
             for i, (xb, yb) in enumerate(batches.epoch_batches(e)):
                 if augment is not None:
-                    xb = self._augmented(augment, xb, np.random.default_rng((seed, e, i)))
-                vals = [float(v) for v in self._train(x=xb, y=yb)]
-                if not math.isfinite(vals[0]):
+                    rank = (self.world.rank,) if self.world.size > 1 else ()  # each rank its own draws
+                    xb = self._augmented(augment, xb, np.random.default_rng((seed, e, i, *rank)))
+                feeds = {SHARD_WEIGHT: len(xb)} if SHARD_WEIGHT in self.graph.inputs else {}
+                vals = [float(v) for v in self._train(x=xb, y=yb, **feeds)]
+                if not math.isfinite(vals[-1]):  # the global loss when distributed: every rank stops here
+                    where_ = self._nonfinite_ranks(vals[0])
                     global_step = self._train.step
                     self._restore(start)
                     self._train.step = start_step
                     raise TrainingError(
-                        f"training stopped: the loss became {vals[0]} at epoch {e + 1}, step {i + 1} of "
+                        f"training stopped: the loss became {vals[-1]}{where_} at epoch {e + 1}, step {i + 1} of "
                         f"{len(batches)} (global step {global_step}); the model was reset to its values "
                         "at the start of that epoch. Lower the learning rate, clip gradients (clip_norm=...) "
                         "or check the data.",
                         epoch=e + 1, step=i + 1, history=self.history,
                     )  # fmt: skip
-                sums += np.asarray(vals) * len(xb)
+                sums += np.asarray(vals[: len(names)]) * len(xb)
                 seen += len(xb)
                 bar.update(1)
                 bar.set_postfix({k: f"{s / seen:.4f}" for k, s in zip(names, sums)}, refresh=False)
+            if self.world.size > 1:  # the epoch's means over every rank's samples
+                *sums, seen = self.world.sum([*sums, seen])
             logs = {k: float(s / seen) for k, s in zip(names, sums)}
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(*val).items()})
@@ -317,6 +347,15 @@ class Model:
         finally:
             bar.close()
         return logs
+
+    def _nonfinite_ranks(self, local_loss: float) -> str:
+        """' on rank(s) ...': the ranks whose own loss was not finite (one allgather, on failure only)."""
+        if self.world.size == 1:
+            return ""
+        bad = [r for r, ok in enumerate(self.world.allgather(math.isfinite(local_loss))) if not ok]
+        if not bad:
+            return f" (every rank's own loss was finite; their mean was not) on {self.world.size} ranks"
+        return f" on rank {', '.join(map(str, bad))} of {self.world.size}"
 
     def _augmented(self, augment, xb, rng) -> np.ndarray:
         out = np.asarray(augment(xb, rng))
@@ -341,9 +380,12 @@ class Model:
         X, y = self._check(X, y, "evaluation data")
         names = ["loss", *self.metrics]
         sums = np.zeros(len(names))
-        for s in range(0, len(X), batch_size):
-            xb, yb = X[s : s + batch_size], y[s : s + batch_size]
+        lo, hi = shard_range(len(X), self.world)  # each rank evaluates its part; sums all-reduced
+        for s in range(lo, hi, batch_size):
+            xb, yb = X[s : min(s + batch_size, hi)], y[s : min(s + batch_size, hi)]
             sums += np.asarray([float(v) for v in self._evaluate(x=xb, y=yb)]) * len(xb)
+        if self.world.size > 1:
+            sums = self.world.sum(sums)
         return {k: float(v / len(X)) for k, v in zip(names, sums)}
 
     def predict(self, X, batch_size: int = 512, logits: bool = False) -> np.ndarray:
@@ -355,8 +397,11 @@ class Model:
         """
         _check_int("predict", "batch_size", batch_size, 1)
         X, _ = self._check(X, None, "prediction data")
-        parts = [self._predict(x=X[s : s + batch_size])[1 if logits else 0] for s in range(0, len(X), batch_size)]
-        return np.concatenate(parts)
+        lo, hi = shard_range(len(X), self.world)  # each rank predicts its part; gathered in order
+        parts = [self._predict(x=X[s : min(s + batch_size, hi)])[1 if logits else 0] for s in range(lo, hi, batch_size)]
+        if self.world.size == 1:
+            return np.concatenate(parts)
+        return self.world.gather_rows(np.concatenate(parts) if parts else np.empty((0,), np.float32))
 
     def predict_classes(self, X, batch_size: int = 512) -> np.ndarray:
         """Predicted labels: argmax for cross_entropy, probability > 0.5 for binary_cross_entropy."""
@@ -366,8 +411,8 @@ class Model:
         return p.argmax(axis=1) if self.loss == "cross_entropy" else (p > 0.5).astype(np.int64)
 
     def plot_history(self, path, title: str | None = None):
-        """Write training and validation curves (one panel per metric) as a PNG."""
-        return self.history.plot(path, title=title or self.graph.name)
+        """Write training and validation curves (one panel per metric) as a PNG (rank 0 alone writes)."""
+        return self._on_root(lambda: self.history.plot(path, title=title or self.graph.name), path)
 
     # -- checkpoints --------------------------------------------------------------------------
     def save(self, path):
@@ -376,7 +421,29 @@ class Model:
 
         training = {"epoch": self.epoch, "step": self._train.step, "history": self.history.to_dict()}
         meta = {"model": self.config, "training": training}
-        return save_checkpoint(path, self.graph, meta)
+        return self._on_root(lambda: save_checkpoint(path, self.graph, meta), path)
+
+    def _on_root(self, write, path):
+        """Run `write` on rank 0 alone (the others wait for it); a failure there raises on every rank."""
+        if self.world.size == 1:
+            return write()
+        from pathlib import Path
+
+        from graphc.errors import DistributedError
+
+        result, outcome, error = None, None, None
+        if self.world.is_root:
+            try:
+                result = write()
+                outcome = (None, str(result))
+            except Exception as exc:  # told to every rank below, then raised here as it was
+                error, outcome = exc, (f"{type(exc).__name__}: {exc}", None)
+        failure, written = self.world.bcast(outcome)
+        if failure is not None:
+            if error is not None:
+                raise error
+            raise DistributedError(f"rank 0 could not write {str(path)!r}: {failure}")
+        return result if self.world.is_root else Path(written)
 
     def load_weights(self, path) -> "Model":
         """Load a checkpoint's values into this model; GraphFileError lists every mismatch."""
@@ -394,10 +461,12 @@ class Model:
         self.history = History.from_dict(tr.get("history", {}))
 
     @classmethod
-    def load(cls, path, backend: str | None = None) -> "Model":
+    def load(cls, path, backend: str | None = None, distributed: bool | None = None) -> "Model":
         """Rebuild a saved model from its checkpoint alone (the graph carries the optimizer).
 
-        backend: default, the one it was saved with (when available here)."""
+        backend: default, the one it was saved with (when available here). distributed: default,
+        as it was saved; a distributed model's checkpoint resumes on any number of ranks (its
+        graph holds no world size), and with distributed=False as a single process."""
         from graphc.io.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
@@ -409,6 +478,11 @@ class Model:
         missing += [k for k in ("train/loss", "eval/loss", "eval/output", "eval/predictions") if k not in graph.outputs]
         if missing:
             raise GraphFileError(f"checkpoint {str(path)!r}: its graph lacks {', '.join(missing)}")
+        if distributed is not None:
+            if distributed and GLOBAL_LOSS not in graph.outputs:
+                raise GraphFileError(f"checkpoint {str(path)!r} holds a model built without distributed=True; "
+                                     "its training step has no gradient all-reduce")  # fmt: skip
+            config = {**config, "distributed": bool(distributed)}
         model = cls.__new__(cls)
         model.net, model.optimizer = None, None
         model._setup(graph, config, backend)
@@ -418,6 +492,14 @@ class Model:
     def __repr__(self):
         return (f"<Model {self.graph.name!r}: loss={self.loss}, backend={self.backend}, "
                 f"{len(self.graph.trainable())} parameters, {self.epoch} epochs>")  # fmt: skip
+
+
+def _world(config: dict):
+    """The world a model trains in: graphc.distributed's for a distributed model, else a world
+    of one (no MPI)."""
+    from graphc.distributed import World, init
+
+    return init() if config.get("distributed") else World()
 
 
 def _check_int(op: str, name: str, value, minimum: int | None = None) -> None:

@@ -32,6 +32,7 @@ class TrainingGraph:
     optimizer: _optim.Optimizer
     params: dict[str, Node]
     updates: dict[str, Node] = field(default_factory=dict)
+    reduction: object = None  # graphc.distributed.gradients.Reduction when distributed
 
     @property
     def state_names(self) -> list[str]:
@@ -67,11 +68,15 @@ class TrainingGraph:
         return _compile(self.graph, backend=backend, outputs=[self.loss] if outputs is None else outputs, **options)
 
 
-def training_graph(loss: Node, optimizer, params=None) -> TrainingGraph:
+def training_graph(loss: Node, optimizer, params=None, distributed: bool = False, weight=None) -> TrainingGraph:
     """Differentiate `loss` and add the optimizer's updates to its graph.
 
     params: the parameters to train (nodes or names); default, every trainable parameter
     the loss depends on. optimizer: an Optimizer, or a name ('adam', 'sgd', ...).
+    distributed: data-parallel over the processes of graphc.distributed.world(): the gradients,
+    the other state updates (running averages) and the loss are all-reduced in one flat buffer
+    before the optimizer (graphc.distributed.gradients). weight: a scalar node, this rank's
+    sample count, for the mean over the global batch; None averages the ranks equally.
     """
     if not isinstance(loss, Node):
         error(GradientError, "training_graph", f"loss must be a graph node, got {type(loss).__name__}")
@@ -89,8 +94,14 @@ def training_graph(loss: Node, optimizer, params=None) -> TrainingGraph:
             "a graph holds one training step (declare another graph for another one)" + where(user_location())
         )
     grads = dict(zip(chosen, _grad(loss, list(chosen.values()))))
-    updates = opt.apply_gradients(grads, chosen, anchor=loss)
-    return TrainingGraph(g, loss, grads, opt, chosen, updates)
+    reduction = None
+    if distributed:
+        from graphc.distributed.gradients import reduce_step
+
+        # One all-reduce between the gradients and the optimizer: clipping then sees the global norm.
+        reduction = reduce_step(loss, grads, weight)
+    updates = opt.apply_gradients(grads if reduction is None else reduction.grads, chosen, anchor=loss)
+    return TrainingGraph(g, loss, grads, opt, chosen, updates, reduction)
 
 
 def _params(g, loss, params) -> dict[str, Node]:

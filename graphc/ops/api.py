@@ -13,3 +13,4 @@ from graphc.ops.indexing import *  # noqa: F403
 from graphc.ops.getitem import *  # noqa: F403
 from graphc.ops.losses import *  # noqa: F403
 from graphc.ops.random import *  # noqa: F403
+from graphc.ops.collective import *  # noqa: F403
