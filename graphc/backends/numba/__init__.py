@@ -28,7 +28,6 @@ def compile_stats() -> dict:
 
 def fusable_reduction(node) -> bool:
     """Whether the loop generator fuses this reduction with its producers (the fusion predicate)."""
-    from graphc.backends.numba import lowerings  # noqa: F401  (registers the reduction specs)
-    from graphc.backends.numba.executor import _reduce_spec
+    from graphc.backends.loopgen import reduce_spec
 
-    return _reduce_spec(node) is not None
+    return reduce_spec(node) is not None

@@ -1,4 +1,5 @@
-"""Python source for fused loop kernels, generated from a kernel group's op templates.
+"""Python source for fused Numba loop kernels, generated from a kernel group's op templates
+(the backend-neutral loop facts, LoopSpec and ReduceSpec, are in graphc.backends.loopgen).
 
 The source is a pure function of the group: its ops, attributes (through the scalar
 templates and inlined scalar constants), dtypes and the *pattern* of its shapes (loop rank,
@@ -14,9 +15,10 @@ vectorises the loop; templates are pure, so evaluating both sides is harmless.
 """
 
 import ast
-from dataclasses import dataclass
 
 import numpy as np
+
+from graphc.backends.loopgen import LoopSpec, ReduceSpec, expression
 
 FASTMATH = "{'contract'}"
 HEADER = """# graphc generated kernel: {label} (source is a pure function of the fused group)
@@ -85,26 +87,11 @@ def _temps():
 
 def node_statements(node, operands: list[str], target: str, temps) -> list[str]:
     """Statements computing `target` = node's scalar template applied to `operands`."""
-    tmpl = node.opdef.scalar_expr(node.attrs)
-    expr = "{0}" if tmpl is None else tmpl  # a pure broadcast
-    text = expr.format(*operands)
+    text = expression(node, operands)
     f32 = node.dtype == "float32" or any(x.dtype == "float32" for x in node.inputs)
     low = _Lower(f32, temps)
     tree = low.visit(ast.parse(text, mode="eval"))
     return [*low.stmts, f"{target} = {_CAST[node.dtype]}({ast.unparse(tree.body)})"]
-
-
-@dataclass
-class LoopSpec:
-    """What a loop kernel computes: nodes in order, external inputs, materialised outputs."""
-
-    nodes: list  # the group's computed nodes (topological), anchor excluded
-    inputs: list  # external input nodes (array arguments), in argument order
-    outputs: list  # materialised nodes written (array arguments), in argument order
-    scalars: dict  # node id -> literal source (0-d constants inlined)
-    rank: int  # loop rank after collapsing dims
-    bcast: list  # per input: tuple of bools, True where that (collapsed) dim broadcasts
-    parallel: bool
 
 
 def _body(spec: LoopSpec, idx: list[str], indent: str):
@@ -140,22 +127,6 @@ def elementwise_source(spec: LoopSpec, label: str) -> str:
     return HEADER.format(label=label, parallel=spec.parallel, fastmath=FASTMATH) + "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class ReduceSpec:
-    """A reduction the loop generator fuses with its producers (a numba lowering of the op).
-
-    init(dtype) -> literal; combine: template over {a} (accumulator) and {b} (value);
-    finalize: template over {a} and {n} (the reduced count), or None; axes(node) -> axes
-    reduced. wide: accumulate float32 in float64 within the innermost loop.
-    """
-
-    init: object
-    combine: str
-    axes: object
-    finalize: str | None = None
-    wide: bool = False
-
-
 def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label: str) -> str:
     """A loop nest over the reduction's input shape; `reduced[d]` marks reduced (collapsed) dims.
 
@@ -165,7 +136,7 @@ def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label:
     r = spec.rank
     dt = anchor.dtype
     cast = _CAST[dt]
-    init = rs.init(dt)
+    init = literal(rs.init(dt), dt)
     args = [f"n{d}" for d in range(r)] + [f"a{k}" for k in range(len(spec.inputs))]
     args += [f"o{k}" for k in range(len(spec.outputs))] + ["res", "flat"]
     lines = [f"def kernel({', '.join(args)}):", "    for j in range(flat.shape[0]):", f"        flat[j] = {init}"]

@@ -30,10 +30,9 @@ from graphc.ops.registry import Kind
 
 
 def _reduce_spec(node):
-    from graphc.backends.numba.codegen import ReduceSpec
+    from graphc.backends.loopgen import reduce_spec
 
-    spec = node.opdef.lowerings.get("numba")
-    return spec if isinstance(spec, ReduceSpec) else None
+    return reduce_spec(node)
 
 
 def _builder(node):
@@ -98,7 +97,7 @@ class _Specialisation:
         self.env = env
         g = exe.graph
         nodes = exe.nodes
-        self.shape = {n.id: shapes.concrete(n.shape, env) for n in nodes}
+        self.shape = {n.id: shapes.concrete(n.shape, env) for n in nodes if not n.is_tuple}  # tuples: ref steps
         self.values_ref = {n.name: g.values[n.name] for n in nodes if n.op == "param"}
         out_ids = {n.id for _, n in exe._outputs}
         update_nodes = exe._updates

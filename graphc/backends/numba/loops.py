@@ -4,31 +4,11 @@ import math
 
 import numpy as np
 
+from graphc.backends import loopgen
 from graphc.backends.numba import cache, codegen
 from graphc.ir import shapes
 
 PAR_MIN = 1 << 20  # loop elements from which prange pays for its thread start-up (measured)
-
-
-def _mask(xshape, loop):
-    """Per loop dim: True where an input of static shape xshape is broadcast (read at index 0)."""
-    r, off = len(loop), len(loop) - len(xshape)
-    return tuple(d < off or (xshape[d - off] == 1 and loop[d] != 1) for d in range(r))
-
-
-def _groups(loop, masks, extra, collapse):
-    """Runs of adjacent dims that can be merged (same broadcast/reduce pattern everywhere)."""
-    r = len(loop)
-    if r == 0:
-        return [[]]
-    out = [[0]]
-    for d in range(1, r):
-        same = all(m[d] == m[d - 1] for m in masks) and extra[d] == extra[d - 1]
-        if collapse and same:
-            out[-1].append(d)
-        else:
-            out.append([d])
-    return out
 
 
 def _contiguous(spec, v) -> bool:
@@ -93,16 +73,16 @@ def loop_step(spec, k, body, extra_ids):
     ins, scalars = _inputs(spec, body, extra_ids)
     outs = [n for n in body if n.id in k.outputs]
     a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, [False] * len(loop))
-    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
     return _finish(spec, k, codegen.elementwise_source(ls, _label(body)), a)
 
 
 def _bind(spec, loop, loop_static, ins, outs, reduced):
     """Collapse the loop's dims into groups (contiguous inputs allowing), and bind the group
     sizes, the inputs (size 1 where broadcast) and the outputs as the kernel's arguments."""
-    masks = [_mask(x.shape, loop_static) for x in ins]
+    masks = [loopgen.broadcast_mask(x.shape, loop_static) for x in ins]
     collapse = all(_contiguous(spec, x.id) for x in ins)
-    groups = _groups(loop, masks, reduced, collapse)
+    groups = loopgen.collapse_groups(loop, masks, reduced, collapse)
     sizes = [math.prod(loop[d] for d in g) for g in groups]
     a = _Args(spec)
     for s in sizes:
@@ -120,7 +100,7 @@ def _bind(spec, loop, loop_static, ins, outs, reduced):
 def reduce_step(spec, k):
     """A reduction kernel with its elementwise producers in the loop nest."""
     anchor = spec._by(k.anchor)
-    rs = anchor.opdef.lowerings["numba"]
+    rs = loopgen.reduce_spec(anchor)
     axes = set(rs.axes(anchor))
     body = [spec._by(v) for v in k.node_ids if v != k.anchor]
     src = anchor.inputs[0]
@@ -138,6 +118,6 @@ def reduce_step(spec, k):
     cred = tuple(bool(g) and reduced[g[0]] for g in groups)
     a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
     a.add(anchor.id, (math.prod(spec.shape[anchor.id]),), write=True)
-    ls = codegen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
     source = codegen.reduce_source(ls, anchor, rs, cred, _label([*body, anchor]))
     return _finish(spec, k, source, a)

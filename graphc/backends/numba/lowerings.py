@@ -1,9 +1,9 @@
-"""Numba lowerings of non-elementwise ops, registered on the ops (graphc.ops.registry.lowering).
+"""Numba lowerings of library-call ops, registered on the ops (graphc.ops.registry.lowering).
 
-Two forms: a `ReduceSpec` (the loop generator fuses the reduction with its producers), or a
-builder `f(node, in_shapes, out_shape) -> run(out, *inputs)` (or None to use the reference)
-for library-call ops: matmul through BLAS (NumPy's matmul with out=, outside the JIT: a
-direct sgemm call with transposed views passed as BLAS flags), softmax row kernels.
+A builder `f(node, in_shapes, out_shape) -> run(out, *inputs)` (or None to use the reference):
+matmul through BLAS (NumPy's matmul with out=, outside the JIT: a direct sgemm call with
+transposed views passed as BLAS flags), softmax row kernels. Reductions that the loop
+generator fuses with their producers declare a ReduceSpec instead (graphc.backends.loopgen).
 """
 
 import math
@@ -11,40 +11,7 @@ import math
 import numpy as np
 
 from graphc.backends.numba import blas
-from graphc.backends.numba.codegen import ReduceSpec, literal
 from graphc.ops.registry import lowering
-
-
-def _zero(dtype):
-    return literal(0, dtype)
-
-
-def _lowest(dtype):
-    if dtype.startswith("int"):
-        return literal(np.iinfo(dtype).min, dtype)
-    return literal(-np.inf, dtype)
-
-
-def _axes(node):
-    return tuple(node.attrs["axes"])
-
-
-def _register():
-    from graphc.ops.registry import all_ops
-
-    ops = all_ops()
-    specs = {
-        "sum": ReduceSpec(_zero, "({a} + {b})", _axes, wide=True),
-        "mean": ReduceSpec(_zero, "({a} + {b})", _axes, finalize="({a} / {n})", wide=True),
-        # NaN wins, as in np.max
-        "max": ReduceSpec(_lowest, "({a} if ({a} >= {b} or {a} != {a}) else {b})", _axes),
-    }
-    for name, spec in specs.items():
-        if name in ops:
-            ops[name].lowerings["numba"] = spec
-
-
-_register()
 
 
 @lowering("matmul", "numba")
