@@ -14,6 +14,7 @@ from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, Shap
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
+from graphc.ops.reductions import axis_or_axes
 from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
 
 __all__ = ["slice", "concat", "split", "stack", "take", "gather", "one_hot", "pad"]
@@ -133,23 +134,25 @@ def _norm_slice(op, s, dim, axis, x):
     return (int(start), None if stop is None else int(stop), int(step))
 
 
-def slice(x, starts, stops, steps=None, axes=None):
-    """x sliced along `axes` (default 0..len(starts)-1) like x[start:stop:step]; static bounds.
+def slice(x, starts, stops, steps=None, axis=None, *, axes=None):
+    """x sliced along `axis` (a tuple or list, one axis per bound; default 0..len(starts)-1; `axes=`
+    is the same) like x[start:stop:step]; static bounds.
 
     Bounds follow Python: negative values count from the end, None means open.
     """
-    for what, v in (("starts", starts), ("stops", stops), ("steps", steps), ("axes", axes)):
-        if not (isinstance(v, tuple | list) or (v is None and what in ("steps", "axes"))):
+    axis = axis_or_axes("slice", axis, axes)
+    for what, v in (("starts", starts), ("stops", stops), ("steps", steps), ("axis", axis)):
+        if not (isinstance(v, tuple | list) or (v is None and what in ("steps", "axis"))):
             error(AttributeValueError, "slice", f"{what} must be a tuple or list, got {v!r}")
     n = len(starts)
-    axes = tuple(range(n)) if axes is None else tuple(axes)
+    axis = tuple(range(n)) if axis is None else tuple(axis)
     steps = (None,) * n if steps is None else tuple(steps)
-    if not len(stops) == len(steps) == len(axes) == n:
-        error(AttributeValueError, "slice", f"starts, stops, steps and axes differ in length: "
-                                            f"{starts}, {stops}, {steps}, {axes}")  # fmt: skip
-    norm = [checked_axis("slice", a, x) for a in axes]
+    if not len(stops) == len(steps) == len(axis) == n:
+        error(AttributeValueError, "slice", f"starts, stops, steps and axis differ in length: "
+                                            f"{starts}, {stops}, {steps}, {axis}")  # fmt: skip
+    norm = [checked_axis("slice", a, x) for a in axis]
     if len(set(norm)) != n:
-        error(AttributeValueError, "slice", f"repeated axis in {axes}")
+        error(AttributeValueError, "slice", f"repeated axis in {axis}")
     index = [None] * x.ndim
     for a, b, e, s in zip(norm, starts, stops, steps):
         index[a] = _norm_slice("slice", _pyslice(b, e, s), x.shape[a], a, x)

@@ -1,10 +1,14 @@
-"""Reductions over axes: sum, mean, max, min, argmax; sum_to (undoing broadcasting)."""
+"""Reductions over axes: sum, mean, max, min, argmax; sum_to (undoing broadcasting).
+
+The keyword is `axis` (an int, a tuple, or None for all), as in NumPy; the reductions also take
+it as `axes=`, the name of their node attribute (`sum(%3, axes=(0, 1))` in the text form).
+"""
 
 import math
 
 import numpy as np
 
-from graphc.errors import DTypeError, ShapeError
+from graphc.errors import AttributeValueError, DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
 from graphc.ops.registry import Kind, OpDef, apply, checked_axes, checked_axis, constant, error, register
@@ -66,29 +70,41 @@ register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, do
 register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, doc="max over axes"))
 
 
-def sum(x, axis=None, keepdims: bool = False):
-    """Sum over `axis` (an int, a tuple, or None for all)."""
+def axis_or_axes(op: str, axis, axes):
+    """The axes given as `axis=` or as its alias `axes=` (None: not given); both is an error."""
+    if axes is None:
+        return axis
+    if axis is not None:
+        error(AttributeValueError, op, f"give axis or its alias axes, not both (axis={axis!r}, axes={axes!r})")
+    return axes
+
+
+def sum(x, axis=None, keepdims: bool = False, *, axes=None):
+    """Sum over `axis` (an int, a tuple, or None for all; `axes=` is the same)."""
+    axis = axis_or_axes("sum", axis, axes)
     return apply("sum", [x], {"axes": checked_axes("sum", axis, x), "keepdims": bool(keepdims)})
 
 
-def mean(x, axis=None, keepdims: bool = False):
-    """Mean over `axis`; integer inputs are cast to float32 first."""
+def mean(x, axis=None, keepdims: bool = False, *, axes=None):
+    """Mean over `axis` (or `axes=`); integer inputs are cast to float32 first."""
+    axis = axis_or_axes("mean", axis, axes)
     if not dtypes.is_float(x.dtype):
         x = F.cast(x, dtypes.DEFAULT_FLOAT)
     return apply("mean", [x], {"axes": checked_axes("mean", axis, x), "keepdims": bool(keepdims)})
 
 
-def max(x, axis=None, keepdims: bool = False):
-    """Max over `axis`; the gradient is shared among tied maxima."""
-    axes = checked_axes("max", axis, x)
+def max(x, axis=None, keepdims: bool = False, *, axes=None):
+    """Max over `axis` (or `axes=`); the gradient is shared among tied maxima."""
+    axes = checked_axes("max", axis_or_axes("max", axis, axes), x)
     for a in axes:
         if x.shape[a] == 0:
             error(ShapeError, "max", f"cannot reduce over empty axis {a} of {x.type_str}")
     return apply("max", [x], {"axes": axes, "keepdims": bool(keepdims)})
 
 
-def min(x, axis=None, keepdims: bool = False):
-    return -max(-x, axis, keepdims)
+def min(x, axis=None, keepdims: bool = False, *, axes=None):
+    """Min over `axis` (or `axes=`): -max(-x)."""
+    return -max(-x, axis_or_axes("min", axis, axes), keepdims)
 
 
 def _infer_argmax(inputs, attrs):
@@ -120,8 +136,10 @@ register(OpDef(
 ))  # fmt: skip
 
 
-def shape_size(x, axes, dtype: str = dtypes.DEFAULT_FLOAT):
-    """The number of elements along `axes` of x: a constant when those dims are concrete."""
+def shape_size(x, axis=None, dtype: str = dtypes.DEFAULT_FLOAT, *, axes=None):
+    """The number of elements along `axis` of x (or `axes=`; None: all): a constant when those
+    dims are concrete."""
+    axes = checked_axes("shape_size", axis_or_axes("shape_size", axis, axes), x)
     dims = [x.shape[a] for a in axes]
     if all(isinstance(d, int) for d in dims):
         return constant(math.prod(dims), dtype, graph=x.graph)

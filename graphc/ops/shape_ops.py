@@ -8,6 +8,7 @@ from graphc.errors import AttributeValueError, GraphcError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
+from graphc.ops.reductions import axis_or_axes
 from graphc.ops.registry import (
     Kind,
     OpDef,
@@ -96,7 +97,9 @@ def expand_dims(x, axis: int):
     return reshape(x, (*x.shape[:axis], 1, *x.shape[axis:]))
 
 
-def squeeze(x, axis=None):
+def squeeze(x, axis=None, *, axes=None):
+    """x without the size-1 axes `axis` (an int or a tuple; `axes=` is the same; None: every one)."""
+    axis = axis_or_axes("squeeze", axis, axes)
     axes = [i for i, d in enumerate(x.shape) if d == 1] if axis is None else checked_axes("squeeze", axis, x)
     for a in axes:
         if x.shape[a] != 1:
