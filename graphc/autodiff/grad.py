@@ -1,8 +1,10 @@
 """Reverse-mode symbolic differentiation: builds backward nodes in the same graph.
 
-Each backward node records the forward node it differentiates (`node.forward_of`), so
-drawings and fusion can tell forward from backward. Because gradients are ordinary nodes,
-they can be differentiated again (Hessian-vector products, grad of grad).
+Each backward node is tagged Phase.BACKWARD and carries the label of the forward value it
+differentiates (`node.grad_of`), so drawings and the text form can tell forward from backward.
+Because gradients are ordinary nodes, they can be differentiated again (Hessian-vector
+products, grad of grad). A node with several outputs (graphc.ir.node.TupleNode) collects one
+cotangent per output: its vjp rule receives a list with one cotangent (or None) per output.
 """
 
 from graphc.errors import GradientError, where
@@ -14,7 +16,7 @@ from graphc.ops.registry import constant
 
 
 def _differentiable(n: Node) -> bool:
-    return dtypes.is_float(n.dtype)
+    return any(dtypes.is_float(dt) for _, dt in n.types)
 
 
 def grad(y: Node, wrt, cotangent: Node | None = None):
@@ -26,11 +28,13 @@ def grad(y: Node, wrt, cotangent: Node | None = None):
     """
     single = isinstance(wrt, Node)
     targets = [wrt] if single else list(wrt)
-    if not isinstance(y, Node):
-        raise GradientError(f"grad: y must be a graph node, got {type(y).__name__}")
+    if not isinstance(y, Node) or y.is_tuple:
+        raise GradientError(f"grad: y must be a single-output graph node, got {type(y).__name__}")
     for t in targets:
         if not isinstance(t, Node):
             raise GradientError(f"grad: wrt must be graph nodes, got {type(t).__name__}")
+        if t.is_tuple:
+            raise GradientError(f"grad: {t.label} has several outputs; differentiate with respect to one (tuple_get)")
         if t.graph is not y.graph:
             raise GradientError(f"grad: {t.label} is not in y's graph {y.graph.name!r}")
         if not _differentiable(t):
@@ -60,17 +64,13 @@ def grad(y: Node, wrt, cotangent: Node | None = None):
         grads[node.id] = [g]
         opdef = node.opdef
         needs = [x.id in reach and _differentiable(x) for x in node.inputs]
-        if not any(needs) or opdef.vjp is None:
+        if not any(needs) or opdef.vjp is None or (node.is_tuple and all(c is None for c in g)):
             continue
         with backward_of(node):
-            in_grads = opdef.vjp(node, g, needs)
+            in_grads = opdef.vjp(node, list(g) if node.is_tuple else g, needs)
         for x, gx, need in zip(node.inputs, in_grads, needs):
             if need and gx is not None:
-                if gx.shape != x.shape:
-                    raise GradientError(
-                        f"grad: the {node.op} rule gave a gradient of shape {gx.type_str} for input {x.type_str}"
-                    )
-                grads.setdefault(x.id, []).append(F.cast(gx, x.dtype))
+                grads.setdefault(x.id, []).append(_checked(node, x, gx))
 
     out = []
     for t in targets:
@@ -84,10 +84,37 @@ def grad(y: Node, wrt, cotangent: Node | None = None):
     return out[0] if single else out
 
 
-def _total(node: Node, parts: list[Node]) -> Node:
-    """Sum the gradient contributions from each use of `node` (fan-out)."""
-    if len(parts) == 1:
-        return parts[0]
+def _checked(node: Node, x: Node, gx):
+    """gx, the gradient node's rule gave for input x, checked against x's type and cast to its dtype
+    (for an input with several outputs: a tuple with one gradient or None per output)."""
+    if not x.is_tuple:
+        gx = (gx,)
+    elif not isinstance(gx, tuple | list) or len(gx) != len(x.types):
+        raise GradientError(
+            f"grad: the {node.op} rule must give {len(x.types)} gradients for {x.label}, got {gx!r:.80}"
+        )
+    out = []
+    for part, (shape, dtype) in zip(gx, x.types):
+        if part is not None and part.shape != shape:
+            raise GradientError(
+                f"grad: the {node.op} rule gave a gradient of shape {part.type_str} for input "
+                f"{x.type_str if not x.is_tuple else x.label + ' ' + x.type_str}"
+            )
+        out.append(None if part is None else F.cast(part, dtype) if dtypes.is_float(dtype) else None)
+    return tuple(out) if x.is_tuple else out[0]
+
+
+def _total(node: Node, parts: list):
+    """Sum the gradient contributions from each use of `node` (fan-out); for a node with several
+    outputs, per output (None where an output got none)."""
+    if node.is_tuple:
+        return tuple(_sum(node, [p[i] for p in parts if p[i] is not None]) for i in range(len(node.types)))
+    return _sum(node, parts)
+
+
+def _sum(node: Node, parts: list[Node]) -> Node | None:
+    if len(parts) <= 1:
+        return parts[0] if parts else None
     with backward_of(node):
         total = parts[0]
         for p in parts[1:]:

@@ -59,6 +59,8 @@ def run_reference(node, args, ctx):
     except Exception as exc:
         shapes = ", ".join(str(a.shape) for a in args)
         raise GraphcError(f"{node.op} failed at run time on {shapes}: {exc}" + where(node.location)) from exc
+    if node.is_tuple:  # a node with several outputs: a tuple of arrays
+        return tuple(np.asarray(o, dtype=dt) for o, (_, dt) in zip(out, node.types))
     out = np.asarray(out)
     return out if out.dtype == node.dtype else out.astype(node.dtype)
 

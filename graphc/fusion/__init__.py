@@ -9,7 +9,8 @@
 - an output-fusable op (matmul, conv2d) opens a group that its elementwise consumers of the
   same shape join as an epilogue (bias add, activation, the relu mask in the backward pass,
   an SGD update);
-- everything else (injective, opaque, random ops, ops without a template) is a kernel alone.
+- everything else (injective, opaque, random ops, ops without a template) is a kernel alone;
+  so is every op with several outputs and every projection reading one of them (tuple_get).
 
 A node read outside its group, or a root (output/update), is *materialised* (written to
 memory); the other nodes of a group live in registers. Groups are merged only when that
@@ -55,7 +56,7 @@ def is_loop_op(node) -> bool:
     read at a broadcast index), so it lowers to the identity.
     """
     od = node.opdef
-    if od.random or node.op == "const" or not node.inputs:
+    if od.random or node.is_const or node.is_tuple or not node.inputs:
         return False
     if od.kind is Kind.ELEMENTWISE:
         return od.scalar is not None
@@ -137,7 +138,7 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
 
     for n in nodes:
         od = n.opdef
-        if od.kind is Kind.SOURCE:
+        if n.is_source:
             continue
         producers = [group_of[x.id] for x in n.inputs if x.id in group_of]
         if is_loop_op(n):
@@ -168,8 +169,8 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
         elif od.kind is Kind.OUT_FUSABLE:
             g = new("output-fusable", n, n.shape)
             g.anchor = n
-        else:
-            g = new(od.kind.value, n, n.shape)
+        else:  # an opaque singleton; a node with several outputs has no one loop shape
+            g = new(od.kind.value, n, None if n.is_tuple else n.shape)
             g.closed = True
 
     _absorb_small(groups, group_of, consumers, root_ids, depends)
@@ -245,7 +246,7 @@ def _finish(groups, group_of, consumers, root_ids) -> list[Kernel]:
         label = "_".join(dict.fromkeys(ops[:1] + ops[1:]))[:60] if g.kind != "elementwise" else _ew_label(ops)
         anchor = g.anchor.id if g.anchor is not None else None
         kernels.append(Kernel(f"k{i}_{label}", g.kind, [n.id for n in g.nodes], anchor, outs, ins,
-                              loop_shape=tuple(g.loop)))  # fmt: skip
+                              loop_shape=tuple(g.loop or ())))  # fmt: skip
     return kernels
 
 

@@ -1,13 +1,19 @@
 """The graph file: JSON for the structure, a sidecar .npz for arrays. No pickles.
 
-    {"format": "graphc.graph", "version": 1, "name": ..., "seed": ..., "arrays": "g.json.<tag>.npz",
+    {"format": "graphc.graph", "version": 2, "name": ..., "seed": ..., "arrays": "g.json.<tag>.npz",
      "arrays_sha256": ..., "nodes": [{"id", "op", "inputs", "attrs", "shape", "dtype", "name",
-     "scope", "location", "forward_of"}, ...], "inputs": {name: id}, "params": {name: {"id",
+     "scope", "location", "phase", "grad_of"}, ...], "inputs": {name: id}, "params": {name: {"id",
      "init", "trainable", "value"}}, "outputs": {name: id}, "updates": {var: id}}
+
+A node with several outputs has "types": [[shape, dtype], ...] instead of "shape" and "dtype";
+"phase" is "forward", "backward" or "update", "grad_of" the label a backward node differentiates.
+Version 1 files (a "forward_of" node id instead of "phase" and "grad_of") still load.
 
 Attribute values are encoded as JSON with tagged objects for what JSON lacks: tuples are
 {"$tuple": [...]}, arrays {"$array": ...} (0-d inline, others by key in the .npz), non-finite
-floats {"$float": "nan"}, slices, Ellipsis and dicts.
+floats {"$float": "nan"}, slices, Ellipsis, dicts, and sub-graphs {"$subgraph": {"name", "nodes":
+[...], "inputs": [...], "captured": [...], "outputs": [...]}} (nodes as above, numbered within
+the body; its constants' arrays go to the same .npz).
 
 Saving has one commit point, the rename of the JSON. The arrays go first to a new file whose
 name no other save uses (`<json name>.<writer tag>.npz`, see graphc.io.atomic); the JSON that
@@ -34,7 +40,17 @@ import numpy as np
 from graphc.errors import GraphFileError
 from graphc.io import atomic
 from graphc.io.atomic import atomic_write
-from graphc.io.graph_reader import FORMAT, VERSION, field, non_finite, read_arrays_name, read_document, read_graph
+from graphc.io.graph_reader import (
+    FORMAT,
+    READS,
+    VERSION,
+    field,
+    non_finite,
+    read_arrays_name,
+    read_document,
+    read_graph,
+)
+from graphc.ir.subgraph import SubGraph
 
 
 class _Encoder:
@@ -68,27 +84,42 @@ class _Encoder:
             return {"$ellipsis": True}
         if isinstance(v, dict):
             return {"$dict": [[self.value(k, where), self.value(x, where)] for k, x in v.items()]}
+        if isinstance(v, SubGraph):
+            return {"$subgraph": self.body(v, where)}
         raise GraphFileError(f"cannot save {where} value {v!r} of type {type(v).__name__}")
+
+    def nodes(self, nodes, index: dict) -> list[dict]:
+        """The JSON of `nodes` (a graph's, or a body's), numbered by `index` (id(node) -> position)."""
+        out = []
+        for i, n in enumerate(nodes):
+            spec = {"id": i, "op": n.op, "inputs": [_ref(index, x, n) for x in n.inputs],
+                    "attrs": {k: self.value(v, f"{n.label}.{k}") for k, v in n.attrs.items()}}  # fmt: skip
+            if n.is_tuple:
+                spec["types"] = [[list(shape), dtype] for shape, dtype in n.types]
+            else:
+                spec.update(shape=list(n.shape), dtype=n.dtype)
+            spec.update(name=n.name, scope=n.scope, location=n.location, phase=n.phase.value, grad_of=n.grad_of)
+            out.append(spec)
+        return out
+
+    def body(self, sub: SubGraph, where: str) -> dict:
+        nodes = sub.nodes
+        index = {id(n): i for i, n in enumerate(nodes)}
+        return {
+            "name": sub.graph.name, "nodes": self.nodes(nodes, index),
+            "inputs": [index[id(n)] for n in sub.inputs], "captured": [index[id(n)] for n in sub.captured],
+            "outputs": [index[id(n)] for n in sub.outputs],
+        }  # fmt: skip
 
 
 def graph_to_dict(graph) -> tuple[dict, dict[str, np.ndarray]]:
     """(JSON-able description, arrays for the .npz) of a graph."""
     enc = _Encoder()
     index = {id(n): i for i, n in enumerate(graph.nodes)}
-    nodes = []
     for i, n in enumerate(graph.nodes):
         if n.id != i:
             raise GraphFileError(f"graph {graph.name!r}: node {n.label} has id {n.id} at position {i}")
-        fwd = None
-        if n.forward_of is not None:
-            # A forward node outside this graph (left behind by a pass) keeps only the flag.
-            fwd = index.get(id(n.forward_of), -1)
-        nodes.append({
-            "id": i, "op": n.op, "inputs": [_ref(index, x, n) for x in n.inputs],
-            "attrs": {k: enc.value(v, f"{n.label}.{k}") for k, v in n.attrs.items()},
-            "shape": list(n.shape), "dtype": n.dtype, "name": n.name, "scope": n.scope,
-            "location": n.location, "forward_of": fwd,
-        })  # fmt: skip
+    nodes = enc.nodes(graph.nodes, index)
     params = {}
     for name, p in graph.params.items():
         value = graph.values.get(name)
@@ -226,7 +257,7 @@ def load_graph(path):
     """Rebuild a Graph saved by save_graph; any defect raises GraphFileError naming the file."""
     path = Path(path)
     for attempt in range(3):
-        doc = read_document(path, FORMAT, VERSION, "graph file")
+        doc = read_document(path, FORMAT, READS, "graph file")
         try:
             npz = path.with_name(read_arrays_name(doc))
             try:

@@ -15,10 +15,13 @@ import numpy as np
 
 from graphc.errors import GraphcError, GraphFileError
 from graphc.ir import dtypes
-from graphc.ir.node import Attrs, Node
+from graphc.ir.node import Attrs, Node, TupleNode, TupleType
+from graphc.ir.phase import Phase
 
 FORMAT = "graphc.graph"
-VERSION = 1
+VERSION = 2  # what this graphc writes
+READS = (1, 2)  # what it reads: version 1 marked backward nodes with "forward_of", a node id
+_PHASES = {p.value: p for p in Phase}
 
 MAX_DEPTH = 64  # attribute values nest a few levels; a deeper one is corrupt (and would exhaust the stack)
 _KINDS = {bool: "true or false", int: "an integer", str: "a string", list: "a list", dict: "an object"}
@@ -81,11 +84,14 @@ def read_document(path: Path, fmt: str, version: int, what: str, part: str | Non
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise GraphFileError(f"{path}: not a graphc {what} (format marker is {got!r}, expected {fmt!r})")
+    versions = version if isinstance(version, tuple) else (version,)
     v = doc.get("version")
     if not is_a(v, int):
-        raise GraphFileError(f"{path}: corrupt {part or what} (version is {show(v)}, expected the integer {version})")
-    if v != version:
-        raise GraphFileError(f"{path}: {what} version {v} is not supported; this graphc reads version {version}")
+        expected = f"the integer {versions[0]}" if len(versions) == 1 else "an integer"
+        raise GraphFileError(f"{path}: corrupt {part or what} (version is {show(v)}, expected {expected})")
+    if v not in versions:
+        reads = f"version {versions[0]}" if len(versions) == 1 else f"versions {', '.join(map(str, versions))}"
+        raise GraphFileError(f"{path}: {what} version {v} is not supported; this graphc reads {reads}")
     return doc
 
 
@@ -138,6 +144,34 @@ class _Decoder:
             )
         return arr
 
+    def body(self, v, where: str, depth: int):
+        """A sub-graph attribute: its nodes rebuilt into a Graph of their own."""
+        from graphc.ir.graph import Graph
+        from graphc.ir.subgraph import SubGraph
+
+        spec = field(v, "$subgraph", dict, where)
+        where = f"{where}.$subgraph"
+        graph = Graph(field(spec, "name", str, where))
+        _read_nodes(graph, field(spec, "nodes", list, where), self, where, depth + 1, version=VERSION)
+
+        def nodes_at(key):
+            ids = field(spec, key, list, where)
+            if not all(is_a(j, int) and 0 <= j < len(graph.nodes) for j in ids):
+                raise bad(f"{where}.{key}", ids, "ids of the body's nodes")
+            return [graph.nodes[j] for j in ids]
+
+        inputs, captured, outputs = nodes_at("inputs"), nodes_at("captured"), nodes_at("outputs")
+        for n in inputs + captured:
+            if not n.is_input:
+                raise GraphFileError(f"corrupt graph file: {where}: body input {n.id} is a {n.op}, not an input")
+            graph.inputs[n.name] = n
+        try:
+            sub = SubGraph(graph, inputs, outputs, captured)
+        except GraphcError as exc:
+            raise GraphFileError(f"corrupt graph file: {where}: {exc}") from None
+        graph.sealed = True
+        return sub
+
     def value(self, v, where: str = "attribute", depth: int = 0):
         if depth > MAX_DEPTH:
             root = re.sub(r"(?:\[[^\[\]]*\])+$", "", where)  # nodes[3].attrs.axes[0][0]... -> nodes[3].attrs.axes
@@ -166,6 +200,8 @@ class _Decoder:
             return slice(*parts)
         if tag == "$ellipsis":
             return Ellipsis
+        if tag == "$subgraph":
+            return self.body(v, where, depth)
         if tag == "$dict":
             pairs = field(v, tag, list, where)
             if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
@@ -176,54 +212,12 @@ class _Decoder:
 
 def _build(doc: dict, arrays: dict):
     from graphc.ir.graph import Graph
-    from graphc.ops import registry  # importing graphc.ops registers every op
 
     graph = Graph(field(doc, "name", str), field(doc, "seed", int))
     specs = field(doc, "nodes", list)
     sections = {k: field(doc, k, dict) for k in ("inputs", "params", "outputs", "updates")}
     dec = _Decoder(arrays)
-    late_forward = []
-    for i, spec in enumerate(specs):
-        at = f"nodes[{i}]"
-        if not isinstance(spec, dict):
-            raise bad(at, spec, "an object")
-        if field(spec, "id", int, at) != i:
-            raise GraphFileError(f"node {i} is recorded with id {spec['id']!r}")
-        op = field(spec, "op", str, at)
-        where = f"node {i} ({op})"
-        if op not in registry.all_ops():
-            raise GraphFileError(f"{where}: unknown op {op!r} (is the module that declares it imported?)")
-        ins = []
-        for j in field(spec, "inputs", list, at):
-            if not is_a(j, int) or not 0 <= j < i:
-                raise GraphFileError(f"{where}: input {j!r} is not an earlier node")
-            ins.append(graph.nodes[j])
-        attrs = Attrs({k: dec.value(v, f"{at}.attrs.{k}") for k, v in field(spec, "attrs", dict, at).items()})
-        shape = tuple(field(spec, "shape", list, at))
-        if not all(isinstance(d, str) or (is_a(d, int) and d >= 0) for d in shape):
-            raise GraphFileError(f"{where}: bad shape {spec['shape']!r}")
-        dtype = field(spec, "dtype", str, at)
-        try:
-            dtype = dtypes.canonical(dtype)
-        except GraphcError as exc:
-            raise GraphFileError(f"corrupt graph file: {at}.dtype: {exc}") from None
-        name = field(spec, "name", str, at, optional=True)
-        scope = field(spec, "scope", str, at)
-        location = field(spec, "location", str, at, optional=True)
-        _check_type(registry.get(op), op, ins, attrs, shape, dtype, where, at)
-        fwd, fwd_id = None, field(spec, "forward_of", int, at, optional=True)
-        if fwd_id is not None and 0 <= fwd_id < i:
-            fwd = graph.nodes[fwd_id]
-        elif fwd_id is not None:
-            late_forward.append((i, fwd_id))
-        graph.nodes.append(Node(graph, i, op, ins, attrs, shape, dtype, name, scope, location, fwd))
-    for i, fwd_id in late_forward:
-        # Backward flag whose forward node is later (or was outside the saved graph): link it
-        # to that node, or to itself, so is_backward survives; Node is immutable otherwise.
-        ok = 0 <= fwd_id < len(graph.nodes)
-        if not ok and fwd_id != -1:
-            raise GraphFileError(f"node {i}: forward_of {fwd_id!r} is not a node")
-        object.__setattr__(graph.nodes[i], "forward_of", graph.nodes[fwd_id if ok else i])
+    _read_nodes(graph, specs, dec, "", 0, doc["version"])
 
     def node_at(j, what):
         if not is_a(j, int) or not 0 <= j < len(graph.nodes):
@@ -232,7 +226,7 @@ def _build(doc: dict, arrays: dict):
 
     for name, j in sections["inputs"].items():
         n = node_at(j, f"input {name!r}")
-        if n.op != "input" or n.name != name:
+        if not n.is_input or n.name != name:
             raise GraphFileError(f"input {name!r} refers to node {j}, a {n.op} named {n.name!r}")
         graph.inputs[name] = n
     for name, p in sections["params"].items():
@@ -240,10 +234,14 @@ def _build(doc: dict, arrays: dict):
     _check_all_listed(graph)
     for name, j in sections["outputs"].items():
         graph.outputs[name] = node_at(j, f"output {name!r}")
+        if graph.outputs[name].is_tuple:
+            raise GraphFileError(f"output {name!r}: node {j} has several outputs")
     for var, j in sections["updates"].items():
         if var not in graph.params:
             raise GraphFileError(f"update of {var!r}: no such parameter")
         n, p = node_at(j, f"update of {var!r}"), graph.params[var]
+        if n.is_tuple:
+            raise GraphFileError(f"update of {var!r}: node {j} has several outputs")
         if n.shape != p.shape or n.dtype != p.dtype:
             raise GraphFileError(f"update of {var!r}: new value is {n.type_str} but the variable is {p.type_str}")
         graph.updates[var] = n
@@ -254,12 +252,88 @@ def _build(doc: dict, arrays: dict):
     return graph
 
 
+def _read_nodes(graph, specs: list, dec: _Decoder, prefix: str, depth: int, version: int) -> None:
+    """Rebuild the nodes `specs` describes into `graph` (a graph's, or a body's: `prefix` names
+    where the list is in the file), re-running every op's type inference."""
+    from graphc.ops import registry  # importing graphc.ops registers every op
+
+    if depth > MAX_DEPTH:
+        raise GraphFileError(f"corrupt graph file: {prefix} nests bodies over {MAX_DEPTH} deep")
+    for i, spec in enumerate(specs):
+        at = f"{prefix}.nodes[{i}]" if prefix else f"nodes[{i}]"
+        if not isinstance(spec, dict):
+            raise bad(at, spec, "an object")
+        if field(spec, "id", int, at) != i:
+            raise GraphFileError(f"node {i} is recorded with id {spec['id']!r}")
+        op = field(spec, "op", str, at)
+        where = f"node {i} ({op})" if not prefix else f"{prefix}: node {i} ({op})"
+        if op not in registry.all_ops():
+            raise GraphFileError(f"{where}: unknown op {op!r} (is the module that declares it imported?)")
+        ins = []
+        for j in field(spec, "inputs", list, at):
+            if not is_a(j, int) or not 0 <= j < i:
+                raise GraphFileError(f"{where}: input {j!r} is not an earlier node")
+            ins.append(graph.nodes[j])
+        attrs = Attrs({k: dec.value(v, f"{at}.attrs.{k}", depth) for k, v in field(spec, "attrs", dict, at).items()})
+        if "types" in spec:
+            types = field(spec, "types", list, at)
+            if not all(isinstance(t, list) and len(t) == 2 for t in types):
+                raise bad(f"{at}.types", types, "[shape, dtype] pairs")
+            typ = TupleType([(_shape(t[0], where), _dtype(t[1], f"{at}.types")) for t in types])
+        else:
+            typ = (_shape(field(spec, "shape", list, at), where), _dtype(field(spec, "dtype", str, at), f"{at}.dtype"))
+        name = field(spec, "name", str, at, optional=True)
+        scope = field(spec, "scope", str, at)
+        location = field(spec, "location", str, at, optional=True)
+        if version == 1:
+            fwd = field(spec, "forward_of", int, at, optional=True)
+            phase = Phase.FORWARD if fwd is None else Phase.BACKWARD
+            grad_of = _label_of(specs, fwd) if fwd is not None else None
+        else:
+            text = field(spec, "phase", str, at)
+            if text not in _PHASES:
+                raise bad(f"{at}.phase", text, "forward, backward or update")
+            phase, grad_of = _PHASES[text], field(spec, "grad_of", str, at, optional=True)
+        if isinstance(typ, TupleType):
+            node = TupleNode(graph, i, op, ins, attrs, typ, name, scope, location, phase, grad_of)
+        else:
+            node = Node(graph, i, op, ins, attrs, typ[0], typ[1], name, scope, location, phase, grad_of)
+        _check_type(node, where, at)
+        graph.nodes.append(node)
+
+
+def _shape(shape: list, where: str) -> tuple:
+    if not isinstance(shape, list) or not all(isinstance(d, str) or (is_a(d, int) and d >= 0) for d in shape):
+        raise GraphFileError(f"{where}: bad shape {shape!r}")
+    return tuple(shape)
+
+
+def _dtype(dtype, at: str) -> str:
+    if not isinstance(dtype, str):
+        raise bad(at, dtype, "a string")
+    try:
+        return dtypes.canonical(dtype)
+    except GraphcError as exc:
+        raise GraphFileError(f"corrupt graph file: {at}: {exc}") from None
+
+
+def _label_of(specs: list, j) -> str | None:
+    """The label (name, else op#id) of node j of a version-1 file, for its backward nodes' grad_of;
+    None for a forward node that was not saved (-1)."""
+    if not 0 <= j < len(specs) or not isinstance(specs[j], dict):
+        if j == -1:
+            return None
+        raise GraphFileError(f"corrupt graph file: forward_of {j!r} is not a node")
+    spec = specs[j]
+    return spec.get("name") if isinstance(spec.get("name"), str) else f"{spec.get('op')}#{j}"
+
+
 def _read_param(graph, dec: _Decoder, name: str, p, node_at) -> None:
     at = f"params[{name!r}]"
     if not isinstance(p, dict):
         raise bad(at, p, "an object")
     n = node_at(field(p, "id", int, at), f"parameter {name!r}")
-    if n.op != "param" or n.name != name:
+    if not n.is_param or n.name != name:
         raise GraphFileError(f"parameter {name!r} refers to node {p['id']}, a {n.op} named {n.name!r}")
     for key, kind in (("init", str), ("trainable", bool)):
         if field(p, key, kind, at) != n.attrs[key]:
@@ -283,33 +357,38 @@ def _check_all_listed(graph) -> None:
     """Every param and input node is one the file lists (else it would fail only when run)."""
     listed = {id(n) for n in (*graph.params.values(), *graph.inputs.values())}
     for n in graph.nodes:
-        if n.op in ("param", "input") and id(n) not in listed:
-            section = "params" if n.op == "param" else "inputs"
+        if (n.is_param or n.is_input) and id(n) not in listed:
+            section = "params" if n.is_param else "inputs"
             raise GraphFileError(f"corrupt graph file: node {n.id} is {n.op} {n.name!r}, which {section} lacks")
 
 
-def _check_type(opdef, op, ins, attrs, shape, dtype, where, at):
-    """Re-run the op's inference and compare with the recorded type."""
-    if op == "const":
+def _check_type(node, where, at):
+    """Check a rebuilt node: a source's attributes, else re-run the op's inference and compare."""
+    attrs, ins = node.attrs, node.inputs
+    if node.is_const:
         v = attrs.get("value")
+        shape, dtype = node.shape, node.dtype
         if not isinstance(v, np.ndarray) or tuple(v.shape) != shape or v.dtype != dtypes.to_numpy(dtype):
             got = f"{v.dtype}{list(v.shape)}" if isinstance(v, np.ndarray) else show(v)
             raise GraphFileError(f"{where}: constant value is {got}, recorded {dtype}{list(shape)}")
         return
-    if op in ("param", "input"):
-        missing = [k for k in (("name", "init", "trainable") if op == "param" else ("name",)) if k not in attrs]
-        if missing or ins:
-            raise GraphFileError(f"{where}: malformed {op} (missing attributes {missing}, {len(ins)} inputs)")
-        kinds = {"name": str, "init": str, "trainable": bool} if op == "param" else {"name": str}
+    if node.is_param or node.is_input:
+        kinds = {"name": str, "init": str, "trainable": bool} if node.is_param else {"name": str}
+        missing = [k for k in kinds if k not in attrs]
+        if missing or ins or node.is_tuple:
+            raise GraphFileError(f"{where}: malformed {node.op} (missing attributes {missing}, {len(ins)} inputs)")
         for key, kind in kinds.items():
             if not is_a(attrs[key], kind):
                 raise bad(f"{at}.attrs.{key}", attrs[key], _KINDS[kind])
         return
+    if any(x.is_tuple for x in ins) and not node.opdef.takes_tuple:
+        raise GraphFileError(f"{where}: reads a node with several outputs, which only tuple_get may")
     try:
-        got_shape, got_dtype = opdef.infer(list(ins), attrs)
+        got = node.opdef.infer(list(ins), attrs)
     except Exception as exc:  # a corrupt attribute may fail inside infer in any way
         raise GraphFileError(f"{where}: does not type-check: {type(exc).__name__}: {exc}") from None
-    if tuple(got_shape) != shape or got_dtype != dtype:
-        raise GraphFileError(
-            f"{where}: recorded type {dtype}{list(shape)} but its inputs give {got_dtype}{list(got_shape)}"
-        )
+    got = got.items if isinstance(got, TupleType) else ((tuple(got[0]), got[1]),)
+    if got != node.types:
+        recorded = ", ".join(f"{d}{list(s)}" for s, d in node.types)
+        given = ", ".join(f"{d}{list(s)}" for s, d in got)
+        raise GraphFileError(f"{where}: recorded type {recorded} but its inputs give {given}")

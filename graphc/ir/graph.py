@@ -10,7 +10,8 @@ from graphc.errors import GraphStructureError, ShapeError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.init import initial_value
 from graphc.ir.location import user_location
-from graphc.ir.node import Attrs, Node
+from graphc.ir.node import Attrs, Node, TupleNode, TupleType
+from graphc.ir.phase import Phase
 
 _state = threading.local()
 
@@ -34,19 +35,34 @@ def current_graph(required: bool = True):
 
 
 @contextlib.contextmanager
-def backward_of(node: Node):
-    """Nodes made inside this block are marked as the backward of `node` (used by autodiff)."""
-    stack = _stack("backward")
-    stack.append(node)
+def in_phase(phase: Phase, of: Node | None = None):
+    """Nodes made inside this block are tagged `phase`. For Phase.BACKWARD, `of` is the forward
+    node they differentiate: they take its label (as `grad_of`), its scope and its source line."""
+    if not isinstance(phase, Phase):
+        raise TypeError(f"phase must be a graphc.ir.Phase, got {phase!r}")
+    stack = _stack("phase")
+    stack.append((phase, of))
     try:
         yield
     finally:
         stack.pop()
 
 
+def backward_of(node: Node):
+    """Nodes made inside this block are the backward of `node` (used by autodiff)."""
+    return in_phase(Phase.BACKWARD, node)
+
+
+def current_phase() -> tuple[Phase, Node | None]:
+    """(phase, forward node) of the innermost in_phase block; (FORWARD, None) outside any."""
+    stack = _stack("phase")
+    return stack[-1] if stack else (Phase.FORWARD, None)
+
+
 def _current_backward():
-    stack = _stack("backward")
-    return stack[-1] if stack else None
+    """The forward node whose backward is being built, or None."""
+    phase, of = current_phase()
+    return of if phase is Phase.BACKWARD else None
 
 
 class Graph:
@@ -56,10 +72,18 @@ class Graph:
     name its results with `g.output(name, node)`. Parameters' current values live in
     `g.values`, keyed by parameter name; `g.updates` maps a variable name to the node
     that computes its next value (optimizers fill it).
+
+    A body (graphc.ir.subgraph.trace) is a Graph with an `enclosing` graph: while it is traced,
+    reading a node of an enclosing graph captures it as an input of the body (`captures`).
     """
 
-    def __init__(self, name: str = "graph", seed: int = 0):
+    def __init__(self, name: str = "graph", seed: int = 0, enclosing: "Graph | None" = None):
         self.name = name
+        self.enclosing = enclosing
+        self.tracing = False  # True while a body's function runs: ops add their nodes here
+        self.sealed = False  # True once a body is traced: it takes no new nodes
+        self.captures: list[tuple[Node, Node]] = []  # (node of the enclosing graph, input standing for it)
+        self._captured: dict[int, Node] = {}
         self.seed = int(seed)
         self.nodes: list[Node] = []
         self.inputs: dict[str, Node] = {}
@@ -77,6 +101,10 @@ class Graph:
 
     def __exit__(self, *exc):
         _stack("graphs").pop()
+
+    def phase(self, phase: Phase):
+        """`with g.phase(Phase.UPDATE):` tags the nodes made inside (see in_phase)."""
+        return in_phase(phase)
 
     @contextlib.contextmanager
     def scope(self, name: str, unique: bool = False):
@@ -140,21 +168,66 @@ class Graph:
             raise
 
     # -- node creation -----------------------------------------------------------------
-    def _add(self, op, inputs, attrs, shape, dtype, name=None, location=None, forward_of=None) -> Node:
+    def _add(self, op, inputs, attrs, shape, dtype, name=None, location=None, phase=None) -> Node:
+        """A new node; `shape` may be a TupleType (then dtype is None) for an op with several outputs.
+        Its phase is the innermost in_phase block's, unless `phase` is given."""
+        if self.sealed:
+            raise GraphStructureError(
+                f"{op}: graph {self.name!r} is a traced body and takes no new nodes; build on the "
+                f"body's results outside it" + where(location)
+            )
         for x in inputs:
             if x.graph is not self:
                 raise GraphStructureError(
                     f"{op}: input {x.label} belongs to graph {x.graph.name!r}, not {self.name!r}" + where(location)
                 )
-        bwd = forward_of if forward_of is not None else _current_backward()
-        scope = self.current_scope
-        if bwd is not None:
+        current, of = current_phase()
+        phase = current if phase is None else phase
+        scope, grad_of = self.current_scope, None
+        if phase is Phase.BACKWARD and of is not None:
             # A backward node belongs where its forward node was declared: same line, same scope.
-            location = location or bwd.location
-            scope = bwd.scope
-        node = Node(self, len(self.nodes), op, inputs, attrs, shape, dtype, name, scope, location, bwd)
+            location, scope, grad_of = location or of.location, of.scope, of.label
+        if isinstance(shape, TupleType):
+            node = TupleNode(self, len(self.nodes), op, inputs, attrs, shape, name, scope, location, phase, grad_of)
+        else:
+            node = Node(self, len(self.nodes), op, inputs, attrs, shape, dtype, name, scope, location, phase, grad_of)
         self.nodes.append(node)
         return node
+
+    def own(self, x: Node, op: str, location=None) -> Node:
+        """x itself if it is a node of this graph; in a body being traced, a node of an enclosing
+        graph is captured: the body gets an input standing for it (one per captured node)."""
+        if x.graph is self:
+            return x
+        if self.enclosing is None or not self.tracing or not self._encloses(x.graph):
+            raise GraphStructureError(
+                f"{op}: input {x.label} belongs to graph {x.graph.name!r}, which is neither the graph "
+                f"being built ({self.name!r}) nor one enclosing it" + where(location)
+            )
+        if id(x) in self._captured:
+            return self._captured[id(x)]
+        if x.is_tuple:
+            raise GraphStructureError(
+                f"{op}: a body cannot capture {x.label}, which has several outputs; read the output it "
+                f"needs (graphc.tuple_get) outside the body" + where(location)
+            )
+        outer = x if x.graph is self.enclosing else self.enclosing.own(x, op, location)
+        name, k = x.label, 1
+        while name in self.inputs:
+            name, k = f"{x.label}_{k}", k + 1
+        placeholder = self._add("input", (), {"name": name}, x.shape, x.dtype, name, x.location, Phase.FORWARD)
+        self.inputs[name] = placeholder
+        self._captured[id(x)] = placeholder
+        self.captures.append((outer, placeholder))
+        return placeholder
+
+    def _encloses(self, other: "Graph") -> bool:
+        g = self.enclosing
+        while g is not None:
+            if g is other:
+                return True
+            g = g.enclosing
+        return False
 
     def input(self, name: str, shape, dtype: str = dtypes.DEFAULT_FLOAT) -> Node:
         """A named graph input; dimensions may be symbolic names bound when the graph runs."""
@@ -162,7 +235,7 @@ class Graph:
         if name in self.inputs or name in self.params:
             raise GraphStructureError(f"input {name!r} is declared twice" + where(loc))
         shape = shapes.normalize(shape, f"input {name!r}")
-        node = self._add("input", (), {"name": name}, shape, dtypes.canonical(dtype), name, loc)
+        node = self._add("input", (), {"name": name}, shape, dtypes.canonical(dtype), name, loc, Phase.FORWARD)
         self.inputs[name] = node
         return node
 
@@ -180,7 +253,7 @@ class Graph:
         rng = np.random.default_rng([self.seed, zlib.crc32(full.encode())])
         value, desc = initial_value(init, shape, dtype, rng, f"parameter {full!r}" + where(loc))
         attrs = {"name": full, "init": desc, "trainable": bool(trainable)}
-        node = self._add("param", (), attrs, shape, dtype, full, loc)
+        node = self._add("param", (), attrs, shape, dtype, full, loc, Phase.FORWARD)
         self.params[full] = node
         self.values[full] = value
         return node
@@ -194,6 +267,11 @@ class Graph:
         error unless replace=True."""
         if not isinstance(node, Node) or node.graph is not self:
             raise GraphStructureError(f"output {name!r} must be a node of graph {self.name!r}, got {node!r}")
+        if node.is_tuple:
+            raise GraphStructureError(
+                f"output {name!r}: {node.label} has {len(node.types)} outputs; name one of them "
+                f"(graphc.tuple_get(node, index))" + where(user_location())
+            )
         old = self.outputs.get(name)
         if old is not None and old is not node and not replace:
             raise GraphStructureError(
@@ -209,6 +287,8 @@ class Graph:
         if var not in self.params:
             raise GraphStructureError(f"update: {var!r} is not a parameter or variable of {self.name!r}")
         p = self.params[var]
+        if not isinstance(node, Node) or node.graph is not self or node.is_tuple:
+            raise GraphStructureError(f"update of {var!r}: the new value must be a single-output node of {self.name!r}")
         if node.shape != p.shape or node.dtype != p.dtype:
             raise ShapeError(
                 f"update of {var!r}: new value is {node.type_str} but the variable is {p.type_str}"

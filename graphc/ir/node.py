@@ -7,6 +7,7 @@ import numpy as np
 from graphc.errors import SymbolicValueError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.location import user_location
+from graphc.ir.phase import Phase
 
 
 class Attrs(Mapping):
@@ -50,6 +51,8 @@ def _freeze(v):
 
 
 def _hashable(v):
+    if hasattr(v, "content_key"):  # a sub-graph: equal bodies hash equal (graphc.ir.subgraph)
+        return ("subgraph", v.digest)
     if isinstance(v, np.ndarray):
         return ("ndarray", v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, tuple):
@@ -67,19 +70,32 @@ class Node:
     `==` keeps its identity meaning, so use `graphc.equal` for an elementwise comparison.
     A node has no value while the graph is declared: `if node:` and NumPy functions
     (`np.exp(node)`) raise SymbolicValueError.
+
+    `phase` (a graphc.ir.Phase) says whether the node is forward, backward or update work;
+    a backward node's `grad_of` is the label of the forward value it differentiates (a string,
+    for drawings and the text form). An op with several outputs makes a TupleNode instead.
     """
 
     __slots__ = (
         "graph", "id", "op", "inputs", "attrs", "shape", "dtype",
-        "name", "scope", "location", "forward_of", "__weakref__",
+        "name", "scope", "location", "phase", "grad_of", "__weakref__",
     )  # fmt: skip
 
-    def __init__(self, graph, id, op, inputs, attrs, shape, dtype, name, scope, location, forward_of):
+    is_tuple = False  # True for a TupleNode (an op with several outputs)
+
+    def __init__(self, graph, id, op, inputs, attrs, shape, dtype, name=None, scope="", location=None,
+                 phase=Phase.FORWARD, grad_of=None):  # fmt: skip
+        self._init(graph, id, op, inputs, attrs, name, scope, location, phase, grad_of)
+        object.__setattr__(self, "shape", tuple(shape))
+        object.__setattr__(self, "dtype", dtype)
+
+    def _init(self, graph, id, op, inputs, attrs, name, scope, location, phase, grad_of):
+        if not isinstance(phase, Phase):
+            raise TypeError(f"phase must be a graphc.ir.Phase, got {phase!r}")
         for slot, value in (
             ("graph", graph), ("id", id), ("op", op), ("inputs", tuple(inputs)),
-            ("attrs", attrs if isinstance(attrs, Attrs) else Attrs(attrs)),
-            ("shape", tuple(shape)), ("dtype", dtype), ("name", name), ("scope", scope),
-            ("location", location), ("forward_of", forward_of),
+            ("attrs", attrs if isinstance(attrs, Attrs) else Attrs(attrs)), ("name", name), ("scope", scope),
+            ("location", location), ("phase", phase), ("grad_of", grad_of),
         ):  # fmt: skip
             object.__setattr__(self, slot, value)
 
@@ -110,17 +126,22 @@ class Node:
 
     @property
     def is_backward(self) -> bool:
-        """True for nodes built by autodiff; `forward_of` is the node they differentiate."""
-        return self.forward_of is not None
+        """True for nodes built by autodiff (phase BACKWARD); `grad_of` names what they differentiate."""
+        return self.phase is Phase.BACKWARD
+
+    @property
+    def types(self) -> tuple:
+        """((shape, dtype), ...): one entry per output (one for a single-output node)."""
+        return ((self.shape, self.dtype),)
 
     @property
     def role(self) -> str:
-        """input, param, state, const, forward or backward: what drawings colour by."""
+        """input, param, state, const, forward, backward or update: what drawings colour by."""
         if self.is_param:
             return "param" if self.attrs["trainable"] else "state"
         if self.is_input or self.is_const:
             return self.op
-        return "backward" if self.is_backward else "forward"
+        return self.phase.value
 
     @property
     def opdef(self):
@@ -134,7 +155,7 @@ class Node:
 
     @property
     def type_str(self) -> str:
-        return f"{dtypes.SHORT[self.dtype]}{shapes.fmt(self.shape)}"
+        return type_text(self.shape, self.dtype)
 
     @property
     def label(self) -> str:
@@ -258,6 +279,80 @@ class Node:
 
     def astype(self, dtype):
         return self._ops().cast(self, dtype)
+
+
+def type_text(shape, dtype) -> str:
+    """f32[batch,3]: a dtype and shape as the text form writes them."""
+    return f"{dtypes.SHORT[dtype]}{shapes.fmt(shape)}"
+
+
+class TupleType:
+    """The type of an op with several outputs: `items` is ((shape, dtype), ...), one per output.
+
+    An OpDef's infer returns one for a tuple-valued op. It is deliberately not a tuple, so
+    that code unpacking `shape, dtype = infer(...)` fails loudly instead of misreading it."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        object.__setattr__(self, "items", tuple((tuple(s), d) for s, d in items))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("TupleType is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, TupleType) and other.items == self.items
+
+    def __hash__(self):
+        return hash(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __repr__(self):
+        return f"TupleType({', '.join(type_text(s, d) for s, d in self.items)})"
+
+
+class TupleNode(Node):
+    """A node with several outputs (split, scan): `types` holds one (shape, dtype) per output.
+
+    Its outputs are read through the projection op (`graphc.ops.tuple_ops.tuple_get`); reading
+    `.shape` or `.dtype` of the tuple itself is a GraphStructureError, as is feeding it to any
+    op that does not take tuples. Its value (in the reference interpreter) is a Python tuple.
+    """
+
+    __slots__ = ("types",)
+    is_tuple = True
+
+    def __init__(self, graph, id, op, inputs, attrs, types, name=None, scope="", location=None,
+                 phase=Phase.FORWARD, grad_of=None):  # fmt: skip
+        self._init(graph, id, op, inputs, attrs, name, scope, location, phase, grad_of)
+        items = types.items if isinstance(types, TupleType) else TupleType(types).items
+        object.__setattr__(self, "types", items)
+
+    def _misuse(self, what: str):
+        from graphc.errors import GraphStructureError
+
+        raise GraphStructureError(
+            f"{self.label} ({self.op}) has {len(self.types)} outputs, so no single {what}; read one "
+            f"output with graphc.tuple_get(node, index)" + where(self.location)
+        )
+
+    @property
+    def shape(self):
+        self._misuse("shape")
+
+    @property
+    def dtype(self):
+        self._misuse("dtype")
+
+    @property
+    def ndim(self):
+        self._misuse("rank")
+
+    @property
+    def type_str(self) -> str:
+        return "(" + ", ".join(type_text(s, d) for s, d in self.types) + ")"
 
 
 # NumPy ufuncs that are Python operators on nodes: `array OP node` runs ufunc(array, node).

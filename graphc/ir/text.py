@@ -3,14 +3,26 @@
 graph mlp(x: f32[batch,784]) params(dense/w: f32[784,256]) {
   %0: f32[batch,256] = matmul(x, dense/w)                 # dense
   %1: f32[batch,256] = relu(%0)
-  %5: f32[batch,256] = where(%4, %3, 0.0)                 # bwd of %1
+  %5: f32[batch,256] = where(%4, %3, 0.0)                 # bwd of relu#4
   return h=%1
 }
+
+A node with several outputs shows its types in parentheses, `%2: (f32[2], f32[3]) = split(...)`;
+a sub-graph attribute prints as a nested block with its own inputs, captured inputs and
+results, indented under the node that carries it:
+
+  %3: f32[4] = some_op(%1, w, body=body(x0: f32[4]) captures(w: f32[4]) {
+    %0: f32[4] = mul(x0, w)
+    return %0
+  })
 """
 
 import numpy as np
 
 from graphc.ir import dtypes
+from graphc.ir.phase import Phase
+
+NOTE_COLUMN = 64  # where the `# notes` of a top-level line start
 
 
 def _scalar_text(node) -> str | None:
@@ -22,55 +34,82 @@ def _scalar_text(node) -> str | None:
 
 
 def attr_text(v) -> str:
-    """An attribute value as the text form writes it (arrays by shape, 1-tuples with a comma)."""
+    """An attribute value as one line (arrays by shape, 1-tuples with a comma, sub-graphs by type)."""
     if isinstance(v, np.ndarray):
         return f"array{list(v.shape)}"
     if isinstance(v, tuple):
         return "(" + ", ".join(attr_text(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if hasattr(v, "content_key"):  # a SubGraph
+        ins = ", ".join(n.type_str for n in v.all_inputs)
+        outs = ", ".join(n.type_str for n in v.outputs)
+        return f"body({ins}) -> ({outs})"
     return repr(v)
+
+
+def _names(nodes) -> dict[int, str]:
+    """x and w for inputs and params, scalars inline, %0, %1, ... for the rest."""
+    names, k = {}, 0
+    for n in nodes:
+        if n.is_input or n.is_param:
+            names[n.id] = n.name
+        elif n.is_const and _scalar_text(n) is not None:
+            names[n.id] = _scalar_text(n)
+        else:
+            names[n.id] = f"%{k}"
+            k += 1
+    return names
+
+
+def _attr_block(v, indent: int) -> str:
+    """An attribute value for the text form: sub-graphs as nested blocks, the rest on one line."""
+    if hasattr(v, "content_key"):
+        return body_text(v, indent)
+    if isinstance(v, tuple) and any(hasattr(x, "content_key") for x in v):
+        return "(" + ", ".join(_attr_block(x, indent) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return attr_text(v)
+
+
+def _node_lines(nodes, names, indent: int, backward: bool | None) -> list[str]:
+    pad = " " * indent
+    lines = []
+    by_label = {n.label: names[n.id] for n in nodes}  # grad_of labels shown as the names used here
+    for n in nodes:
+        if n.is_input or n.is_param or (n.is_const and _scalar_text(n) is not None):
+            continue
+        if backward is not None and (n.phase is not Phase.FORWARD) != backward:
+            continue
+        args = [names[x.id] for x in n.inputs]
+        args += [f"{k}={_attr_block(v, indent)}" for k, v in n.attrs.items() if not n.is_const]
+        rhs = f"const {n.type_str}" if n.is_const else f"{n.op}({', '.join(args)})"
+        first, *rest = f"{pad}{names[n.id]}: {n.type_str} = {rhs}".split("\n")
+        notes = []
+        if n.phase is Phase.BACKWARD:
+            notes.append(f"bwd of {by_label.get(n.grad_of, n.grad_of)}" if n.grad_of else "bwd")
+        elif n.phase is Phase.UPDATE:
+            notes.append("update")
+        if n.scope:
+            notes.append(n.scope)
+        if notes:
+            first = f"{first:<{NOTE_COLUMN + indent - 2}} # {'; '.join(notes)}"
+        lines += [first, *rest]
+    return lines
 
 
 def graph_text(graph, roots=None, backward: bool | None = None) -> str:
     """Text of the nodes the roots (default: outputs and updates, else all) depend on.
 
-    backward=True keeps only backward nodes (and what they read), False only forward ones.
+    backward=True keeps only the nodes of the backward pass and the updates (and what they
+    read), False only forward ones.
     """
     if roots is None and not graph.roots():
         nodes = list(graph.nodes)
     else:
         nodes = graph.live_nodes(roots)
-    names: dict[int, str] = {}
-    lines = []
-    k = 0
-    for n in nodes:
-        if n.op in ("input", "param"):
-            names[n.id] = n.name
-        elif n.op == "const" and _scalar_text(n) is not None:
-            names[n.id] = _scalar_text(n)
-        else:
-            names[n.id] = f"%{k}"
-            k += 1
-    ins = ", ".join(f"{n.name}: {n.type_str}" for n in nodes if n.op == "input")
-    params = ", ".join(f"{n.name}: {n.type_str}" for n in nodes if n.op == "param")
-    head = f"graph {graph.name}({ins})" + (f" params({params})" if params else "") + " {"
-    lines.append(head)
-    for n in nodes:
-        if n.op in ("input", "param") or (n.op == "const" and _scalar_text(n) is not None):
-            continue
-        if backward is not None and n.is_backward != backward:
-            continue
-        args = [names[x.id] for x in n.inputs]
-        args += [f"{k}={attr_text(v)}" for k, v in n.attrs.items() if n.op != "const"]
-        rhs = f"const {n.type_str}" if n.op == "const" else f"{n.op}({', '.join(args)})"
-        line = f"  {names[n.id]}: {n.type_str} = {rhs}"
-        notes = []
-        if n.is_backward:
-            notes.append(f"bwd of {names.get(n.forward_of.id, n.forward_of.label)}")
-        if n.scope:
-            notes.append(n.scope)
-        if notes:
-            line = f"{line:<64} # {'; '.join(notes)}"
-        lines.append(line)
+    names = _names(nodes)
+    ins = ", ".join(f"{n.name}: {n.type_str}" for n in nodes if n.is_input)
+    params = ", ".join(f"{n.name}: {n.type_str}" for n in nodes if n.is_param)
+    lines = [f"graph {graph.name}({ins})" + (f" params({params})" if params else "") + " {"]
+    lines += _node_lines(nodes, names, 2, backward)
     rets = [f"{k}={names[v.id]}" for k, v in graph.outputs.items() if v.id in names]
     ups = [f"{k} <- {names[v.id]}" for k, v in graph.updates.items() if v.id in names]
     if rets:
@@ -78,4 +117,19 @@ def graph_text(graph, roots=None, backward: bool | None = None) -> str:
     if ups:
         lines.append("  update " + ", ".join(ups))
     lines.append("}")
+    return "\n".join(lines)
+
+
+def body_text(sub, indent: int = 0) -> str:
+    """A SubGraph as a block: `body(inputs) captures(...) {`, its nodes indented two more
+    than `indent`, `return` its outputs in order, and `}` at `indent` (the first line is not
+    indented: it continues the line that holds the attribute)."""
+    nodes = sub.nodes
+    names = _names(nodes)
+    ins = ", ".join(f"{n.name}: {n.type_str}" for n in sub.inputs)
+    caps = ", ".join(f"{n.name}: {n.type_str}" for n in sub.captured)
+    lines = [f"body({ins})" + (f" captures({caps})" if caps else "") + " {"]
+    lines += _node_lines(nodes, names, indent + 2, None)
+    lines.append(" " * (indent + 2) + "return " + ", ".join(names[n.id] for n in sub.outputs))
+    lines.append(" " * indent + "}")
     return "\n".join(lines)

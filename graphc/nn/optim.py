@@ -16,9 +16,10 @@ import math
 
 from graphc.errors import AttributeValueError, GraphStructureError, where
 from graphc.ir import dtypes
-from graphc.ir.graph import backward_of
+from graphc.ir.graph import in_phase
 from graphc.ir.location import user_location
 from graphc.ir.node import Node
+from graphc.ir.phase import Phase
 from graphc.nn.schedules import check_schedule
 from graphc.ops import api as F
 from graphc.ops.registry import error
@@ -146,8 +147,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _variable(self, name, shape, dtype, init="zeros") -> Node:
-        with backward_of(None):  # variables are sources, not backward nodes
-            node = self.graph.variable(name, shape, init, dtype)
+        node = self.graph.variable(name, shape, init, dtype)  # a source: tagged forward wherever declared
         self.state_names.append(node.name)
         return node
 
@@ -194,9 +194,9 @@ class Optimizer:
 
 
 def _marked(anchor):
-    """Update-rule nodes are marked as the backward of the loss: they belong to the training
-    step's backward half in text views and drawings."""
-    return backward_of(anchor) if anchor is not None else contextlib.nullcontext()
+    """Update-rule nodes are tagged Phase.UPDATE: text views and drawings show them with the
+    backward half of the training step, but not as the backward of anything."""
+    return in_phase(Phase.UPDATE) if anchor is not None else contextlib.nullcontext()
 
 
 class SGD(Optimizer):

@@ -12,7 +12,7 @@ import numpy as np
 
 from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, ShapeError, where
 from graphc.ir import dtypes, shapes
-from graphc.ir.node import Node
+from graphc.ir.node import Node, TupleType
 from graphc.ops import api as F
 from graphc.ops.reductions import axis_or_axes
 from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
@@ -229,11 +229,36 @@ def split(x, sections_or_sizes, axis: int = 0) -> list:
         if not all(_is_int(s) and s >= 0 for s in sizes) or builtins.sum(sizes) != dim:
             error(AttributeValueError, "split", f"sizes {sizes} must be non-negative ints summing to "
                                                 f"{dim} (axis {ax} of {x.type_str})")  # fmt: skip
-    out, start = [], 0
-    for s in sizes:
-        out.append(slice(x, [start], [start + s], axes=[ax]))
-        start += s
-    return out
+    from graphc.ops.tuple_ops import outputs
+
+    return outputs(apply("split", [x], {"axis": ax, "sizes": tuple(sizes)}))
+
+
+def _infer_split(inputs, attrs):
+    (x,) = inputs
+    ax, sizes = attrs["axis"], attrs["sizes"]
+    if not 0 <= ax < x.ndim or builtins.sum(sizes) != x.shape[ax]:
+        raise ShapeError(f"sizes {list(sizes)} do not split axis {ax}")
+    return TupleType([((*x.shape[:ax], s, *x.shape[ax + 1 :]), x.dtype) for s in sizes])
+
+
+def _ref_split(n, args, ctx):
+    ax, sizes = n.attrs["axis"], n.attrs["sizes"]
+    return tuple(np.split(args[0], np.cumsum(sizes)[:-1], axis=ax))
+
+
+def _vjp_split(n, g, needs):
+    """The output cotangents joined again (zeros where an output has none)."""
+    from graphc.ops.tuple_ops import tuple_get
+
+    parts = [c if c is not None else F.zeros_like(tuple_get(n, i)) for i, c in enumerate(g)]
+    return [parts[0] if len(parts) == 1 else apply("concat", parts, {"axis": n.attrs["axis"]})]
+
+
+register(OpDef(
+    "split", Kind.OPAQUE, _infer_split, _ref_split, _vjp_split,
+    doc="parts of an input along an axis: one node with an output per part (read with tuple_get)",
+))  # fmt: skip
 
 
 def stack(xs, axis: int = 0):

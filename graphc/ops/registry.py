@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, DTypeError, GraphcError, ShapeError, where
+from graphc.errors import AttributeValueError, DTypeError, GraphcError, GraphStructureError, ShapeError, where
 from graphc.ir import dtypes
 from graphc.ir.graph import _current_backward, current_graph
 from graphc.ir.location import user_location
-from graphc.ir.node import Attrs, Node
+from graphc.ir.node import Attrs, Node, TupleType
 
 
 class Kind(enum.Enum):
@@ -34,12 +34,17 @@ class Kind(enum.Enum):
 class OpDef:
     """Everything about one op.
 
-    infer(inputs, attrs) -> (shape, dtype): raises ShapeError/DTypeError/AttributeValueError
+    infer(inputs, attrs) -> (shape, dtype), or a graphc.ir.node.TupleType for an op with
+        several outputs: raises ShapeError/DTypeError/AttributeValueError
         with a message that does not repeat the op name (the caller prefixes it).
-    ref(node, args, ctx) -> ndarray: the NumPy reference; ctx.concrete(shape) binds symbols,
+    ref(node, args, ctx) -> ndarray (a tuple of arrays for an op with several outputs): the
+        NumPy reference; ctx.concrete(shape) binds symbols,
         ctx.step is the run counter (random ops), node.attrs holds the attributes.
     vjp(node, g, needs) -> one gradient node (or None) per input; needs[i] says whether
-        input i's gradient is wanted. None for ops that are not differentiable.
+        input i's gradient is wanted. None for ops that are not differentiable. For an op with
+        several outputs (infer returns a TupleType), g is a list of one cotangent (or None) per
+        output; for an input with several outputs, the rule gives a tuple of one gradient (or
+        None) per output of that input.
     scalar: for elementwise ops, a Python expression over {0}, {1}, ... in `math` functions,
         evaluated per element (or a function of the attrs returning one); it is the op's
         lowering for every loop-generating backend. A template may repeat {0}: backends bind
@@ -58,6 +63,7 @@ class OpDef:
     random: bool = False
     commutative: bool = False  # swapping the two operands changes no bit of the result (CSE)
     reads_values: bool = True  # False: only the inputs' shapes are read (no saved activation)
+    takes_tuple: bool = False  # True for ops that read a many-output node (the projection tuple_get)
     sign: str | None = None  # "positive" or "nonnegative": true of every output (for rewrites)
     doc: str = ""
 
@@ -106,20 +112,40 @@ def lowering(op: str, backend: str):
 
 
 def apply(op: str, inputs: Sequence[Node], attrs: dict | None = None, name: str | None = None) -> Node:
-    """Create a node of `op`: infers its type, or raises an error naming op, shapes and line."""
+    """Create a node of `op`: infers its type, or raises an error naming op, shapes and line.
+
+    The node goes to the innermost body being traced (graphc.ir.subgraph.trace), which captures
+    inputs from enclosing graphs; elsewhere to the inputs' graph (or the `with` block's)."""
     opdef = get(op)
     attrs = Attrs(attrs)
     loc = None if _current_backward() is not None else user_location()
     for i, x in enumerate(inputs):
         if not isinstance(x, Node):
             raise GraphcError(f"{op}: input {i} must be a graph node, got {type(x).__name__} {x!r:.60}" + where(loc))
-    graph = inputs[0].graph if inputs else current_graph()
+        if x.is_tuple and not opdef.takes_tuple:
+            raise GraphStructureError(
+                f"{op}: input {i} ({x.label}: {x.type_str}) has several outputs; read one with "
+                f"graphc.tuple_get(node, index)" + where(loc)
+            )
+    graph = _target_graph(inputs[0].graph if inputs else None)
+    inputs = [graph.own(x, op, loc) for x in inputs]
     try:
-        shape, dtype = opdef.infer(list(inputs), attrs)
+        typ = opdef.infer(list(inputs), attrs)
     except (ShapeError, DTypeError, AttributeValueError) as exc:
         types = ", ".join(x.type_str for x in inputs)
         raise type(exc)(f"{op}({types}): {exc}" + where(loc)) from None
+    if isinstance(typ, TupleType):
+        return graph._add(op, inputs, attrs, typ, None, name, loc)
+    shape, dtype = typ
     return graph._add(op, inputs, attrs, shape, dtype, name, loc)
+
+
+def _target_graph(graph):
+    """The graph new nodes go to: the body being traced, if any, else `graph` (or the `with` block's)."""
+    current = current_graph(required=graph is None)
+    if current is not None and current.tracing:
+        return current
+    return graph if graph is not None else current
 
 
 def error(exc_type, op: str, message: str):
@@ -174,7 +200,7 @@ def constant(value, dtype: str | None = None, graph=None) -> Node:
     """A constant node (scalars print inline in the text form). A value that `dtype` cannot
     hold (2**40 as int32, inf or 1.5 as an integer, 1e39 as float32) is a DTypeError."""
     arr = checked_value("const", value, dtype)
-    graph = graph or current_graph()
+    graph = _target_graph(graph)
     loc = None if _current_backward() is not None else user_location()
     return graph._add("const", (), Attrs({"value": arr}), arr.shape, arr.dtype.name, None, loc)
 
@@ -203,7 +229,7 @@ def checked_value(op: str, value, dtype: str | None) -> np.ndarray:
 
 def const_value(node: Node):
     """The NumPy value of a constant node, else None."""
-    return node.attrs["value"] if node.op == "const" else None
+    return node.attrs["value"] if node.is_const else None
 
 
 def _infer_source(inputs, attrs):  # never called: sources are built by Graph methods

@@ -30,7 +30,7 @@ def cse(graph: Graph) -> Graph:
         ids = tuple(x.id for x in inputs)
         if node.opdef.commutative:  # a+b and b+a are one value
             ids = tuple(sorted(ids))
-        key = (node.op, ids, node.attrs.key(), node.shape, node.dtype)
+        key = (node.op, ids, node.attrs.key(), node.types)
         if key in seen:
             return seen[key]
         seen[key] = rw.copy(node, inputs)
@@ -57,7 +57,7 @@ def fold(graph: Graph) -> Graph:
         if not inputs or opdef.kind is Kind.SOURCE or opdef.random:
             return None
         args = [const_value(x) for x in inputs]
-        if any(a is None for a in args) or not shapes.is_concrete(node.shape):
+        if node.is_tuple or any(a is None for a in args) or not shapes.is_concrete(node.shape):
             return None
         n = shapes.numel(node.shape)
         if n > FOLD_MAX_ELEMENTS:

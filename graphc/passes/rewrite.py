@@ -5,9 +5,10 @@ nodes in order; `rule(rw, node, inputs)` sees each old node with its *already re
 inputs and returns a replacement node of the new graph, or None to copy the node as it is.
 Because inputs are rewritten first, chains (--(--x), folds of folds) collapse in one walk.
 
-The copy keeps names, scopes, locations and backward marks (`forward_of`, mapped to the new
-graph), re-registers inputs, parameters (sharing the `values` dict, so in-place updates of a
-compiled step reach the user's graph), outputs and updates.
+The copy keeps names, scopes, locations and phase tags (`phase`, and `grad_of`, a label:
+`op#id` labels are renamed to the new graph's node when that node is kept; a removed forward
+node keeps nothing alive), re-registers inputs, parameters (sharing the `values` dict, so
+in-place updates of a compiled step reach the user's graph), outputs and updates.
 """
 
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ import numpy as np
 
 from graphc.errors import AttributeValueError, DTypeError, ShapeError
 from graphc.ir.graph import Graph
-from graphc.ir.node import Attrs, Node
+from graphc.ir.node import Attrs, Node, TupleNode, TupleType
 from graphc.ops.registry import get
 
 Rule = Callable[["Rewriter", Node, list], Node | None]
@@ -39,7 +40,10 @@ class Rewriter:
     def emit(self, op: str, inputs, attrs=None, like: Node | None = None) -> Node:
         """A new `op` node (type inferred by its OpDef), placed like old node `like`."""
         attrs = attrs if isinstance(attrs, Attrs) else Attrs(attrs)
-        shape, dtype = get(op).infer(list(inputs), attrs)
+        typ = get(op).infer(list(inputs), attrs)
+        if isinstance(typ, TupleType):
+            return self._add(op, inputs, attrs, typ, None, None, like or self.current)
+        shape, dtype = typ
         return self._add(op, inputs, attrs, shape, dtype, None, like or self.current)
 
     def const(self, value, dtype: str, like: Node | None = None) -> Node:
@@ -49,7 +53,10 @@ class Rewriter:
 
     def copy(self, old: Node, inputs) -> Node:
         """`old` itself, re-created on the new inputs (a registered input/param is re-registered)."""
-        node = self._add(old.op, inputs, old.attrs, old.shape, old.dtype, old.name, old)
+        if old.is_tuple:
+            node = self._add(old.op, inputs, old.attrs, TupleType(old.types), None, old.name, old)
+        else:
+            node = self._add(old.op, inputs, old.attrs, old.shape, old.dtype, old.name, old)
         if is_variable(self.old, old):
             table = self.new.inputs if self.old.inputs.get(old.name) is old else self.new.params
             table[old.name] = node
@@ -57,32 +64,22 @@ class Rewriter:
 
     def _add(self, op, inputs, attrs, shape, dtype, name, like: Node) -> Node:
         new = self.new
-        fwd = self._forward_of(like.forward_of) if like.forward_of is not None else None
-        node = Node(new, len(new.nodes), op, tuple(inputs), attrs, shape, dtype, name, like.scope,
-                    like.location, fwd)  # fmt: skip
+        args = (new, len(new.nodes), op, tuple(inputs), attrs)
+        place = (name, like.scope, like.location, like.phase, self._grad_label(like.grad_of))
+        node = TupleNode(*args, shape, *place) if isinstance(shape, TupleType) else Node(*args, shape, dtype, *place)
         new.nodes.append(node)
         return node
 
-    def _forward_of(self, old: Node) -> Node:
-        """The new node a backward node is marked as differentiating.
-
-        When that forward node was removed (dead code), the mark moves to its nearest kept
-        ancestor, so `is_backward` survives and the mark stays inside the new graph.
-        """
-        seen, queue = set(), [old]
-        while queue:
-            n = queue.pop(0)
-            if n.id in self.map:
-                return self.map[n.id]
-            if n.id not in seen:
-                seen.add(n.id)
-                queue.extend(n.inputs)
-        return self._ghost(old)  # a dead computation on constants only: keep a copy as the anchor
-
-    def _ghost(self, old: Node) -> Node:
-        if old.id not in self.map:
-            self.map[old.id] = self.copy(old, [self._ghost(x) for x in old.inputs])
-        return self.map[old.id]
+    def _grad_label(self, label: str | None) -> str | None:
+        """A grad_of label for the new graph: `op#id` of an old node becomes that node's new label
+        (ids change), or `op (removed)` when the pass removed it; names stay as they are."""
+        if label is None or "#" not in label:
+            return label
+        op, _, num = label.rpartition("#")
+        if not num.isdigit() or int(num) >= len(self.old.nodes) or self.old.nodes[int(num)].label != label:
+            return label
+        kept = self.map.get(int(num))
+        return kept.label if kept is not None else f"{op} (removed)"
 
     def is_variable(self, old: Node) -> bool:
         return is_variable(self.old, old)
@@ -129,7 +126,7 @@ def rewrite(graph: Graph, rule: Rule | None = None, nodes: Iterable[Node] | None
                 new = rule(rw, old, inputs)
             except _RULE_ERRORS:
                 new = None
-            if new is not None and (new.shape != old.shape or new.dtype != old.dtype):
+            if new is not None and new.types != old.types:
                 new = None
         rw.map[old.id] = new if new is not None else rw.copy(old, inputs)
     rw.current = None
@@ -146,7 +143,7 @@ def table_rule(table: dict[str, list[Rule]]) -> Rule:
                 out = r(rw, node, inputs)
             except _RULE_ERRORS:
                 out = None
-            if out is not None and out.shape == node.shape and out.dtype == node.dtype:
+            if out is not None and out.types == node.types:
                 return out
         return None
 

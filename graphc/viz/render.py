@@ -1,7 +1,8 @@
 """Graphviz drawings of a graph: forward, backward, or both, with roles, shapes and kernels.
 
-Colours follow the node's role (input, parameter, state, constant, forward op, backward op),
-outputs and update values are highlighted, backward ops are hexagons, and forward values that
+Colours follow the node's role (input, parameter, state, constant, forward op, backward op,
+optimizer update op: its phase tag), outputs and update values are highlighted, backward and
+update ops are hexagons, and forward values that
 the backward pass reads ("saved activations") get a red border and red dashed edges. Name
 scopes become clusters, unless fused kernels are given: a node sits in one cluster only, so
 kernels take precedence and the scope moves into the node's tooltip.
@@ -22,6 +23,7 @@ import numpy as np
 from graphc.errors import AttributeValueError, GraphcError
 from graphc.io import atomic
 from graphc.ir import dtypes
+from graphc.ir.phase import Phase
 from graphc.ir.text import attr_text
 
 INSTALL_HINT = (
@@ -40,6 +42,7 @@ STYLE = {
     "const": {"shape": "note", "style": "filled", "fillcolor": "#f2f2f2"},
     "forward": {"shape": "box", "style": "rounded,filled", "fillcolor": "#fff2cc"},
     "backward": {"shape": "hexagon", "style": "filled", "fillcolor": "#f4c7c3"},
+    "update": {"shape": "hexagon", "style": "filled", "fillcolor": "#eadcf5"},
 }
 OUTPUT = {"fillcolor": "#ffd966", "penwidth": "2.5", "peripheries": "2"}
 UPDATE = {"fillcolor": "#d9c2f0", "penwidth": "2"}
@@ -59,7 +62,7 @@ class DotNotFoundWarning(UserWarning):
 
 
 def _scalar_const(n) -> str | None:
-    if n.op != "const" or np.ndim(n.attrs["value"]) != 0:
+    if not n.is_const or np.ndim(n.attrs["value"]) != 0:
         return None
     x = n.attrs["value"].item()
     if not dtypes.is_float(n.dtype):
@@ -69,10 +72,10 @@ def _scalar_const(n) -> str | None:
 
 
 def _tainted(nodes) -> set[int]:
-    """ids of backward nodes and of everything computed from them (e.g. optimizer updates)."""
+    """ids of backward and update nodes (their phase tag) and of everything computed from them."""
     out: set[int] = set()
     for n in nodes:
-        if n.is_backward or any(x.id in out for x in n.inputs):
+        if n.phase is not Phase.FORWARD or any(x.id in out for x in n.inputs):
             out.add(n.id)
     return out
 
@@ -158,6 +161,7 @@ def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_s
     for k, v in graph.updates.items():
         updates.setdefault(v.id, []).append(k)
     names = _text_names(graph, roots)
+    by_label = {n.label: names[n.id] for n in nodes if n.id in names}  # grad_of labels as the text form names them
 
     dot = graphviz.Digraph(graph.name, graph_attr={
         "rankdir": "TB", "newrank": "true",  # newrank: dot 2.43 fails on edges between clusters without it
@@ -186,8 +190,10 @@ def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_s
             tip.append(f"scope {n.scope}")
         if n.location:
             tip.append(f"declared at {n.location}")
-        if n.is_backward:
-            tip.append(f"backward of {names.get(n.forward_of.id, n.forward_of.label)}")
+        if n.is_backward and n.grad_of:
+            tip.append(f"backward of {by_label.get(n.grad_of, n.grad_of)}")
+        elif n.phase is Phase.UPDATE:
+            tip.append("update")
         attrs["tooltip"] = "; ".join(tip)
         stmts[n.id] = {"name": f"n{n.id}", "label": label, **attrs}
 
@@ -215,7 +221,7 @@ def _text_names(graph, roots):
     nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
     names, k = {}, 0
     for n in nodes:
-        if n.op in ("input", "param"):
+        if n.is_input or n.is_param:
             names[n.id] = n.name
         elif _scalar_const(n) is None:
             names[n.id] = f"%{k}"
@@ -225,9 +231,9 @@ def _text_names(graph, roots):
 
 def _label(n, names, folded) -> str:
     name = names.get(n.id, f"#{n.id}")
-    if n.op in ("input", "param"):
+    if n.is_input or n.is_param:
         return f"{name}\\n{n.type_str}"
-    if n.op == "const":
+    if n.is_const:
         return f"{name} const\\n{n.type_str}"
     head = f"{name} = {n.op}"
     if any(x.id in folded for x in n.inputs):

@@ -27,9 +27,11 @@ def test_nodes_and_attributes():
     assert d.nodes[w.id]["role"] == "param" and d.nodes[w.id]["attrs"]["trainable"] is True
     assert d.nodes[h.id]["op"] == "matmul" and d.nodes[h.id]["dtype"] == "float32"
     assert d.nodes[loss.id]["attrs"] == {"axes": (0, 1), "keepdims": False}
-    assert d.nodes[h.id]["backward"] is False and d.nodes[h.id]["forward_of"] is None
+    assert d.nodes[h.id]["backward"] is False and d.nodes[h.id]["grad_of"] is None
+    assert d.nodes[h.id]["phase"] == "forward" and d.nodes[h.id]["types"] == ((("batch", 3), "float32"),)
     assert d.nodes[gw.id]["backward"] is True and d.nodes[gw.id]["role"] == "backward"
-    assert d.nodes[gw.id]["forward_of"] == h.id  # w's gradient comes from the matmul rule
+    assert d.nodes[gw.id]["phase"] == "backward"
+    assert d.nodes[gw.id]["grad_of"] == h.label  # w's gradient comes from the matmul rule
     assert "test_networkx.py:" in d.nodes[h.id]["location"]
 
 

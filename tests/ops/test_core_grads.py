@@ -113,5 +113,6 @@ def test_backward_nodes_record_their_forward_node():
         h = gc.tanh(x)
         y = gc.sum(h)
     gx = gc.grad(y, x)
-    assert gx.is_backward and gx.forward_of is h
-    assert not h.is_backward
+    assert gx.is_backward and gx.grad_of == h.label == "tanh#1"
+    assert gx.scope == h.scope and gx.location == h.location  # placed where the forward node was
+    assert not h.is_backward and h.grad_of is None

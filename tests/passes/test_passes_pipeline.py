@@ -6,6 +6,7 @@ from passcheck import assert_same, live_ops, results
 
 import graphc as gc
 from graphc.errors import GraphcError
+from graphc.ir.phase import Phase
 from graphc.passes import PASSES, Optimized, cse, dce, fold, optimize, rewrite, run_passes
 
 rng = np.random.default_rng(0)
@@ -43,9 +44,7 @@ def test_rewrite_copy_preserves_everything():
         fields = ("op", "name", "scope", "location", "shape", "dtype")
         assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
         assert a.attrs.key() == b.attrs.key()
-        assert a.is_backward == b.is_backward
-        if a.is_backward:
-            assert b.forward_of is g2.nodes[a.forward_of.id]
+        assert (a.phase, a.grad_of) == (b.phase, b.grad_of)  # a copy keeps every id, so every label
         assert all(x.graph is g2 for x in b.inputs) and b.graph is g2
     assert g2.params["dense/w"].scope == "dense"
     assert g2.text() == g.text()
@@ -172,16 +171,34 @@ def test_dce_keeps_only_what_roots_need_and_every_variable():
     assert p.name in g2.params
 
 
-def test_dce_moves_backward_mark_of_removed_forward_node():
+def test_dce_keeps_phase_tags_without_keeping_removed_forward_nodes():
     with gc.Graph("m") as g:
         x = g.input("x", (3,))
-        loss = gc.sum(gc.exp(x))
+        e = gc.exp(x)
+        loss = gc.sum(e)
         g.output("gx", gc.grad(loss, x))  # the loss itself is not an output
     g2 = dce(g)
+    # the sum is dead: nothing is kept alive to anchor its backward nodes (once, forward_of did)
+    assert "sum" not in [n.op for n in g2.nodes]
     bwd = [n for n in g2.nodes if n.is_backward]
-    assert bwd and all(n.forward_of.graph is g2 for n in bwd)
-    assert all(n.id != n.forward_of.id or n is n.forward_of for n in bwd)
+    assert bwd and all(n.phase is Phase.BACKWARD for n in bwd)
+    # labels of kept forward nodes follow their new ids; removed ones say so
+    assert {n.grad_of for n in bwd} == {"sum (removed)", e.label}
     assert_same(g, g2, {"x": np.array([0.0, 1.0, -1.0], np.float32)})
+
+
+def test_rewrite_renames_grad_of_labels_to_the_new_ids():
+    with gc.Graph("m") as g:
+        x = g.input("x", (3,))
+        dead = gc.log(x)  # noqa: F841  (shifts every later id by one in the copy)
+        e = gc.exp(x)
+        loss = gc.sum(e)
+        g.output("loss", loss)
+        g.output("gx", gc.grad(loss, x))
+    g2 = dce(g)
+    assert e.label == "exp#2" and g2.outputs["loss"].inputs[0].label == "exp#1"
+    assert {n.grad_of for n in g2.nodes if n.is_backward} == {"sum#2", "exp#1"}
+    assert "# bwd of %0" in g2.text() and "# bwd of %1" in g2.text()
 
 
 # -- CSE --------------------------------------------------------------------------------------------
