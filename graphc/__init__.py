@@ -28,6 +28,7 @@ from graphc.errors import (
     SymbolicValueError,
     TrainingError,
 )
+from graphc.io import load_graph
 from graphc.ir import Graph, Node
 from graphc.ops.api import *  # noqa: F403
 from graphc.ops.registry import constant
@@ -47,11 +48,6 @@ def render(graph, path, *args, **kw):
     from graphc.viz.render import render as _render
 
     return _render(graph, path, *args, **kw)
-
-
-def load_graph(path):
-    """Load a graph saved with Graph.save (JSON + .npz)."""
-    return Graph.load(path)
 
 
 _LAZY = {

@@ -333,15 +333,31 @@ class Graph:
         return to_networkx(self, roots)
 
     def save(self, path) -> None:
-        from graphc.io.graph_file import save_graph
-
-        save_graph(self, path)
+        """Write the graph to `path` (JSON) and its arrays beside it (.npz): graphc.io.save_graph."""
+        _files().save_graph(self, path)
 
     @staticmethod
     def load(path) -> "Graph":
-        from graphc.io.graph_file import load_graph
+        """Rebuild a graph saved by Graph.save: graphc.io.load_graph."""
+        return _files().load_graph(path)
 
-        return load_graph(path)
+
+# The graph file format lives in graphc.io, which builds on the IR: it registers itself here when
+# imported (`import graphc` imports it), so the IR never imports graphc.io.
+_file_format = None
+
+
+def use_file_format(files) -> None:
+    """Called by graphc.io on import: `files.save_graph(graph, path)` and `files.load_graph(path)`
+    back Graph.save and Graph.load."""
+    global _file_format
+    _file_format = files
+
+
+def _files():
+    if _file_format is None:
+        raise GraphStructureError("no graph file format is registered: import graphc (or graphc.io) first")
+    return _file_format
 
 
 def make_attrs(d) -> Attrs:
