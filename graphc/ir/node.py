@@ -145,9 +145,7 @@ class Node:
 
     @property
     def opdef(self):
-        from graphc.ops.registry import get
-
-        return get(self.op)
+        return _OPS.opdef(self.op)
 
     @property
     def ndim(self) -> int:
@@ -197,9 +195,7 @@ class Node:
 
     # -- operators (delegated to the op library) ---------------------------------------
     def _ops(self):
-        import graphc.ops.api as api
-
-        return api
+        return _OPS.functions
 
     def __add__(self, o):
         return self._ops().add(self, o)
@@ -368,8 +364,7 @@ _GRAPHC_NAMES = {"absolute": "abs", "negative": "neg", "amax": "max", "amin": "m
 
 
 def _numpy_refused(name: str, node: Node) -> SymbolicValueError:
-    import graphc.ops.api as api
-
+    api = _OPS.functions
     name = _GRAPHC_NAMES.get(name, name)
     if name == "asarray":
         hint = "run the graph (gc.run, gc.compile) to get arrays"
@@ -383,3 +378,20 @@ def _numpy_refused(name: str, node: Node) -> SymbolicValueError:
         f"{f' at {used}' if used else ''}; NumPy cannot compute with a node, which has no value while "
         f"the graph is declared: {hint}"
     )
+
+
+class _OpLibrary:
+    """The op library the IR delegates to, bound by graphc.ops when it is imported (bind_ops): the
+    IR never imports graphc.ops, which builds on it."""
+
+    opdef = None  # op name -> its OpDef
+    functions = None  # the module of op functions the operators call (add, mul, getitem, ...)
+
+
+_OPS = _OpLibrary()
+
+
+def bind_ops(opdef, functions) -> None:
+    """Called by graphc.ops on import: Node.opdef looks an op up with `opdef(name)`, and the
+    operators (+, @, x[i], .sum(), ...) call the functions in `functions`."""
+    _OPS.opdef, _OPS.functions = opdef, functions

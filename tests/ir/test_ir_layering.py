@@ -1,5 +1,6 @@
-"""The IR sits below the graph file format: no module of graphc.ir imports graphc.io (lazily or
-not); graphc.io registers itself behind Graph.save and Graph.load instead."""
+"""The IR sits below the op library and the graph file format: no module of graphc.ir imports
+graphc.ops or graphc.io (lazily or not). graphc.ops binds itself for Node.opdef and the
+operators, and graphc.io registers itself behind Graph.save and Graph.load, instead."""
 
 import ast
 from pathlib import Path
@@ -10,6 +11,7 @@ import graphc as gc
 import graphc.io.graph_file
 import graphc.ir
 import graphc.ir.graph
+import graphc.ir.node
 
 IR_DIR = Path(graphc.ir.__file__).parent
 
@@ -27,6 +29,23 @@ def _imports_of(path: Path, prefix: str) -> list[str]:
 def test_no_ir_module_imports_graph_files():
     found = {f.name: _imports_of(f, "graphc.io") for f in sorted(IR_DIR.glob("*.py"))}
     assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_no_ir_module_imports_the_op_library():
+    found = {f.name: _imports_of(f, "graphc.ops") for f in sorted(IR_DIR.glob("*.py"))}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_nodes_reach_the_op_library_that_graphc_ops_bound():
+    from graphc.ops import api, registry
+
+    with gc.Graph("ops") as g:
+        x = g.input("x", (2, 3))
+        y = (x * 2.0).sum(axis=1)
+    assert y.opdef is registry.get("sum") and x.opdef is registry.get("input")
+    assert y.op == "sum" and y.inputs[0].op == "mul" and y.shape == (2,)
+    assert graphc.ir.node._OPS.functions is api
+    np.testing.assert_allclose(gc.run(g, {"x": np.ones((2, 3), np.float32)}, outputs=y), [6.0, 6.0])
 
 
 def test_graph_save_and_load_go_through_the_registered_file_format(tmp_path, monkeypatch):
