@@ -14,8 +14,17 @@ from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, Shap
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node, TupleType
 from graphc.ops import api as F
-from graphc.ops.reductions import axis_or_axes
-from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, constant, error, register
+from graphc.ops.registry import (
+    Kind,
+    OpDef,
+    apply,
+    as_node,
+    axis_or_axes,
+    checked_axis,
+    constant,
+    error,
+    register,
+)
 
 __all__ = ["slice", "concat", "split", "stack", "take", "gather", "one_hot", "pad"]
 

@@ -8,10 +8,20 @@ import math
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, DTypeError, ShapeError
+from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, checked_axes, checked_axis, constant, error, register
+from graphc.ops.registry import (
+    Kind,
+    OpDef,
+    apply,
+    axis_or_axes,
+    checked_axes,
+    checked_axis,
+    constant,
+    error,
+    register,
+)
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "sum_to", "shape_size"]
 
@@ -70,15 +80,6 @@ register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, do
 register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, doc="max over axes"))
 
 
-def axis_or_axes(op: str, axis, axes):
-    """The axes given as `axis=` or as its alias `axes=` (None: not given); both is an error."""
-    if axes is None:
-        return axis
-    if axis is not None:
-        error(AttributeValueError, op, f"give axis or its alias axes, not both (axis={axis!r}, axes={axes!r})")
-    return axes
-
-
 def sum(x, axis=None, keepdims: bool = False, *, axes=None):
     """Sum over `axis` (an int, a tuple, or None for all; `axes=` is the same)."""
     axis = axis_or_axes("sum", axis, axes)
@@ -104,7 +105,8 @@ def max(x, axis=None, keepdims: bool = False, *, axes=None):
 
 def min(x, axis=None, keepdims: bool = False, *, axes=None):
     """Min over `axis` (or `axes=`): -max(-x)."""
-    return -max(-x, axis_or_axes("min", axis, axes), keepdims)
+    axes = checked_axes("min", axis_or_axes("min", axis, axes), x)  # before -x: a refused call adds no node
+    return -max(-x, axes, keepdims)
 
 
 def _infer_argmax(inputs, attrs):

@@ -174,6 +174,15 @@ def checked_axes(op: str, axes, x: Node, what: str = "input") -> tuple[int, ...]
         error(AttributeValueError, op, f"{exc} ({what} {x.type_str})")
 
 
+def axis_or_axes(op: str, axis, axes):
+    """The axes given as `axis=` or as its alias `axes=` (None: not given); both is an error."""
+    if axes is None:
+        return axis
+    if axis is not None:
+        error(AttributeValueError, op, f"give axis or its alias axes, not both (axis={axis!r}, axes={axes!r})")
+    return axes
+
+
 # -- helpers shared by op modules -----------------------------------------------------------
 
 

@@ -8,12 +8,12 @@ from graphc.errors import AttributeValueError, GraphcError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.reductions import axis_or_axes
 from graphc.ops.registry import (
     Kind,
     OpDef,
     apply,
     as_node,
+    axis_or_axes,
     checked_axes,
     checked_axis,
     checked_value,

@@ -81,6 +81,14 @@ def test_axis_and_axes_together_is_an_error_naming_both_and_the_line(op):
     assert len(g.nodes) == 1  # nothing was added
 
 
+def test_min_names_itself_for_a_bad_axis_and_adds_no_node():
+    with gc.Graph("m") as g:
+        x = g.input("x", (2, 3))
+        with pytest.raises(AttributeValueError, match=r"^min: axis 5 is out of range for rank 2"):
+            gc.min(x, axes=5)
+    assert len(g.nodes) == 1
+
+
 def test_every_op_function_names_its_axis_axis():
     """No public op takes `axes` without also taking `axis` (slice took only axes=)."""
     only_axes, with_axis = [], []
