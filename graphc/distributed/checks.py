@@ -44,17 +44,18 @@ def check_same(world: World, graph, values: dict | None = None, what: str = "mod
     mine = {
         "graphc version": graphc.__version__,
         f"{what} (graph)": graph_digest(graph),
-        "parameters": values_digest(graph.values if values is None else values),
+        "parameter values": values_digest(graph.values if values is None else values),
     }
     every = world.allgather(mine)
     problems = []
     for key in mine:
         odd = [r for r, d in enumerate(every) if d[key] != every[0][key]]
         if odd:
-            shown = ", ".join(f"rank {r}: {every[r][key]}" for r in odd)
-            problems.append(f"{key} differs from rank 0's ({every[0][key]}) on {shown}")
+            shown = ", ".join(f"rank {r} has {every[r][key]}" for r in odd)
+            problems.append(f"{key}: rank 0 has {every[0][key]}, {shown}")
     if problems:
         hint = ("every rank must run the same graphc and build the same model with the same seed "
                 "(or load the same checkpoint)")  # fmt: skip
-        raise DistributedError(f"distributed training on {world.size} ranks cannot start: " + "; ".join(problems)
+        raise DistributedError(f"distributed training on {world.size} ranks cannot start, the ranks differ: "
+                               + "; ".join(problems)
                                + f"; {hint}")  # fmt: skip

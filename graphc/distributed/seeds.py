@@ -21,6 +21,6 @@ def per_rank_graph(graph: Graph, rank: int, size: int) -> Graph:
         if not (node.opdef.random and "seed" in node.attrs):
             return None
         attrs = {**node.attrs, "seed": (*node.attrs["seed"], int(rank))}
-        return rw.emit(node.op, inputs, attrs, like=node)
+        return rw.emit(node.op, inputs, attrs)  # placed like `node` (the one being rewritten)
 
     return rewrite(graph, rule)

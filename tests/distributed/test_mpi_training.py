@@ -3,6 +3,7 @@ against one process: same parameters as one process on the full batch, disjoint 
 shards, one checkpoint writer, and failures that end every rank with a clear message."""
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -85,3 +86,56 @@ def test_shards_are_disjoint_and_cover_each_epoch(tmp_path):
             for parts in zip(*steps):  # each rank has a part of every step, within one sample of the others
                 sizes = [len(p) for p in parts]
                 assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_dropout_per_rank_batch_norm_kept_equal_and_early_stopping_decided_alike(tmp_path):
+    """Dropout masks: the rank is folded into the seed. Batch-norm statistics are per rank, but
+    the running averages are reduced with the gradients, so every value ends equal on both ranks;
+    early stopping (on the sharded, reduced validation loss) stops both at the same epoch."""
+    proc = launch("features.py", tmp_path)
+    ok(proc)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["values"] == r1["values"]  # parameters, running averages and optimizer state, bit for bit
+    assert r0["running_mean"] == r1["running_mean"] and any(v != 0 for v in r0["running_mean"])
+    assert r0["mask_seeds"] != r1["mask_seeds"]
+    assert [s[-1] for s in r0["mask_seeds"]] == [0] and [s[-1] for s in r1["mask_seeds"]] == [1]
+    assert r0["history"] == r1["history"] and r0["epochs"] == r1["epochs"] < 30
+    assert r0["stop_reason"] == r1["stop_reason"] and r0["stop_reason"].startswith("early stopping at epoch")
+    assert r0["allreduces"] == r1["allreduces"] == 1  # one collective a step
+    assert proc.stderr.count("epoch 1/30:   0%") == 1  # rank 0 alone draws the progress bar
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("seed", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: parameter "
+                 r"values: rank 0 has \w{16}, rank 1 has \w{16}; every rank must run the same graphc and build the "
+                 r"same model with the same seed"),
+        ("model", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: model \(graph\): "
+                  r"rank 0 has \w{16}, rank 1 has \w{16}; parameter values: rank 0 has"),
+        ("version", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: graphc "
+                    r"version: rank 0 has 0\.1\.0, rank 1 has 0\.0\.9; every rank"),
+        ("nan", r"TrainingError: training stopped: the loss became inf on rank 1 of 2 at epoch 1, step 1 of 4"),
+        ("write", r"(FileWriteError|DistributedError: rank 0 could not write '.*file/ckpt': FileWriteError): "),
+    ],
+)  # fmt: skip
+def test_a_rank_that_differs_or_fails_stops_every_rank_with_the_same_clear_error(tmp_path, case, message):
+    ok(launch("failures.py", case, tmp_path))
+    for r in (0, 1):
+        text = (tmp_path / f"rank{r}.txt").read_text()
+        assert re.match(message, text), f"rank {r}: {text}"
+
+
+@pytest.mark.parametrize("case", ["raise", "kill"])
+def test_a_rank_that_dies_ends_the_job_with_an_error_not_a_hang(tmp_path, case):
+    """An uncaught exception on rank 1 (python -m mpi4py calls MPI_Abort), or rank 1 killed
+    outright (mpiexec ends the others): the launch ends with a non-zero status, well within its
+    timeout, and no rank finishes training."""
+    proc = launch("failures.py", case, tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert not list(tmp_path.glob("done*.npy"))
+    if case == "raise":
+        assert "RuntimeError: rank 1 fails on purpose" in proc.stderr
+        assert "MPI_Abort" in proc.stderr + proc.stdout
+    else:
+        assert "Killed" in proc.stdout + proc.stderr or proc.returncode in (9, -9, 137)
