@@ -3,6 +3,7 @@
 import numpy as np
 
 from graphc.backends.base import Backend, Executable, RunContext, optimize_for, register_backend, run_reference
+from graphc.errors import InputError
 
 
 class ReferenceExecutable(Executable):
@@ -38,3 +39,31 @@ def run(graph, feeds=None, outputs=None, apply_updates: bool | None = None, **kw
     """Run `graph` once with the reference interpreter; outputs and apply_updates as in
     gc.compile (the updates are written only when outputs is None, unless apply_updates=True)."""
     return ReferenceExecutable(graph, outputs, apply_updates)(feeds, **kw)
+
+
+def run_body(body, args, step: int = 0) -> list:
+    """Run a sub-graph (graphc.ir.subgraph.SubGraph) with the reference interpreter.
+
+    `args`: one array per input of `body.all_inputs` (the inputs, then the captured ones), of
+    the input's dtype and shape (symbolic dimensions bind to the sizes given); `step` is the
+    run counter random ops read. Returns the output arrays, in order.
+    """
+    inputs = body.all_inputs
+    name = body.graph.name
+    if len(args) != len(inputs):
+        raise InputError(f"body {name!r} takes {len(inputs)} inputs, got {len(args)}")
+    feeds, env = {}, {}
+    for i, (node, arg) in enumerate(zip(inputs, args)):
+        arr = np.asarray(arg)
+        fits = arr.dtype == np.dtype(node.dtype) and arr.ndim == node.ndim
+        for d, size in zip(node.shape, arr.shape) if fits else ():
+            fits = fits and (env.setdefault(d, size) == size if isinstance(d, str) else d == size)
+        if not fits:
+            got = f"{arr.dtype}{list(arr.shape)}"
+            raise InputError(f"body {name!r}: input {i} ({node.name}) is {node.type_str}, got {got}")
+        feeds[node.name] = arr
+    ctx = RunContext(feeds, {}, env, step)
+    vals: dict[int, object] = {}
+    for node in body.nodes:
+        vals[node.id] = run_reference(node, [vals[x.id] for x in node.inputs], ctx)
+    return [vals[n.id] for n in body.outputs]

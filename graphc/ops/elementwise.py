@@ -6,7 +6,7 @@ from graphc.errors import DTypeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
 from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, const_value, error, register
+from graphc.ops.registry import Kind, OpDef, apply, as_node, const_value, error, is_tracing, register
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf", "sin", "cos",
@@ -47,7 +47,7 @@ def coerce(op: str, *xs) -> list[Node]:
     if not nodes:
         error(DTypeError, op, f"needs at least one graph node, got {xs!r}")
     graphs = {id(n.graph) for n in nodes}
-    if len(graphs) > 1:
+    if len(graphs) > 1 and not is_tracing():  # a body being traced captures nodes of enclosing graphs
         from graphc.errors import GraphStructureError
 
         error(GraphStructureError, op, "inputs belong to different graphs")

@@ -140,6 +140,12 @@ def apply(op: str, inputs: Sequence[Node], attrs: dict | None = None, name: str 
     return graph._add(op, inputs, attrs, shape, dtype, name, loc)
 
 
+def is_tracing() -> bool:
+    """Is a body being traced (graphc.ir.subgraph.trace)? Then nodes of enclosing graphs may meet."""
+    current = current_graph(required=False)
+    return current is not None and current.tracing
+
+
 def _target_graph(graph):
     """The graph new nodes go to: the body being traced, if any, else `graph` (or the `with` block's)."""
     current = current_graph(required=graph is None)
