@@ -139,3 +139,14 @@ def test_a_rank_that_dies_ends_the_job_with_an_error_not_a_hang(tmp_path, case):
         assert "MPI_Abort" in proc.stderr + proc.stdout
     else:
         assert "Killed" in proc.stdout + proc.stderr or proc.returncode in (9, -9, 137)
+
+
+def test_the_allreduce_op_sums_and_averages_over_the_ranks_and_its_gradient_is_an_allreduce(tmp_path):
+    ok(launch("collective.py", tmp_path))
+    for r in (0, 1):
+        got = json.loads((tmp_path / f"rank{r}.json").read_text())
+        for backend in ("reference", "numba"):
+            s, m, gx, x = got[backend]
+            assert s == [3.0, 6.0, 9.0] and m == [1.5, 3.0, 4.5], backend  # x is 1,2,3 on rank 0 and twice that on 1
+            assert gx == [3.0, 30.0, 300.0], backend  # c summed over the ranks
+            assert x == [float(v) * (r + 1) for v in (1, 2, 3)]  # a fed array is never reduced in place
