@@ -154,9 +154,10 @@ class Graph:
     @contextlib.contextmanager
     def undo_on_error(self):
         """If the block raises, the parameters, variables and updates it added are removed again
-        (and the updates it replaced restored): a layer or an optimizer that fails half-way leaves
-        no variable behind. Nodes it made stay, unreachable from any output or update."""
-        params, updates = set(self.params), dict(self.updates)
+        (and the updates it replaced restored), and the unique scope names it took are free again:
+        a layer or an optimizer that fails half-way leaves no variable or name behind. Nodes it
+        made stay, unreachable from any output or update."""
+        params, updates, counts = set(self.params), dict(self.updates), dict(self._scope_counts)
         try:
             yield
         except BaseException:
@@ -165,6 +166,7 @@ class Graph:
                 self.values.pop(name, None)
             self.updates.clear()
             self.updates.update(updates)
+            self._scope_counts = counts
             raise
 
     # -- node creation -----------------------------------------------------------------

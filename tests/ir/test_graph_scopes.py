@@ -81,3 +81,15 @@ def test_undo_on_error_removes_what_the_block_added_and_restores_updates():
     with g.undo_on_error():  # no error: everything stays
         g.param("d", (1,), "zeros")
     assert "d" in g.params and "d" in g.values
+
+
+def test_undo_on_error_frees_the_unique_scope_names_the_block_took():
+    g = gc.Graph("n")
+    with g.scope("kept", unique=True):
+        pass
+    with pytest.raises(KeyError), g.undo_on_error(), g.scope("dense", unique=True) as name:
+        raise KeyError
+    assert name == "dense" and g.scope_counts == {"kept": 1}
+    with g.scope("dense", unique=True) as again:
+        pass
+    assert again == "dense"

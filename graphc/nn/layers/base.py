@@ -114,7 +114,7 @@ class Layer:
         if self.graph is None:
             fresh = self._fresh_layers()
             # A first call that fails leaves no parameters, updates or half-built layer behind.
-            with g.scope(self.name, unique=True) as scope, g.undo_on_error():
+            with g.undo_on_error(), g.scope(self.name, unique=True) as scope:
                 try:
                     self.graph, self.scope = g, scope
                     self._signature, self._input_type = self.signature(x), x.type_str
