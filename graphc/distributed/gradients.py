@@ -18,11 +18,13 @@ No node holds the world size: the graph is the same for any number of ranks.
 
 from dataclasses import dataclass, field
 
+from graphc.errors import GradientError
 from graphc.ir import dtypes
 from graphc.ir.graph import backward_of
 from graphc.ir.node import Node
 from graphc.ir.shapes import is_concrete, numel
 from graphc.ops import api as F
+from graphc.ops.registry import error
 
 __all__ = ["Reduction", "reduce_step", "GLOBAL_LOSS"]
 
@@ -65,8 +67,12 @@ def reduce_step(loss: Node, grads: dict[str, Node], weight: Node | None = None, 
         w = None if weight is None else F.cast(weight, dt)
         pieces, sizes = [], []
         for _, n in parts:
-            if not is_concrete(n.shape):
-                raise ValueError(f"reduce_step: {n.label} has symbolic shape {n.type_str}")
+            if not is_concrete(n.shape):  # parameters and state are concrete; a symbolic value cannot be packed
+                error(
+                    GradientError,
+                    "training_graph(distributed=True)",
+                    f"{n.label} has the symbolic shape {n.type_str}; only values of fixed shape are all-reduced",
+                )
             v = F.reshape(F.cast(n, dt), (numel(n.shape),))
             pieces.append(v if w is None else v * w)
             sizes.append(numel(n.shape))

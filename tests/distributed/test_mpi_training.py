@@ -150,3 +150,17 @@ def test_the_allreduce_op_sums_and_averages_over_the_ranks_and_its_gradient_is_a
             assert s == [3.0, 6.0, 9.0] and m == [1.5, 3.0, 4.5], backend  # x is 1,2,3 on rank 0 and twice that on 1
             assert gx == [3.0, 30.0, 300.0], backend  # c summed over the ranks
             assert x == [float(v) * (r + 1) for v in (1, 2, 3)]  # a fed array is never reduced in place
+
+
+@pytest.mark.slow
+def test_graphc_demo_under_mpiexec_trains_on_two_ranks_and_rank_0_alone_prints_and_writes(tmp_path):
+    out = tmp_path / "demo"
+    proc = launch("graphc", "demo", "--out", out, "--epochs", "2", "--quiet", module=True)
+    ok(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("2 epochs, 2 ranks x 32 samples a step")
+    assert sum(line.startswith("test accuracy: ") for line in lines) == 1  # printed once, by rank 0
+    assert float(lines[-1].split()[-1]) >= 0.8
+    assert (out / "curves.png").exists()
+    drawing = next(out.glob("backward.*"))
+    assert "allreduce" in drawing.read_text()  # the all-reduce is drawn in the training step
