@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from mpirun import PROGRAMS, launch, needs_mpi, ok
+from mpirun import PROGRAMS, ROOT, launch, needs_mpi, ok
 
 sys.path.insert(0, str(PROGRAMS))
 import common  # noqa: E402
@@ -164,3 +164,14 @@ def test_graphc_demo_under_mpiexec_trains_on_two_ranks_and_rank_0_alone_prints_a
     assert (out / "curves.png").exists()
     drawing = next(out.glob("backward.*"))
     assert "allreduce" in drawing.read_text()  # the all-reduce is drawn in the training step
+
+
+def test_the_distributed_example_trains_on_two_ranks(tmp_path):
+    proc = launch(str(ROOT / "examples" / "distributed_digits.py"), "--epochs", "8", "--quiet", "--seed", "0",
+                  "--save", tmp_path / "ckpt")  # fmt: skip
+    ok(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "2 rank(s) x 16 samples = global batch 32, 45 steps an epoch"
+    assert sum(line.startswith("test accuracy: ") for line in lines) == 1
+    assert float(lines[-1].split()[-1]) >= 0.93
+    assert nn.Model.load(tmp_path / "ckpt", distributed=False).epoch == 8
