@@ -109,7 +109,7 @@ class Optimizer:
     # -- building the update graph -------------------------------------------------------------
     def apply_gradients(self, grads: dict[str, Node], params: dict[str, Node], anchor: Node | None = None) -> dict:
         """Add the update of every parameter in `params` from `grads` (same keys); returns
-        {variable name: update node}. `anchor` (the loss) marks the nodes as its backward."""
+        {variable name: update node}. With `anchor` (the loss), the nodes are tagged Phase.UPDATE."""
         owner = type(self).__name__
         if not params:
             error(GraphStructureError, owner, "there are no parameters to update")
