@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from graphc.ir import shapes
 from graphc.ops.registry import Kind
 
-__all__ = ["Kernel", "fuse", "is_loop_op", "summary"]
+__all__ = ["Kernel", "fuse", "fuse_body", "is_loop_op", "summary"]
 
 
 @dataclass
@@ -176,6 +176,12 @@ def fuse(nodes, roots, fusable_reduction: Callable | None = None) -> list[Kernel
     _absorb_small(groups, group_of, consumers, root_ids, depends)
     groups = [g for g in groups if g.nodes]
     return _finish(groups, group_of, consumers, root_ids)
+
+
+def fuse_body(body, fusable_reduction: Callable | None = None) -> list[Kernel]:
+    """Kernels of a loop body (a graphc.ir.subgraph.SubGraph), grouped like a graph's: its
+    outputs are the roots (materialised at each step); node ids are the body graph's."""
+    return fuse(body.nodes, body.outputs, fusable_reduction)
 
 
 def _merge(into: _Group, other: _Group, group_of, groups):

@@ -6,6 +6,8 @@ Order (PASSES), and why:
   3. stabilize  rewrite overflow-prone forms while autodiff's patterns are still intact;
   4. simplify   x*1, x+0, --x, transpose/reshape chains, ... (cleans up after 2 and 3);
   5. dce        drop everything the earlier passes left unused.
+Each pass also rewrites the bodies of loops (sub-graph attributes; passes/bodies.py), nested
+bodies first.
 """
 
 import time
@@ -16,16 +18,17 @@ from graphc.errors import GraphcError, GraphStructureError
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.passes.basic import cse, dce, fold
+from graphc.passes.bodies import in_bodies
 from graphc.passes.rewrite import rewrite
 from graphc.passes.simplify import simplify
 from graphc.passes.stabilize import stabilize
 
 PASSES: dict[str, Callable[[Graph], Graph]] = {
-    "cse": cse,
-    "fold": fold,
-    "stabilize": stabilize,
-    "simplify": simplify,
-    "dce": dce,
+    "cse": in_bodies(cse),
+    "fold": in_bodies(fold),
+    "stabilize": in_bodies(stabilize),
+    "simplify": in_bodies(simplify),
+    "dce": in_bodies(dce),
 }
 
 

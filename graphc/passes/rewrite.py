@@ -9,13 +9,18 @@ The copy keeps names, scopes, locations and phase tags (`phase`, and `grad_of`, 
 `op#id` labels are renamed to the new graph's node when that node is kept; a removed forward
 node keeps nothing alive), re-registers inputs, parameters (sharing the `values` dict, so
 in-place updates of a compiled step reach the user's graph), outputs and updates.
+
+A rule may replace a node with several outputs by one of another type (a loop pass dropping
+outputs nothing reads): it calls `rw.replace_outputs(old, outputs)` first, naming the new
+single node standing for each old output, and the projections `tuple_get(old, i)` read
+through become those nodes.
 """
 
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, DTypeError, ShapeError
+from graphc.errors import AttributeValueError, DTypeError, GraphStructureError, ShapeError
 from graphc.ir.graph import Graph
 from graphc.ir.node import Attrs, Node, TupleNode, TupleType
 from graphc.ops.registry import get
@@ -35,6 +40,7 @@ class Rewriter:
         self.map: dict[int, Node] = {}
         self.memo: dict = {}  # for rules that build one helper node per input (shared across uses)
         self.current: Node | None = None  # the old node being rewritten: default origin of new nodes
+        self.outputs_of: dict[int, list] = {}  # old tuple node id -> new node per output (replace_outputs)
 
     # -- building nodes in the new graph -------------------------------------------------------
     def emit(self, op: str, inputs, attrs=None, like: Node | None = None) -> Node:
@@ -51,16 +57,46 @@ class Rewriter:
         arr = np.array(value, dtype=dtype, order="C")
         return self._add("const", (), Attrs({"value": arr}), arr.shape, dtype, None, like or self.current)
 
-    def copy(self, old: Node, inputs) -> Node:
-        """`old` itself, re-created on the new inputs (a registered input/param is re-registered)."""
+    def copy(self, old: Node, inputs, attrs: Attrs | None = None) -> Node:
+        """`old` itself, re-created on the new inputs (a registered input/param is re-registered);
+        `attrs` replaces its attributes (e.g. a rewritten body) where given, keeping its type."""
+        attrs = old.attrs if attrs is None else attrs
         if old.is_tuple:
-            node = self._add(old.op, inputs, old.attrs, TupleType(old.types), None, old.name, old)
+            node = self._add(old.op, inputs, attrs, TupleType(old.types), None, old.name, old)
         else:
-            node = self._add(old.op, inputs, old.attrs, old.shape, old.dtype, old.name, old)
+            node = self._add(old.op, inputs, attrs, old.shape, old.dtype, old.name, old)
         if is_variable(self.old, old):
             table = self.new.inputs if self.old.inputs.get(old.name) is old else self.new.params
             table[old.name] = node
         return node
+
+    def replace_outputs(self, old: Node, outputs) -> None:
+        """Stand for the outputs of `old` (a node with several outputs) one by one: `outputs[i]`,
+        a single-output node of the new graph of old output i's type, or None where nothing reads
+        output i, replaces every projection `tuple_get(old, i)`. The rule calling this may then
+        return a replacement for `old` of another type."""
+        outputs = list(outputs)
+        if not old.is_tuple or len(outputs) != len(old.types):
+            raise GraphStructureError(f"replace_outputs: {old.label} has {len(old.types)} outputs, got {len(outputs)}")
+        for i, (out, typ) in enumerate(zip(outputs, old.types)):
+            if out is not None and (out.graph is not self.new or out.types != (typ,)):
+                raise GraphStructureError(
+                    f"replace_outputs: output {i} of {old.label} is {old.type_str}, not {out!r} of the new graph"
+                )
+        self.outputs_of[old.id] = outputs
+
+    def projected(self, old: Node) -> Node | None:
+        """For a projection of a node whose outputs were replaced one by one, the new node standing
+        for the output it reads; None for any other node."""
+        if not old.opdef.takes_tuple or not old.inputs or old.inputs[0].id not in self.outputs_of:
+            return None
+        src = old.inputs[0]
+        out = self.outputs_of[src.id][old.attrs["index"]]
+        if out is None:
+            raise GraphStructureError(
+                f"{old.label} reads output {old.attrs['index']} of {src.label}, which a pass removed"
+            )
+        return out
 
     def _add(self, op, inputs, attrs, shape, dtype, name, like: Node) -> Node:
         new = self.new
@@ -112,12 +148,17 @@ def rewrite(graph: Graph, rule: Rule | None = None, nodes: Iterable[Node] | None
     """Copy `graph` (or only `nodes`, a topologically ordered subset) applying `rule`.
 
     Returns the new Graph, or (new graph, {old node id: new node}) when `with_map` is set.
-    A replacement is used only if it has exactly the old node's shape and dtype; a rule that
-    fails to build its replacement (a shape/dtype error) leaves the node as it was.
+    A replacement is used only if it has exactly the old node's shape and dtype (or, for a node
+    with several outputs, after `rw.replace_outputs`); a rule that fails to build its
+    replacement (a shape/dtype error) leaves the node as it was.
     Registered inputs and parameters are always copied, never replaced.
     """
     rw = Rewriter(graph)
     for old in graph.nodes if nodes is None else nodes:
+        projected = rw.projected(old)
+        if projected is not None:
+            rw.map[old.id] = projected
+            continue
         inputs = [rw.map[x.id] for x in old.inputs]
         rw.current = old
         new = None
@@ -126,8 +167,10 @@ def rewrite(graph: Graph, rule: Rule | None = None, nodes: Iterable[Node] | None
                 new = rule(rw, old, inputs)
             except _RULE_ERRORS:
                 new = None
-            if new is not None and new.types != old.types:
+            if new is not None and new.types != old.types and old.id not in rw.outputs_of:
                 new = None
+            if new is None:
+                rw.outputs_of.pop(old.id, None)
         rw.map[old.id] = new if new is not None else rw.copy(old, inputs)
     rw.current = None
     new = rw.finish()
