@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from graphc.errors import GraphStructureError, ShapeError, where
+from graphc.errors import AttributeValueError, GraphStructureError, ShapeError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.init import initial_value
 from graphc.ir.location import user_location
@@ -34,12 +34,18 @@ def current_graph(required: bool = True):
     return None
 
 
-@contextlib.contextmanager
 def in_phase(phase: Phase, of: Node | None = None):
     """Nodes made inside this block are tagged `phase`. For Phase.BACKWARD, `of` is the forward
     node they differentiate: they take its label (as `grad_of`), its scope and its source line."""
     if not isinstance(phase, Phase):
-        raise TypeError(f"phase must be a graphc.ir.Phase, got {phase!r}")
+        raise AttributeValueError(
+            f"phase: expected a graphc.ir.Phase (FORWARD, BACKWARD or UPDATE), got {phase!r}" + where(user_location())
+        )
+    return _phase_block(phase, of)
+
+
+@contextlib.contextmanager
+def _phase_block(phase: Phase, of: Node | None):
     stack = _stack("phase")
     stack.append((phase, of))
     try:

@@ -44,7 +44,8 @@ def test_graph_phase_block_tags_nodes_and_backward_of_places_them():
             v = g.input("v", (2,))  # declared inputs stay forward
         z = y + 1.0
     assert (u.phase, v.phase, z.phase) == (Phase.UPDATE, Phase.FORWARD, Phase.FORWARD)
-    with pytest.raises(TypeError, match="phase must be a graphc.ir.Phase, got 'update'"):
+    with pytest.raises(gc.AttributeValueError, match=r"^phase: expected a graphc.ir.Phase \(FORWARD, BACKWARD or "
+                       r"UPDATE\), got 'update' \(declared at .*test_phase.py:\d+\)"):  # fmt: skip
         with g.phase("update"):
             pass
 
