@@ -297,3 +297,55 @@ def test_trace_needs_a_graph_and_well_formed_types():
     with g, pytest.raises(GraphStructureError, match=r"^call_body: body input 0 must be a node or a \(shape, dtype\) "
                           r"pair, got 3"):  # fmt: skip
         trace(lambda h: h, [3], op="call_body")
+
+
+# -- inlining a body ---------------------------------------------------------------------------
+def test_inline_recomputes_a_body_from_new_inputs():
+    from graphc.ops.bodies import inline
+
+    g, x, w = outer_graph()
+    with g:
+        body, captures = trace(lambda h: (rnn_cell(w)(h), h * 2.0), [x])
+        a, b = inline(body, [x * 3.0, w])
+        g.output("a", a)
+        g.output("b", b)
+    assert a.graph is g and a.op == "tanh" and b.op == "mul"
+    xv = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    out = gc.run(g, {"x": xv})
+    want = run_body(body, [xv * 3.0, g.values["w"]])
+    np.testing.assert_allclose(out["a"], want[0], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], want[1], rtol=1e-6)
+
+
+def test_inline_inside_a_trace_and_differentiated_there():
+    """What a scan's gradient rule does: a new body holding one step's vector-Jacobian product."""
+    from graphc.ops.bodies import inline
+
+    g, x, w = outer_graph()
+    with g:
+        step, _ = trace(rnn_cell(w), [x])
+
+        def vjp(h, ct):
+            (out,) = inline(step, [h, w])
+            return gc.grad(out, h, cotangent=ct)
+
+        back, captures = trace(vjp, [x, x], names=["h", "ct"])
+    assert captures == [w] and all(n.graph is back.graph for n in back.nodes)
+    rng = np.random.default_rng(1)
+    h, ct = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
+    wv = g.values["w"]
+    t = np.tanh(h @ wv + 1.0)
+    np.testing.assert_allclose(run_body(back, [h, ct, wv])[0], (ct * (1 - t * t)) @ wv.T, rtol=1e-5, atol=1e-6)
+
+
+def test_inline_refuses_inputs_of_other_types():
+    from graphc.ops.bodies import inline
+
+    g, x, w = outer_graph()
+    with g:
+        body, _ = trace(rnn_cell(w), [x])
+        with pytest.raises(GraphStructureError, match=r"^inline: body 'outer/body' takes 2 inputs, got 1"):
+            inline(body, [x])
+        with pytest.raises(GraphStructureError, match=r"^inline: input 1 \(w\) of body 'outer/body' is f32\[3,3\], "
+                           r"got f32\[2,3\]"):  # fmt: skip
+            inline(body, [x, x])
