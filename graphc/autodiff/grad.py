@@ -12,6 +12,7 @@ from graphc.ir import dtypes
 from graphc.ir.graph import backward_of
 from graphc.ir.node import Node
 from graphc.ops import api as F
+from graphc.ops.control import bind_autodiff
 from graphc.ops.registry import constant
 
 
@@ -50,12 +51,42 @@ def grad(y: Node, wrt, cotangent: Node | None = None):
     if cotangent is not None and (cotangent.shape != y.shape or cotangent.dtype != y.dtype):
         raise GradientError(f"grad: cotangent {cotangent.type_str} does not match y {y.type_str}")
 
-    graph = y.graph
-    order = graph.live_nodes([y])
+    with backward_of(y):
+        seed = cotangent if cotangent is not None else constant(1.0, y.dtype, graph=y.graph)
+    out = _backprop([y], [seed], targets)
+    return out[0] if single else out
+
+
+def vjp(ys, cotangents, wrt) -> list[Node]:
+    """The gradients of sum_i <ys[i], cotangents[i]> with respect to each node of `wrt` (zeros
+    for one no y depends on): the vector-Jacobian product of several outputs at once, as the
+    scan's rule takes it of its body (graphc.ops.control)."""
+    ys, cotangents, targets = list(ys), list(cotangents), list(wrt)
+    if len(ys) != len(cotangents):
+        raise GradientError(f"vjp: {len(ys)} outputs but {len(cotangents)} cotangents")
+    named = [("output", y) for y in ys] + [("cotangent", c) for c in cotangents] + [("wrt", t) for t in targets]
+    for what, n in named:
+        if not isinstance(n, Node) or n.is_tuple:
+            raise GradientError(f"vjp: each {what} must be a single-output graph node, got {n!r:.80}")
+        if n.graph is not named[0][1].graph:
+            raise GradientError(f"vjp: {what} {n.label} is not in the graph of {named[0][1].label}")
+    for y, c in zip(ys, cotangents):
+        if (c.shape, c.dtype) != (y.shape, y.dtype) or not _differentiable(y):
+            raise GradientError(f"vjp: cotangent {c.type_str} does not fit float output {y.label}: {y.type_str}")
+    return _backprop(ys, cotangents, targets)
+
+
+def _backprop(ys: list[Node], seeds: list[Node], targets: list[Node]) -> list[Node]:
+    """The gradients of sum_i <ys[i], seeds[i]> with respect to each target (all in one graph)."""
+    anchor = ys[0] if ys else None
+    order = ys[0].graph.live_nodes(ys) if ys else []
     reach = _reaching(order, targets)  # nodes through which some target influences y
     grads: dict[int, list[Node]] = {}
-    with backward_of(y):
-        grads[y.id] = [cotangent if cotangent is not None else constant(1.0, y.dtype, graph=graph)]
+    for y, seed in zip(ys, seeds):
+        grads.setdefault(y.id, []).append(seed)
+    for y in ys:
+        if len(grads[y.id]) > 1:
+            grads[y.id] = [_sum(y, grads[y.id])]
 
     for node in reversed(order):
         if node.id not in grads or not node.inputs or node.id not in reach:
@@ -76,12 +107,12 @@ def grad(y: Node, wrt, cotangent: Node | None = None):
     for t in targets:
         parts = grads.get(t.id)
         if parts is None:
-            with backward_of(y):
+            with backward_of(anchor):
                 out.append(F.zeros_like(t))
         else:
             out.append(_total(t, parts))
             grads[t.id] = [out[-1]]
-    return out[0] if single else out
+    return out
 
 
 def _checked(node: Node, x: Node, gx):
@@ -136,3 +167,6 @@ def gradients(loss: Node, params=None) -> dict[str, Node]:
     graph = loss.graph
     nodes = list(graph.trainable().values()) if params is None else list(params)
     return dict(zip((p.name for p in nodes), grad(loss, nodes)))
+
+
+bind_autodiff(vjp)  # the scan's rule differentiates its body with vjp

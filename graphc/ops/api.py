@@ -15,3 +15,4 @@ from graphc.ops.losses import *  # noqa: F403
 from graphc.ops.random import *  # noqa: F403
 from graphc.ops.collective import *  # noqa: F403
 from graphc.ops.tuple_ops import *  # noqa: F403
+from graphc.ops.control import *  # noqa: F403

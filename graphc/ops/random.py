@@ -3,7 +3,9 @@
 A random op's value is a pure function of its attributes and the run counter (ctx.step):
 the mask is drawn from np.random.default_rng([*seed, step]), so a compiled step function
 gives a new mask on every call, the same sequence in every process, and two masks with
-equal attributes are equal (common-subexpression elimination may merge them).
+equal attributes are equal (common-subexpression elimination may merge them). In a scan
+body the time index of each enclosing scan follows (ctx.loop): default_rng([*seed, step, t]),
+so each step of a loop draws a different mask, the same on every backend.
 """
 
 import math
@@ -30,14 +32,14 @@ def _infer_mask(inputs, attrs):
 
 def _ref_mask(n, a, c):
     p = n.attrs["p"]
-    rng = np.random.default_rng([*n.attrs["seed"], c.step])
+    rng = np.random.default_rng([*n.attrs["seed"], c.step, *c.loop])
     keep = rng.random(c.concrete(n.shape)) >= p
     return keep.astype(n.dtype) * np.asarray(1.0 / (1.0 - p), n.dtype)
 
 
 register(OpDef(
     "dropout_mask", Kind.OPAQUE, _infer_mask, _ref_mask, None, random=True,
-    doc="0 with probability p, else 1/(1-p); drawn from default_rng([*seed, step])",
+    doc="0 with probability p, else 1/(1-p); drawn from default_rng([*seed, step, *loop indices])",
 ))  # fmt: skip
 
 
