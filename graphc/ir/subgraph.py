@@ -139,7 +139,8 @@ def trace(fn, types, names=None, op: str = "body", name: str | None = None, encl
     `names`: the body's input names (default x0, x1, ...). `fn` returns a node or a list/tuple
     of nodes, the body's outputs in order. Nodes of the enclosing graph (default: the graph of
     the innermost `with` block or body being traced) that `fn` reads are captured: `captures`
-    lists them, in the order of `SubGraph.captured`. Errors name `op` and the user's line.
+    lists them, in the order of `SubGraph.captured`. The body's nodes take the enclosing graph's
+    current scope. Errors name `op` and the user's line.
     """
     loc = user_location()
     enclosing = enclosing or current_graph(required=False)
@@ -155,8 +156,8 @@ def trace(fn, types, names=None, op: str = "body", name: str | None = None, encl
     if len(names) != len(types) or len(set(names)) != len(names):
         raise GraphStructureError(f"{op}: body input names {names} must be {len(types)} distinct names" + where(loc))
     body = Graph(name or f"{enclosing.name}/{op}", enclosing.seed, enclosing=enclosing)
-    inputs = [body.input(nm, shape, dtype) for nm, (shape, dtype) in zip(names, types)]
-    with _tracing(body):
+    with body.at_scope(enclosing.current_scope), _tracing(body):  # body nodes sit in the caller's scope
+        inputs = [body.input(nm, shape, dtype) for nm, (shape, dtype) in zip(names, types)]
         result = fn(*inputs)
         single = isinstance(result, Node)
         results = [result] if single else result

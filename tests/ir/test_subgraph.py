@@ -349,3 +349,11 @@ def test_inline_refuses_inputs_of_other_types():
         with pytest.raises(GraphStructureError, match=r"^inline: input 1 \(w\) of body 'outer/body' is f32\[3,3\], "
                            r"got f32\[2,3\]"):  # fmt: skip
             inline(body, [x, x])
+
+
+def test_body_nodes_take_the_callers_scope():
+    g, x, w = outer_graph()
+    with g, g.scope("rnn"):
+        body, _ = trace(lambda h: gc.tanh(h @ w), [x], names=["h"])
+    assert {n.scope for n in body.nodes} == {"rnn"}
+    assert body.text().splitlines()[1] == "  %0: f32[2,3] = matmul(h, w)".ljust(64) + " # rnn"
