@@ -222,10 +222,19 @@ def _leaves(what: str, value, allow_none: bool = False):
     if isinstance(value, tuple | list):
         for i, v in enumerate(value):
             if not isinstance(v, Node):
-                error(GraphStructureError, "scan", f"{what} {i} must be a graph node, got {type(v).__name__} {v!r:.60}")
+                error(GraphStructureError, "scan", f"{what} {i} must be a graph node, got {_value_text(v)}")
         return list(value), type(value)
-    kinds = "a node, a tuple/list of nodes" + (" or None" if allow_none else "")
-    error(GraphStructureError, "scan", f"{what} must be {kinds}, got {type(value).__name__} {value!r:.60}")
+    kinds = "a node, a tuple/list of nodes or None" if allow_none else "a node or a tuple/list of nodes"
+    error(GraphStructureError, "scan", f"{what} must be {kinds}, got {_value_text(value)}")
+
+
+def _value_text(v) -> str:
+    """What a user passed where nodes belong, in a few words (arrays by shape: make them gc.constant)."""
+    if isinstance(v, Node):
+        return f"node {v.label}: {v.type_str}"
+    if isinstance(v, np.ndarray):
+        return f"an array of shape {v.shape} (make it a node with gc.constant)"
+    return f"{type(v).__name__} {v!r:.60}"
 
 
 def _rebuild(structure, leaves):
@@ -236,10 +245,11 @@ def _rebuild(structure, leaves):
     return structure(leaves)
 
 
-def _struct_text(structure, n: int) -> str:
+def _struct_text(structure, leaves) -> str:
+    types = ", ".join(x.type_str for x in leaves)
     if structure is Node:
-        return "a node"
-    return f"a {structure.__name__} of {n} node{'s' if n != 1 else ''}"
+        return f"a node ({types})"
+    return f"a {structure.__name__} of {len(leaves)} node{'s' if len(leaves) != 1 else ''} ({types})"
 
 
 def scan(f, init, xs=None, length=None, reverse=False):
@@ -283,20 +293,23 @@ def scan(f, init, xs=None, length=None, reverse=False):
     nc = len(carry_leaves)
     y_kind = []  # the structure of y, known once f has run
 
+    def signature(args):
+        return ", ".join(f"{a.name}: {a.type_str}" for a in args)
+
     def step(*args):
         carry, x = _rebuild(carry_kind, list(args[:nc])), _rebuild(x_kind, list(args[nc:]))
         try:
             result = f(carry, x)
         except (GraphStructureError, ShapeError, DTypeError, AttributeValueError) as exc:
-            raise type(exc)(f"scan: in the body: {exc}") from None
+            raise type(exc)(f"scan: in the body ({signature(args)}): {exc}") from None
         if not (isinstance(result, tuple | list) and len(result) == 2):
-            error(GraphStructureError, "scan", f"the body must return a pair (new carry, y), got {result!r:.80}")
+            error(GraphStructureError, "scan", f"the body must return a pair (new carry, y), got {_value_text(result)}")
         new_carry, y = result
         new_leaves, new_kind = _leaves("the body's new carry", new_carry)
         if new_kind is not carry_kind or len(new_leaves) != nc:
             error(GraphStructureError, "scan",
-                  f"the body returned as new carry {_struct_text(new_kind, len(new_leaves))}, but init is "
-                  f"{_struct_text(carry_kind, nc)}")  # fmt: skip
+                  f"the body returned as new carry {_struct_text(new_kind, new_leaves)}, but init is "
+                  f"{_struct_text(carry_kind, carry_leaves)}")  # fmt: skip
         y_leaves, _ = _leaves("the body's y", y, allow_none=True)
         y_kind.append(None if y is None else Node if isinstance(y, Node) else type(y))
         return [*new_leaves, *y_leaves]
