@@ -56,11 +56,12 @@ def test_two_ranks_on_half_batches_match_one_process_on_the_full_batch(tmp_path,
         assert np.abs(unclipped.graph.values[w] - single.graph.values[w]).max() > 1e-2
 
 
-def test_checkpoint_is_written_once_by_rank_0_and_resumes_on_one_process(tmp_path):
+def test_checkpoint_and_curves_are_written_once_by_rank_0_and_the_checkpoint_resumes_on_one_process(tmp_path):
     ok(launch("train.py", "adam", "numba", tmp_path))
-    assert (tmp_path / "writers.txt").read_text().splitlines() == ["rank 0"]
+    assert (tmp_path / "writers.txt").read_text().splitlines() == ["rank 0", "curves: rank 0"]
     every = json.loads((tmp_path / "report.json").read_text())
     assert {r["saved"] for r in every} == {str(tmp_path / "ckpt")}  # both ranks get the path
+    assert {r["curves"] for r in every} == {str(tmp_path / "curves.png")} and (tmp_path / "curves.png").exists()
     # Saved by 2 ranks after 3 epochs, resumed by 1 process at the same global batch (16) for 2 more:
     # the same as one process that ran 5 epochs straight through.
     X, y = common.data()

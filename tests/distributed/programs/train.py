@@ -10,6 +10,7 @@ import common  # noqa: E402
 
 import graphc.io.checkpoint as checkpoint  # noqa: E402
 from graphc.distributed.checks import values_digest  # noqa: E402
+from graphc.nn.history import History  # noqa: E402
 
 opt, backend, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 X, y = common.data()
@@ -29,6 +30,17 @@ def logged_save(*args, **kw):  # every rank that writes the checkpoint says so
 
 checkpoint.save_checkpoint = logged_save
 saved = model.save(out / "ckpt")
+plot = History.plot
+
+
+def logged_plot(self, path, **kw):
+    with open(writers, "a") as f:
+        f.write(f"curves: rank {world.rank}\n")
+    return plot(self, path, **kw)
+
+
+History.plot = logged_plot
+curves = model.plot_history(out / "curves.png")
 report = {
     "rank": world.rank,
     "size": world.size,
@@ -37,6 +49,7 @@ report = {
     "evaluate": model.evaluate(X, y),
     "predict": model.predict(X).round(6).tolist(),
     "saved": str(saved),
+    "curves": str(curves),
     "step": model.step,
 }
 every = world.allgather(report)
