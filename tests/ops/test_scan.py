@@ -285,3 +285,36 @@ def test_a_symbolic_time_axis_binds_when_the_graph_runs():
         np.testing.assert_allclose(got_s, a.sum(0))
         want = np.array([a[t + 1 :].sum(0) + np.cumsum(a, 0)[t] - a[t] for t in range(steps)]).reshape(steps, 3)
         np.testing.assert_allclose(got_gx, want)
+
+
+# -- training through a scan ------------------------------------------------------------------------
+def rnn_training_graph():
+    g = gc.Graph("train_rnn", seed=4)
+    with g:
+        xs = g.input("xs", (T, "batch", D))
+        target = g.input("target", ("batch", H))
+        w, u = g.param("w", (D, H)), g.param("u", (H, H))
+
+        def cell(h, x):
+            h = gc.tanh(x @ w + h @ u)
+            return h, h
+
+        h0 = gc.zeros_like(target)
+        h, hs = gc.scan(cell, h0, xs)
+        loss = gc.mean((h - target) ** 2) + 0.1 * gc.mean(hs * hs)
+        g.output("loss", loss)
+    gc.training_graph(loss, gc.optim.SGD(0.5, momentum=0.9))
+    return g
+
+
+def test_sgd_trains_through_a_scan_the_same_on_both_backends():
+    rng = np.random.default_rng(11)
+    feeds = {"xs": rng.standard_normal((T, 8, D)).astype("float32"),
+             "target": rng.uniform(-0.5, 0.5, (8, H)).astype("float32")}  # fmt: skip
+    losses = {}
+    for backend in ("reference", "numba"):
+        g = rnn_training_graph()
+        step = gc.compile(g, backend)
+        losses[backend] = [float(step(feeds)["loss"]) for _ in range(15)]
+    np.testing.assert_allclose(losses["numba"], losses["reference"], rtol=1e-4)
+    assert losses["reference"][-1] < 0.5 * losses["reference"][0]
