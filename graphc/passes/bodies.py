@@ -46,8 +46,11 @@ def as_body(graph: Graph, like: SubGraph) -> SubGraph:
 
 
 def rewrite_body(body: SubGraph, graph_pass: GraphPass) -> SubGraph:
-    """`graph_pass` applied to `body`: a new SubGraph of the same input and output types."""
-    return as_body(graph_pass(as_graph(body)), body)
+    """`graph_pass` applied to `body`: a new SubGraph of the same input and output types (`body`
+    itself when the pass returns its graph unchanged)."""
+    view = as_graph(body)
+    out = graph_pass(view)
+    return body if out is view else as_body(out, body)
 
 
 def bodies_of(node: Node) -> dict[str, SubGraph]:

@@ -1,13 +1,19 @@
 """The pass pipeline: named graph -> graph passes, run in order, each switchable off by name.
 
 Order (PASSES), and why:
-  1. cse        merge duplicates first, so later patterns see one node per value;
-  2. fold       evaluate constant subgraphs (b - 1 in pow's gradient becomes a constant);
-  3. stabilize  rewrite overflow-prone forms while autodiff's patterns are still intact;
-  4. simplify   x*1, x+0, --x, transpose/reshape chains, ... (cleans up after 2 and 3);
-  5. dce        drop everything the earlier passes left unused.
+  1. cse              merge duplicates first, so later patterns see one node per value;
+  2. fold             evaluate constant subgraphs (b - 1 in pow's gradient becomes a constant);
+  3. loop_prune       drop the scan outputs nothing reads and the body work feeding only them;
+  4. loop_hoist       move body work that reads no carry out of its scan (x_t @ W for all steps
+                      becomes one product over the stacked xs; W.T is done once);
+  5. loop_accumulate  accumulator carries (a weight gradient summed over the steps) become
+                      stacked per-step terms and one sum, products computed after the loop;
+  6. stabilize        rewrite overflow-prone forms while autodiff's patterns are still intact;
+  7. simplify         x*1, x+0, --x, transpose/reshape chains, a sum of per-step products as
+                      one product over T*batch rows, ... (cleans up after 2 to 6);
+  8. dce              drop everything the earlier passes left unused.
 Each pass also rewrites the bodies of loops (sub-graph attributes; passes/bodies.py), nested
-bodies first.
+bodies first; the loop passes (passes/loops.py) rewrite scans.
 """
 
 import time
@@ -19,6 +25,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.passes.basic import cse, dce, fold
 from graphc.passes.bodies import in_bodies
+from graphc.passes.loops import loop_accumulate, loop_hoist, loop_prune
 from graphc.passes.rewrite import rewrite
 from graphc.passes.simplify import simplify
 from graphc.passes.stabilize import stabilize
@@ -26,6 +33,9 @@ from graphc.passes.stabilize import stabilize
 PASSES: dict[str, Callable[[Graph], Graph]] = {
     "cse": in_bodies(cse),
     "fold": in_bodies(fold),
+    "loop_prune": loop_prune,
+    "loop_hoist": loop_hoist,
+    "loop_accumulate": loop_accumulate,
     "stabilize": in_bodies(stabilize),
     "simplify": in_bodies(simplify),
     "dce": in_bodies(dce),

@@ -48,14 +48,14 @@ class Rewriter:
         attrs = attrs if isinstance(attrs, Attrs) else Attrs(attrs)
         typ = get(op).infer(list(inputs), attrs)
         if isinstance(typ, TupleType):
-            return self._add(op, inputs, attrs, typ, None, None, like or self.current)
+            return self._add(op, inputs, attrs, typ, None, None, self._like(like))
         shape, dtype = typ
-        return self._add(op, inputs, attrs, shape, dtype, None, like or self.current)
+        return self._add(op, inputs, attrs, shape, dtype, None, self._like(like))
 
     def const(self, value, dtype: str, like: Node | None = None) -> Node:
         """A constant node of the new graph."""
         arr = np.array(value, dtype=dtype, order="C")
-        return self._add("const", (), Attrs({"value": arr}), arr.shape, dtype, None, like or self.current)
+        return self._add("const", (), Attrs({"value": arr}), arr.shape, dtype, None, self._like(like))
 
     def copy(self, old: Node, inputs, attrs: Attrs | None = None) -> Node:
         """`old` itself, re-created on the new inputs (a registered input/param is re-registered);
@@ -69,6 +69,9 @@ class Rewriter:
             table = self.new.inputs if self.old.inputs.get(old.name) is old else self.new.params
             table[old.name] = node
         return node
+
+    def _like(self, like: Node | None) -> Node:
+        return self.current if like is None else like  # a node has no truth value: never `like or ...`
 
     def replace_outputs(self, old: Node, outputs) -> None:
         """Stand for the outputs of `old` (a node with several outputs) one by one: `outputs[i]`,

@@ -119,6 +119,25 @@ def _pow(rw, node, inputs):
     return None
 
 
+def _sum_of_batched_products(rw, node, inputs):
+    """sum(matmul(transpose(A), B), axis=0) over a leading stacked axis T, A [T, N, F], B [T, N, H]
+    (the weight gradient of every step of a loop, summed) -> one product over T*N rows:
+    transpose(reshape(A, [T*N, F])) @ reshape(B, [T*N, H]). Needs T and N concrete."""
+    (p,) = inputs
+    if node.attrs["axes"] != (0,) or node.attrs["keepdims"] or p.op != "matmul" or p.ndim != 3:
+        return None
+    a_t, b = p.inputs
+    if a_t.op != "transpose" or a_t.attrs["perm"] != (0, 2, 1) or b.ndim != 3:
+        return None
+    a = a_t.inputs[0]
+    t, n = a.shape[:2]
+    if not (isinstance(t, int) and isinstance(n, int)) or tuple(b.shape[:2]) != (t, n):
+        return None
+    rows_a = rw.emit("reshape", [a], {"shape": (t * n, a.shape[2])})
+    rows_b = rw.emit("reshape", [b], {"shape": (t * n, b.shape[2])})
+    return rw.emit("matmul", [rw.emit("transpose", [rows_a], {"perm": (1, 0)}), rows_b])
+
+
 SIMPLIFY_RULES = {
     "mul": [_identity_operand(1)],
     "add": [_identity_operand(0)],
@@ -132,11 +151,13 @@ SIMPLIFY_RULES = {
     "broadcast_to": [_broadcast_to],
     "cast": [_cast],
     "pow": [_pow],
+    "sum": [_sum_of_batched_products],
 }
 
 
 def simplify(graph: Graph) -> Graph:
-    """Algebraic simplification by the SIMPLIFY_RULES table (x*1, x+0, --x, log(exp x), ...)."""
+    """Algebraic simplification by the SIMPLIFY_RULES table (x*1, x+0, --x, log(exp x), sums of
+    batched products, ...)."""
     return rewrite(graph, table_rule(SIMPLIFY_RULES))
 
 

@@ -14,8 +14,9 @@ from graphc.fusion import fuse, fuse_body
 from graphc.ir.node import TupleType
 from graphc.ir.subgraph import trace
 from graphc.ops.registry import Kind, OpDef, all_ops, apply, register
-from graphc.passes import PASSES, optimize
+from graphc.passes import PASSES, optimize, run_passes
 from graphc.passes.bodies import rewrite_body
+from graphc.passes.loops import loop_accumulate, loop_hoist, loop_prune
 
 rng = np.random.default_rng(7)
 
@@ -149,3 +150,306 @@ def test_fuse_body_groups_a_bodys_nodes_like_a_graphs():
     # the graph holding the body: the op with the body is one opaque kernel, as before
     top = fuse(g.live_nodes(), g.roots())
     assert [k.kind for k in top] == ["opaque", "opaque", "opaque"]
+
+
+# -- scans: helpers ---------------------------------------------------------------------------------
+T, B, F, H = 5, 4, 3, 6
+
+
+def scans(graph):
+    return [n for n in graph.live_nodes() if n.op == "scan"]
+
+
+def matmuls(graph):
+    """(matmuls outside every scan body, [matmuls inside each scan body, nested ones counted in])."""
+
+    def inside(body):
+        return sum(1 for n in body.nodes if n.op == "matmul") + sum(inside(n.attrs["body"]) for n in body.nodes
+                                                                        if n.op == "scan")  # fmt: skip
+
+    live = graph.live_nodes()
+    return sum(1 for n in live if n.op == "matmul"), [inside(n.attrs["body"]) for n in live if n.op == "scan"]
+
+
+def feeds(*shapes_by_name, seed=0):
+    r = np.random.default_rng(seed)
+    return {k: r.standard_normal(shape).astype(np.float32) for k, shape in shapes_by_name}
+
+
+def rnn_graph(train=True, reverse=False):
+    """A tanh RNN over xs [T, B, F]: loss on every hidden state; gradients of the weights as outputs."""
+    g = gc.Graph("rnn")
+    with g:
+        xs = g.input("xs", (T, B, F))
+        h0 = g.input("h0", (B, H))
+        w_ih, w_hh = g.param("w_ih", (F, H)), g.param("w_hh", (H, H))
+        b = g.param("b", (H,), init="uniform")
+
+        def cell(h, x):
+            h = gc.tanh(x @ w_ih + h @ w_hh + b)
+            return h, h
+
+        h_last, hs = gc.scan(cell, h0, xs, reverse=reverse)
+        loss = gc.mean(hs * hs) + gc.mean(h_last)
+        g.output("loss", loss)
+        if train:
+            for name, d in gc.gradients(loss).items():
+                g.output(f"d_{name}", d)
+    return g
+
+
+RNN_FEEDS = feeds(("xs", (T, B, F)), ("h0", (B, H)))
+
+
+def lstm_graph():
+    """An LSTM-like cell with a tuple carry (h, c), one fused gate weight for each of x and h."""
+    g = gc.Graph("lstm")
+    with g:
+        xs = g.input("xs", (T, B, F))
+        h0, c0 = g.input("h0", (B, H)), g.input("c0", (B, H))
+        w_x, w_h = g.param("w_x", (F, 4 * H)), g.param("w_h", (H, 4 * H))
+        b = g.param("b", (4 * H,), init="uniform")
+
+        def cell(carry, x):
+            h, c = carry
+            z = x @ w_x + h @ w_h + b
+            i, f, o, u = (z[:, k * H : (k + 1) * H] for k in range(4))
+            c = gc.sigmoid(f) * c + gc.sigmoid(i) * gc.tanh(u)
+            h = gc.sigmoid(o) * gc.tanh(c)
+            return (h, c), h
+
+        (h_last, c_last), hs = gc.scan(cell, (h0, c0), xs)
+        loss = gc.mean(hs * hs) + gc.mean(c_last)
+        g.output("loss", loss)
+        for name, d in gc.gradients(loss).items():
+            g.output(f"d_{name}", d)
+    return g
+
+
+LSTM_FEEDS = feeds(("xs", (T, B, F)), ("h0", (B, H)), ("c0", (B, H)))
+
+
+# -- 1. loop_prune -----------------------------------------------------------------------------------------
+def test_prune_drops_unread_ys_and_the_carries_no_read_output_needs():
+    g = gc.Graph("p")
+    with g:
+        xs = g.input("xs", (T, B, F))
+        w = g.param("w", (F, H))
+
+        def step(carry, x):
+            h, n = carry
+            h = gc.tanh(x @ w + h)
+            return (h, n + 1.0), (h * 2.0, gc.exp(x))  # the step counter n and both ys: unread
+
+        (h_last, _), _ = gc.scan(step, (gc.zeros_like(xs[0] @ w), gc.constant(0.0)), xs)
+        g.output("h", h_last)
+    (s,) = scans(g)
+    assert s.attrs["num_carry"] == 2 and len(s.types) == 2 + 2 + 2
+    g2 = loop_prune(g)
+    (s2,) = scans(g2)
+    assert s2.attrs["num_carry"] == 1 and s2.attrs["num_xs"] == 1 and len(s2.types) == 1 + 0 + 1
+    assert body_ops(s2.attrs["body"]) == ["matmul", "add", "tanh"]
+    assert_same(g, g2, feeds(("xs", (T, B, F))))
+
+
+def test_prune_keeps_the_carries_a_read_y_depends_on():
+    g = gc.Graph("p")
+    with g:
+        xs = g.input("xs", (T, B))
+
+        def step(carry, x):
+            a, b = carry
+            return (a + x, b * 0.5), (a * b, a)  # y 0 reads both carries; y 1 is unread
+
+        _, (ab, _) = gc.scan(step, (gc.constant(np.ones(B, np.float32)), gc.constant(np.ones(B, np.float32))), xs)
+        g.output("ab", ab)
+    g2 = loop_prune(g)
+    (s2,) = scans(g2)
+    assert s2.attrs["num_carry"] == 2 and len(s2.attrs["body"].outputs) == 3
+    assert_same(g, g2, feeds(("xs", (T, B))))
+
+
+def test_prune_in_a_training_graph_leaves_only_what_the_gradients_read():
+    g = rnn_graph()
+    g2 = loop_prune(g)
+    fwd, back = scans(g2)
+    assert len(fwd.types) == 3  # h_last, hs, the residuals the backward scan reads
+    assert back.attrs["num_carry"] == 4  # dh and the three weight-gradient accumulators
+    assert_same(g, g2, RNN_FEEDS)
+
+
+# -- 2. loop_hoist -----------------------------------------------------------------------------------------
+def test_hoist_moves_the_input_projection_out_of_the_forward_loop():
+    g = rnn_graph(train=False)
+    assert matmuls(g) == (0, [2])
+    g2 = loop_hoist(g)
+    assert matmuls(g2) == (1, [1])
+    (proj,) = [n for n in g2.live_nodes() if n.op == "matmul"]
+    assert proj.type_str == "f32[5,4,6]" and proj.inputs[0] is g2.inputs["xs"]  # xs @ w_ih, all steps at once
+    (s,) = scans(g2)
+    assert s.attrs["num_xs"] == 1 and s.inputs[1] is proj  # the scan reads the projection, not xs
+    assert [n.name for n in s.attrs["body"].captured] == ["w_hh", "b"]
+    assert_same(g, g2, RNN_FEEDS)
+
+
+def test_hoist_computes_captured_only_work_once_before_the_loop():
+    g = gc.Graph("h")
+    with g:
+        xs = g.input("xs", (T, B, H))
+        w = g.param("w", (H, H))
+        _, ys = gc.scan(lambda h, x: (gc.tanh(h @ (w.T * 0.5)), h * x), gc.zeros_like(xs[0]), xs)
+        g.output("ys", ys)
+    assert body_ops(scans(g)[0].attrs["body"]) == ["transpose", "mul", "matmul", "tanh", "mul"]
+    g2 = loop_hoist(g)
+    (s,) = scans(g2)
+    assert body_ops(s.attrs["body"]) == ["matmul", "tanh", "mul"]
+    assert [n.type_str for n in s.attrs["body"].captured] == ["f32[6,6]"]
+    assert s.inputs[-1].op == "mul" and s.inputs[-1].inputs[0].op == "transpose"
+    assert_same(g, g2, feeds(("xs", (T, B, H))))
+
+
+def test_hoist_leaves_random_ops_reductions_and_carry_work_in_the_loop():
+    g = gc.Graph("h")
+    with g:
+        xs = g.input("xs", (T, B, F))
+
+        def step(h, x):
+            d = gc.dropout(x, 0.5, seed=3)  # draws anew at every step: stays
+            s = gc.sum(gc.exp(x), axis=1)  # exp moves out; the reduction has no batched form here
+            return h + s, d
+
+        _, ys = gc.scan(step, gc.constant(np.zeros(B, np.float32)), xs)
+        g.output("ys", ys)
+        g.output("last", gc.scan(step, gc.constant(np.zeros(B, np.float32)), xs)[0])
+    g2 = loop_hoist(g)
+    for s in scans(g2):
+        assert body_ops(s.attrs["body"]) == ["sum", "add", "dropout_mask", "mul"]
+    assert [n.op for n in g2.live_nodes() if not n.is_source and n.op not in ("scan", "tuple_get")] == ["exp"]
+    assert_same(g, g2, feeds(("xs", (T, B, F))), rtol=0, atol=0)
+
+
+def test_hoist_in_a_reverse_scan():
+    g = rnn_graph(train=False, reverse=True)
+    g2 = loop_hoist(g)
+    assert matmuls(g2) == (1, [1]) and scans(g2)[0].attrs["reverse"] is True
+    assert_same(g, g2, RNN_FEEDS)
+
+
+def test_hoist_in_nested_scans_moves_work_out_level_by_level():
+    g = gc.Graph("n")
+    with g:
+        xs = g.input("xs", (T, 2, B, F))  # T outer steps of 2 inner steps
+        w_ih, w_hh = g.param("w_ih", (F, H)), g.param("w_hh", (H, H))
+
+        def outer(h, x_outer):
+            def inner(h, x):
+                h = gc.tanh(x @ w_ih + h @ w_hh)
+                return h, h
+
+            h, hs = gc.scan(inner, h, x_outer)
+            return h, gc.sum(hs, axis=0)
+
+        h_last, ys = gc.scan(outer, gc.zeros_like(xs[0, 0] @ w_ih), xs)
+        loss = gc.mean(ys * ys) + gc.mean(h_last)
+        g.output("loss", loss)
+        for name, d in gc.gradients(loss).items():
+            g.output(f"d_{name}", d)
+    f = feeds(("xs", (T, 2, B, F)))
+    outer_fwd = scans(g)[0]
+    assert matmuls(g)[1][0] == 2
+    g2 = loop_hoist(g)
+    fwd = scans(g2)[0]
+    # x @ w_ih left the inner loop (batched over its 2 steps), then the outer one (over all T*2)
+    assert matmuls(g2)[1][0] == 1 and outer_fwd.attrs["body"] != fwd.attrs["body"]
+    (proj,) = [n for n in g2.live_nodes() if n.op == "matmul" and n.inputs[0] is g2.inputs["xs"]]
+    assert proj.type_str == "f32[5,2,4,6]"
+    assert_same(g, g2, f)
+    assert_same(g, optimize(g), f, rtol=1e-4, atol=1e-6)
+
+
+# -- 3. loop_accumulate and the sum of batched products ---------------------------------------------------------
+def test_accumulator_carry_becomes_stacked_terms_and_one_sum():
+    g = gc.Graph("a")
+    with g:
+        xs = g.input("xs", (T, B))
+
+        def step(carry, x):
+            h, acc = carry
+            h = gc.tanh(h + x)
+            return (h, acc + h * h), None
+
+        init = (gc.constant(np.zeros(B, np.float32)), gc.constant(np.full(B, 0.5, np.float32)))
+        (h_last, total), _ = gc.scan(step, init, xs)
+        g.output("total", total)
+        g.output("h", h_last)
+    g2 = loop_accumulate(g)
+    (s,) = scans(g2)
+    assert s.attrs["num_carry"] == 1 and len(s.attrs["body"].outputs) == 2  # h; the stacked h*h
+    (total,) = [n for n in g2.live_nodes() if n is g2.outputs["total"]]
+    assert total.op == "add" and total.inputs[1].op == "sum" and total.inputs[1].attrs["axes"] == (0,)
+    assert_same(g, g2, feeds(("xs", (T, B))))
+
+
+def test_an_accumulator_whose_steps_are_read_stays_a_carry():
+    g = gc.Graph("a")
+    with g:
+        xs = g.input("xs", (T, B))
+        total, partial = gc.scan(lambda acc, x: (acc + x, acc), gc.constant(np.zeros(B, np.float32)), xs)
+        g.output("partial", partial)  # reads acc at every step
+        g.output("total", total)
+    g2 = loop_accumulate(g)
+    assert scans(g2)[0].attrs["num_carry"] == 1
+    assert_same(g, g2, feeds(("xs", (T, B))))
+
+
+def test_rnn_training_graph_keeps_only_the_recurrent_product_in_the_loops():
+    g = rnn_graph()
+    # forward: x@w_ih, h@w_hh; backward: both recomputed, dh@w_hh^T and the two weight gradients
+    assert matmuls(g) == (0, [2, 5])
+    g2 = optimize(g)
+    assert matmuls(g2) == (4, [1, 1])
+    fwd, back = scans(g2)
+    assert fwd.attrs["num_carry"] == 1 and back.attrs["num_carry"] == 1  # the accumulators are gone
+    (rec,) = [n for n in back.attrs["body"].nodes if n.op == "matmul"]
+    assert rec.inputs[1].name in [c.name for c in back.attrs["body"].captured]  # dh @ w_hh^T, w_hh^T captured
+    outside = [n for n in g2.live_nodes() if n.op == "matmul"]
+    shapes = sorted(f"{n.inputs[0].type_str}@{n.inputs[1].type_str}" for n in outside)
+    # the input projection, the recomputed h@w_hh of every step, and the weight gradients over T*B = 20 rows
+    assert shapes == ["f32[3,20]@f32[20,6]", "f32[5,4,3]@f32[3,6]", "f32[5,4,6]@f32[6,6]", "f32[6,20]@f32[20,6]"]
+    assert_same(g, g2, RNN_FEEDS, rtol=1e-4, atol=1e-6)
+
+
+def test_lstm_training_graph_moves_products_and_gradients_out_of_both_loops():
+    g = lstm_graph()
+    before = matmuls(g)
+    g2 = optimize(g)
+    after = matmuls(g2)
+    assert before == (0, [2, 5]) and after == (4, [1, 1])
+    fwd, back = scans(g2)
+    assert fwd.attrs["num_carry"] == 2 and back.attrs["num_carry"] == 2  # (dh, dc): no accumulators
+    assert_same(g, g2, LSTM_FEEDS, rtol=1e-4, atol=1e-6)
+
+
+def test_each_loop_pass_can_be_switched_off():
+    g = rnn_graph()
+    opt = run_passes(g, disable=("loop_hoist", "loop_accumulate"))
+    assert matmuls(opt.graph) == (0, [2, 5])
+    assert [r.stage for r in opt.summary.rows][2:3] == ["loop_prune"]
+    assert matmuls(optimize(g, disable=("loop_accumulate",))) == (2, [1, 3])
+    assert_same(g, opt.graph, RNN_FEEDS, rtol=1e-4, atol=1e-6)
+
+
+def test_sum_of_batched_products_becomes_one_product_over_all_rows():
+    g = gc.Graph("s")
+    with g:
+        a, b = g.input("a", (T, B, F)), g.input("b", (T, B, H))
+        sym = g.input("sym", (T, "batch", F))
+        g.output("w", gc.sum(gc.swapaxes(a) @ b, axis=0))
+        g.output("w_sym", gc.sum(gc.swapaxes(sym) @ sym, axis=0))  # T*batch is no static shape: left
+    g2 = optimize(g)
+    prods = {n.type_str: n for n in g2.live_nodes() if n.op == "matmul"}
+    assert sorted(prods) == ["f32[3,6]", "f32[5,3,3]"]
+    w = prods["f32[3,6]"]
+    assert [x.type_str for x in w.inputs] == ["f32[3,20]", "f32[20,6]"] and w is g2.outputs["w"]
+    f = feeds(("a", (T, B, F)), ("b", (T, B, H)), ("sym", (T, 2, F)))
+    assert_same(g, g2, f)

@@ -83,7 +83,8 @@ def test_optimize_preserves_semantics_and_shrinks():
 
 
 def test_pass_order_is_documented_and_fixed():
-    assert list(PASSES) == ["cse", "fold", "stabilize", "simplify", "dce"]
+    loops = ["loop_prune", "loop_hoist", "loop_accumulate"]
+    assert list(PASSES) == ["cse", "fold", *loops, "stabilize", "simplify", "dce"]
     import graphc.passes.pipeline as pipeline
 
     for name in PASSES:
@@ -98,7 +99,8 @@ def test_disable_by_name():
     assert live_ops(optimize(g)) == []
     g2 = optimize(g, disable=("simplify",))
     assert live_ops(g2) == ["mul"]
-    assert [r.stage for r in run_passes(g, disable=("simplify",)).summary.rows] == ["cse", "fold", "stabilize", "dce"]
+    stages = [r.stage for r in run_passes(g, disable=("simplify",)).summary.rows]
+    assert stages == ["cse", "fold", "loop_prune", "loop_hoist", "loop_accumulate", "stabilize", "dce"]
     assert_same(g, g2, {"x": np.arange(3, dtype=np.float32)})
 
 
