@@ -4,7 +4,8 @@
     w.rank, w.size, w.is_root
 
 A process started by an MPI launcher (mpiexec, mpirun, srun: they set PMI_* or OMPI_* variables)
-joins MPI_COMM_WORLD through mpi4py. Any other process is a world of one: it trains as a single
+joins MPI_COMM_WORLD through mpi4py; in a world of several, an uncaught exception then aborts
+every rank (as under `python -m mpi4py`). Any other process is a world of one: it trains as a single
 process, never imports MPI (mpi4py need not be installed), and `init` says so once on stderr.
 """
 
@@ -124,6 +125,8 @@ def init(quiet: bool = False) -> World:
             f"mpi4py cannot be imported ({exc}); install it with: pip install 'graphc[mpi]'"
         ) from None
     comm = MPI.COMM_WORLD
+    if comm.Get_size() > 1:
+        _abort_on_uncaught_exception(comm)
     _WORLD = World(
         comm.Get_rank(),
         comm.Get_size(),
@@ -131,6 +134,19 @@ def init(quiet: bool = False) -> World:
         f"MPI world of {comm.Get_size()} ({MPI.Get_library_version().splitlines()[0].strip()})",
     )
     return _WORLD
+
+
+def _abort_on_uncaught_exception(comm) -> None:
+    """An uncaught exception on one rank aborts every rank (MPI_Abort), as `python -m mpi4py`
+    does, instead of leaving the others waiting forever in their next collective."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    sys.excepthook = hook
 
 
 def world() -> World:

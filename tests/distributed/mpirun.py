@@ -37,13 +37,14 @@ def missing() -> str | None:
 needs_mpi = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 
 
-def launch(program: str, *args, n: int = 2, timeout: float = TIMEOUT, module: bool = False):
-    """Run PROGRAM (a file in programs/, or with module=True a module such as graphc) on n ranks;
-    returns the CompletedProcess (stdout and stderr as text). The graphc of this checkout runs."""
+def launch(program: str, *args, n: int = 2, timeout: float = TIMEOUT, module: bool = False, runner: bool = True):
+    """Run PROGRAM (a file in programs/, or with module=True a module such as graphc) on n ranks,
+    under `python -m mpi4py` unless runner=False; returns the CompletedProcess (stdout and stderr
+    as text). The graphc of this checkout runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     target = ["-m", program] if module else [str(PROGRAMS / program)]
-    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", *target, *map(str, args)]
+    cmd = [mpiexec(), "-n", str(n), sys.executable, *(["-m", "mpi4py"] if runner else []), *target, *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
 
 
