@@ -318,3 +318,26 @@ def test_sgd_trains_through_a_scan_the_same_on_both_backends():
         losses[backend] = [float(step(feeds)["loss"]) for _ in range(15)]
     np.testing.assert_allclose(losses["numba"], losses["reference"], rtol=1e-4)
     assert losses["reference"][-1] < 0.5 * losses["reference"][0]
+
+
+def test_a_nested_scan_and_its_gradient_on_numba_equal_the_reference():
+    arrays = rng_arrays(12, xs=(T, 3, D), h0=(D,), w=(D, D))
+    g = gc.Graph("nested")
+    with g:
+        n = {k: g.input(k, v.shape, "float64") for k, v in arrays.items()}
+
+        def outer(h, x_t):
+            c, sums = gc.scan(lambda c, row: (gc.tanh(c @ n["w"] + row),) * 2, h, x_t, reverse=True)
+            return c * 0.9, sums
+
+        h, ys = gc.scan(outer, n["h0"], n["xs"])
+        loss = gc.sum(ys * ys) + gc.sum(h)
+    grads = gc.grad(loss, list(n.values()))
+    want = gc.run(g, arrays, outputs=[loss, *grads])
+    got = gc.compile(g, "numba", outputs=[loss, *grads])(arrays)
+    for a, b, name in zip(got, want, ["loss", *arrays]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, err_msg=name)
+    scans = [x for x in g.live_nodes(grads) if x.op == "scan"]
+    assert len(scans) == 2  # the forward scan and its reverse scan; the inner ones live in their bodies
+    inner_back = [x for x in scans[1].attrs["body"].nodes if x.op == "scan"]
+    assert [x.attrs["reverse"] for x in inner_back] == [True, False]  # the inner scan recomputed, then reversed
