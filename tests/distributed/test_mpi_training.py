@@ -46,6 +46,9 @@ def test_two_ranks_on_half_batches_match_one_process_on_the_full_batch(tmp_path,
     for k, v in every[0]["evaluate"].items():
         assert v == pytest.approx(ref_eval[k], rel=1e-5), k
     np.testing.assert_allclose(np.array(every[0]["predict"]), single.predict(X), atol=2e-5)
+    assert every[0]["predict_one"] == every[1]["predict_one"]
+    np.testing.assert_allclose(np.array(every[0]["predict_one"]), single.predict(X[:1], logits=True), atol=2e-5)
+    assert every[1]["evaluate_one"]["loss"] == pytest.approx(single.evaluate(X[:1], y[:1])["loss"], rel=1e-5)
     hist = every[0]["history"]["history"]
     for k, v in single.history.history.items():
         np.testing.assert_allclose(hist[k], v, rtol=1e-5, err_msg=k)

@@ -48,6 +48,8 @@ report = {
     "history": model.history.to_dict(),
     "evaluate": model.evaluate(X, y),
     "predict": model.predict(X).round(6).tolist(),
+    "predict_one": model.predict(X[:1], logits=True).tolist(),  # fewer samples than ranks: rank 1 has none
+    "evaluate_one": model.evaluate(X[:1], y[:1]),
     "saved": str(saved),
     "curves": str(curves),
     "step": model.step,
