@@ -341,3 +341,21 @@ def test_a_nested_scan_and_its_gradient_on_numba_equal_the_reference():
     assert len(scans) == 2  # the forward scan and its reverse scan; the inner ones live in their bodies
     inner_back = [x for x in scans[1].attrs["body"].nodes if x.op == "scan"]
     assert [x.attrs["reverse"] for x in inner_back] == [True, False]  # the inner scan recomputed, then reversed
+
+
+def test_gradient_through_integer_xs_an_embedding_and_a_captured_value_returned_as_y():
+    rng = np.random.default_rng(13)
+    arrays = {"ids": rng.integers(0, 6, (T, 3)), "emb": rng.standard_normal((6, 2)),
+              "u": rng.standard_normal((2, 2)), "h0": rng.standard_normal((3, 2))}  # fmt: skip
+
+    def build(ids, emb, u, h0):
+        def cell(h, x):
+            (tok,) = x
+            h = gc.tanh(gc.take(emb, tok) + h @ u)
+            return h, (h, emb)  # y: a tuple, one of them the captured value itself
+
+        _, (hs, embs) = gc.scan(cell, h0, [ids])
+        assert embs.shape == (T, 6, 2)
+        return gc.sum(hs * hs) + gc.sum(embs * 0.5)
+
+    check_grad(build, arrays, wrt=["emb", "u", "h0"])
