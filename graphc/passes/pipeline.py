@@ -69,7 +69,8 @@ class Summary:
 
     def __str__(self):
         kernels = any(r.kernels_after is not None for r in self.rows)
-        head = f"{'stage':<12}{'nodes':>8}{'->':>4}{'nodes':>8}"
+        w = max([12, *(len(r.stage) + 1 for r in self.rows)])
+        head = f"{'stage':<{w}}{'nodes':>8}{'->':>4}{'nodes':>8}"
         if kernels:
             head += f"{'kernels':>10}{'->':>4}{'kernels':>9}"
         lines = [head + f"{'ms':>9}"]
@@ -78,13 +79,13 @@ class Summary:
             return "-" if v is None else str(v)
 
         for r in self.rows:
-            line = f"{r.stage:<12}{r.nodes_before:>8}{'':>4}{r.nodes_after:>8}"
+            line = f"{r.stage:<{w}}{r.nodes_before:>8}{'':>4}{r.nodes_after:>8}"
             if kernels:
                 line += f"{k(r.kernels_before):>10}{'':>4}{k(r.kernels_after):>9}"
             lines.append(line + f"{r.seconds * 1e3:>9.2f}")
         if self.rows:
             first, last = self.rows[0], self.rows[-1]
-            lines.append(f"{'total':<12}{first.nodes_before:>8}{'':>4}{last.nodes_after:>8}")
+            lines.append(f"{'total':<{w}}{first.nodes_before:>8}{'':>4}{last.nodes_after:>8}")
         return "\n".join(lines)
 
 
