@@ -34,9 +34,10 @@ def values_digest(values: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def check_same(world: World, graph, values: dict | None = None, what: str = "model") -> None:
+def check_same(world: World, graph, values: dict | None = None, what: str = "model", arrays=None) -> None:
     """DistributedError on every rank unless all ranks have rank 0's graphc version, graph and
-    (when given) values. `values` defaults to the graph's variables."""
+    values (default: the graph's variables), and, when given, the same `arrays` ({label: array},
+    such as the training data, which every rank must load alike for the shards to cover it)."""
     if world.size == 1:
         return
     import graphc
@@ -46,6 +47,8 @@ def check_same(world: World, graph, values: dict | None = None, what: str = "mod
         f"{what} (graph)": graph_digest(graph),
         "parameter values": values_digest(graph.values if values is None else values),
     }
+    for label, a in (arrays or {}).items():
+        mine[label] = values_digest({"": a})
     every = world.allgather(mine)
     problems = []
     for key in mine:
@@ -54,8 +57,8 @@ def check_same(world: World, graph, values: dict | None = None, what: str = "mod
             shown = ", ".join(f"rank {r} has {every[r][key]}" for r in odd)
             problems.append(f"{key}: rank 0 has {every[0][key]}, {shown}")
     if problems:
-        hint = ("every rank must run the same graphc and build the same model with the same seed "
-                "(or load the same checkpoint)")  # fmt: skip
+        hint = ("every rank must run the same graphc, build the same model with the same seed (or load the "
+                "same checkpoint) and load the same data")  # fmt: skip
         raise DistributedError(f"distributed training on {world.size} ranks cannot start, the ranks differ: "
                                + "; ".join(problems)
                                + f"; {hint}")  # fmt: skip

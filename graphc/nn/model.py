@@ -278,7 +278,8 @@ class Model:
         if self.world.size > 1:
             from graphc.distributed.checks import check_same
 
-            check_same(self.world, self.graph)  # the values may have changed since the model was built
+            # the values may have changed since the model was built; the shards need the same data everywhere
+            check_same(self.world, self.graph, arrays={"training data X": X, "training data y": y})
         stop = _early(early_stopping, val is not None)
         best = None  # (value, epoch, snapshot)
         wait = 0

@@ -113,8 +113,10 @@ def test_dropout_per_rank_batch_norm_kept_equal_and_early_stopping_decided_alike
     "case, message",
     [
         ("seed", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: parameter "
-                 r"values: rank 0 has \w{16}, rank 1 has \w{16}; every rank must run the same graphc and build the "
+                 r"values: rank 0 has \w{16}, rank 1 has \w{16}; every rank must run the same graphc, build the "
                  r"same model with the same seed"),
+        ("data", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: training data "
+                 r"X: rank 0 has \w{16}, rank 1 has \w{16}; every rank"),
         ("model", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: model \(graph\): "
                   r"rank 0 has \w{16}, rank 1 has \w{16}; parameter values: rank 0 has"),
         ("version", r"DistributedError: distributed training on 2 ranks cannot start, the ranks differ: graphc "
