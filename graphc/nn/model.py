@@ -9,7 +9,8 @@
 One graph holds the training step (forward with dropout and batch statistics, loss, metrics,
 backward and the optimizer's updates) and the evaluation outputs (dropout off, running
 statistics), both reading the same parameters. Its named outputs are `train/loss`,
-`train/<metric>`, `eval/loss`, `eval/<metric>`, `eval/output` (logits) and `eval/predictions`.
+`train/<metric>`, `eval/loss`, `eval/<metric>`, `eval/output` (logits) and `eval/predictions`;
+with distributed=True also `distributed/loss` (the global batch's loss, after the all-reduce).
 """
 
 import math

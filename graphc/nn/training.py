@@ -23,7 +23,8 @@ class TrainingGraph:
     """The result of training_graph(): the graph (now holding gradients and updates) and its parts.
 
     grads: {parameter name: gradient node}; updates: {variable name: new-value node} for the
-    parameters and the optimizer state; state_names: the optimizer's variables.
+    parameters and the optimizer state; state_names: the optimizer's variables. reduction (with
+    distributed=True): the one all-reduce and the reduced gradients the optimizer reads.
     """
 
     graph: object
