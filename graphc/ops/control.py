@@ -91,10 +91,11 @@ def _ref_scan(n, args, ctx):
     (length,) = ctx.concrete((n.attrs["length"],))
     ys = [np.empty(ctx.concrete(s), d) for s, d in n.types[nc : nc + ny]]
     residuals = [np.empty(ctx.concrete(s), d) for s, d in n.types[nc + ny :]]
+    nodes = body.nodes  # once, not at every step
     for t in range(length - 1, -1, -1) if n.attrs["reverse"] else range(length):
         for r, c in zip(residuals, carry):
             r[t] = c
-        outs = run_body_step(body, [*carry, *(x[t] for x in xs), *caps], ctx, t)
+        outs = run_body_step(body, [*carry, *(x[t] for x in xs), *caps], ctx, t, nodes)
         carry = outs[:nc]
         for y, o in zip(ys, outs[nc:]):
             y[t] = o
@@ -102,14 +103,15 @@ def _ref_scan(n, args, ctx):
     return (*(np.array(c) for c in carry), *ys, *residuals)
 
 
-def run_body_step(body: SubGraph, args, ctx: RunContext, index: int) -> list:
+def run_body_step(body: SubGraph, args, ctx: RunContext, index: int, nodes=None) -> list:
     """Run `body` once with the NumPy references, at time index `index` of its scan: `args` are
     its inputs then its captured values; random ops see `index` after the enclosing loops' in
-    ctx.loop. (The ops may not import the backends, whose run_body runs a body for users.)"""
+    ctx.loop; `nodes` is body.nodes, if the caller has it. (The ops may not import the
+    backends, whose run_body runs a body for users.)"""
     feeds = {node.name: a for node, a in zip(body.all_inputs, args)}
     sub = RunContext(feeds, {}, ctx.env, ctx.step, (*ctx.loop, index))
     vals = {}
-    for node in body.nodes:
+    for node in body.nodes if nodes is None else nodes:
         vals[node.id] = _reference(node, [vals[x.id] for x in node.inputs], sub)
     return [vals[o.id] for o in body.outputs]
 
