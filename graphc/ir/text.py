@@ -1,19 +1,26 @@
 """The text form of a graph: reads like a program, shapes inline, stable for tests.
 
 graph mlp(x: f32[batch,784]) params(dense/w: f32[784,256]) {
-  %0: f32[batch,256] = matmul(x, dense/w)                 # dense
-  %1: f32[batch,256] = relu(%0)
-  %5: f32[batch,256] = where(%4, %3, 0.0)                 # bwd of relu#4
-  return h=%1
+  %2: f32[batch,256] = matmul(x, dense/w)                 # dense
+  %3: f32[batch,256] = relu(%2)
+  %9: f32[batch,256] = where(%8, %7, 0.0)                 # bwd of %3
+  return h=%3
 }
+
+One naming scheme: a value is `%N`, N its node id (`node.id`), so the same value has the
+same name in every listing of its graph (whole, backward only, from some roots), in
+`step.summary()` and in drawings, and error messages call it `op#N` (`node.label`, e.g.
+`relu#3`); inputs and parameters go by their names, scalar constants are written inline
+(`value_name`).
 
 A node with several outputs shows its types in parentheses, `%2: (f32[2], f32[3]) = split(...)`;
 a sub-graph attribute prints as a nested block with its own inputs, captured inputs and
-results, indented under the node that carries it:
+results, indented under the node that carries it (its values are numbered by the body's own
+node ids):
 
   %3: f32[4] = some_op(%1, w, body=body(x0: f32[4]) captures(w: f32[4]) {
-    %0: f32[4] = mul(x0, w)
-    return %0
+    %2: f32[4] = mul(x0, w)
+    return %2
   })
 """
 
@@ -46,18 +53,19 @@ def attr_text(v) -> str:
     return repr(v)
 
 
+def value_name(node) -> str:
+    """The name of a value in the text form, step.summary() and drawings: an input's or
+    parameter's own name (x, dense/w), a scalar constant's value (0.5), else `%N` with N the
+    node's id."""
+    if node.is_input or node.is_param:
+        return node.name
+    if node.is_const and (text := _scalar_text(node)) is not None:
+        return text
+    return f"%{node.id}"
+
+
 def _names(nodes) -> dict[int, str]:
-    """x and w for inputs and params, scalars inline, %0, %1, ... for the rest."""
-    names, k = {}, 0
-    for n in nodes:
-        if n.is_input or n.is_param:
-            names[n.id] = n.name
-        elif n.is_const and _scalar_text(n) is not None:
-            names[n.id] = _scalar_text(n)
-        else:
-            names[n.id] = f"%{k}"
-            k += 1
-    return names
+    return {n.id: value_name(n) for n in nodes}
 
 
 def _attr_block(v, indent: int) -> str:

@@ -56,7 +56,7 @@ def test_text_form_notes_backward_and_update_nodes():
     lines = {ln.split(":")[0].strip(): ln for ln in text.splitlines() if ln.startswith("  %")}
     upd = [ln for ln in lines.values() if ln.rstrip().endswith("# update; sgd")]
     assert upd, text
-    assert any("# bwd of %1; dense" in ln for ln in lines.values())  # tanh is %1
+    assert any("# bwd of %3; dense" in ln for ln in lines.values())  # tanh is %3, node 3
     bwd = tg.backward_text()
     assert "# update; sgd" in bwd and "# bwd of" in bwd
 

@@ -177,14 +177,14 @@ def test_text_form_prints_a_body_as_a_nested_block():
         g.output("y", gc.tuple_get(y, 0))
     assert g.text() == "\n".join([
         "graph outer(x: f32[2,3]) params(w: f32[3,3]) {",
-        "  %0: (f32[2,3], f32[2,3]) = call_body(x, w, body=body(h: f32[2,3]) captures(w: f32[3,3]) {",
-        "    %0: f32[2,3] = matmul(h, w)",
-        "    %1: f32[2,3] = add(%0, 1.0)",
-        "    %2: f32[2,3] = tanh(%1)",
-        "    return %2, h",
+        "  %2: (f32[2,3], f32[2,3]) = call_body(x, w, body=body(h: f32[2,3]) captures(w: f32[3,3]) {",
+        "    %2: f32[2,3] = matmul(h, w)",
+        "    %4: f32[2,3] = add(%2, 1.0)",
+        "    %5: f32[2,3] = tanh(%4)",
+        "    return %5, h",
         "  })",
-        "  %1: f32[2,3] = tuple_get(%0, index=0)",
-        "  return y=%1",
+        "  %3: f32[2,3] = tuple_get(%2, index=0)",
+        "  return y=%3",
         "}",
     ])  # fmt: skip
 
@@ -195,13 +195,13 @@ def test_text_form_nests_bodies_in_bodies():
         y = call(lambda h: call(lambda z: z * 2.0, h, names=["z"]) + h, x, names=["h"])
         g.output("y", y)
     assert g.text().splitlines()[1:-2] == [
-        "  %0: f32[2,3] = call_body(x, body=body(h: f32[2,3]) {",
-        "    %0: f32[2,3] = call_body(h, body=body(z: f32[2,3]) {",
-        "      %0: f32[2,3] = mul(z, 2.0)",
-        "      return %0",
+        "  %2: f32[2,3] = call_body(x, body=body(h: f32[2,3]) {",
+        "    %1: f32[2,3] = call_body(h, body=body(z: f32[2,3]) {",
+        "      %2: f32[2,3] = mul(z, 2.0)",
+        "      return %2",
         "    })",
-        "    %1: f32[2,3] = add(%0, h)",
-        "    return %1",
+        "    %2: f32[2,3] = add(%1, h)",
+        "    return %2",
         "  })",
     ]
 
@@ -356,4 +356,4 @@ def test_body_nodes_take_the_callers_scope():
     with g, g.scope("rnn"):
         body, _ = trace(lambda h: gc.tanh(h @ w), [x], names=["h"])
     assert {n.scope for n in body.nodes} == {"rnn"}
-    assert body.text().splitlines()[1] == "  %0: f32[2,3] = matmul(h, w)".ljust(64) + " # rnn"
+    assert body.text().splitlines()[1] == "  %2: f32[2,3] = matmul(h, w)".ljust(64) + " # rnn"

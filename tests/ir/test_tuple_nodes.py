@@ -29,9 +29,9 @@ def test_split_is_one_node_with_an_output_per_part():
     g.output("c", parts[2])
     assert g.text() == "\n".join([
         "graph sp(x: f64[batch,6]) {",
-        "  %0: (f64[batch,1], f64[batch,2], f64[batch,3]) = split(x, axis=1, sizes=(1, 2, 3))",
-        "  %1: f64[batch,3] = tuple_get(%0, index=2)",
-        "  return c=%1",
+        "  %1: (f64[batch,1], f64[batch,2], f64[batch,3]) = split(x, axis=1, sizes=(1, 2, 3))",
+        "  %4: f64[batch,3] = tuple_get(%1, index=2)",
+        "  return c=%4",
         "}",
     ])  # fmt: skip
 

@@ -24,18 +24,18 @@ FEEDS = {"xs": np.linspace(-1, 1, 6).reshape(3, 2), "h0": np.array([0.3, -0.2])}
 def test_text_form_of_a_small_scan():
     assert small_rnn().text() == "\n".join([
         "graph rnn(xs: f64[3,2], h0: f64[2]) params(w: f64[2,2]) {",
-        "  %0: (f64[2], f64[3,2], f64[3,2]) = scan(h0, xs, w, body=body(c0: f64[2], x0: f64[2]) "
+        "  %3: (f64[2], f64[3,2], f64[3,2]) = scan(h0, xs, w, body=body(c0: f64[2], x0: f64[2]) "
         "captures(w: f64[2,2]) {",
-        "    %0: f64[1,2] = reshape(c0, shape=(1, 2))",
-        "    %1: f64[1,2] = matmul(%0, w)",
-        "    %2: f64[2] = reshape(%1, shape=(2,))",
-        "    %3: f64[2] = add(%2, x0)",
-        "    %4: f64[2] = tanh(%3)",
-        "    return %4, %4",
+        "    %2: f64[1,2] = reshape(c0, shape=(1, 2))",
+        "    %4: f64[1,2] = matmul(%2, w)",
+        "    %5: f64[2] = reshape(%4, shape=(2,))",
+        "    %6: f64[2] = add(%5, x0)",
+        "    %7: f64[2] = tanh(%6)",
+        "    return %7, %7",
         "  }, length=3, num_carry=1, num_xs=1, reverse=False)",
-        "  %1: f64[2] = tuple_get(%0, index=0)",
-        "  %2: f64[3,2] = tuple_get(%0, index=1)",
-        "  return h=%1, hs=%2",
+        "  %4: f64[2] = tuple_get(%3, index=0)",
+        "  %5: f64[3,2] = tuple_get(%3, index=1)",
+        "  return h=%4, hs=%5",
         "}",
     ])  # fmt: skip
 
@@ -45,11 +45,12 @@ def test_text_form_of_the_gradient_shows_the_reverse_scan_as_backward():
     gw = gc.grad(gc.sum(g.outputs["hs"]), g.params["w"])
     lines = g.text([gw], backward=True).splitlines()
     back = [ln for ln in lines if "= scan(" in ln]
-    assert len(back) == 1 and "# bwd of %0" in back[0]
-    assert back[0].lstrip().startswith("%6: (f64[2], f64[2,2], f64[3,2], f64[3,2,2]) = scan(%4, %5, %3, xs, %2, w, ")
+    assert len(back) == 1 and "# bwd of %3" in back[0]
+    head = "%15: (f64[2], f64[2,2], f64[3,2], f64[3,2,2]) = scan(%12, %14, %10, xs, %9, w, "
+    assert back[0].lstrip().startswith(head)
     assert "body=body(d0: f64[2], d1: f64[2,2], x0: f64[2], x1: f64[2], x2: f64[2]) captures(w: f64[2,2])" in back[0]
     assert "  }, length=3, num_carry=2, num_xs=3, reverse=True)" in lines
-    assert lines[-2] == "  %7: f64[2,2] = tuple_get(%6, index=1)                          # bwd of %0"
+    assert lines[-2] == "  %16: f64[2,2] = tuple_get(%15, index=1)                        # bwd of %3"
 
 
 def test_graph_file_round_trip_of_a_graph_with_a_scan_and_its_gradient(tmp_path):
