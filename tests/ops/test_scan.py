@@ -359,3 +359,28 @@ def test_gradient_through_integer_xs_an_embedding_and_a_captured_value_returned_
         return gc.sum(hs * hs) + gc.sum(embs * 0.5)
 
     check_grad(build, arrays, wrt=["emb", "u", "h0"])
+
+
+def test_second_order_through_a_nested_reverse_scan_and_a_list_carry():
+    def nested(xs, h0, w):
+        def outer(h, x_t):
+            c, sums = gc.scan(lambda c, row: (gc.tanh(c @ w + row), gc.sum(c * c)), h, x_t)
+            return c * 0.9, sums
+
+        h, ys = gc.scan(outer, h0, xs, reverse=True)
+        return gc.sum(ys * ys) + gc.sum(h)
+
+    def cell_pair(xs, h0, c0, u):
+        def cell(carry, x):
+            h, c = carry
+            z = x + h @ u
+            c = gc.sigmoid(z) * c + gc.tanh(z)
+            return [gc.tanh(c) * gc.sigmoid(z), c], h
+
+        (h, c), hs = gc.scan(cell, [h0, c0], xs)
+        return gc.sum(hs * hs) + gc.sum(c)
+
+    check_second_order(nested, rng_arrays(14, xs=(2, 3, 2), h0=(2,), w=(2, 2)), "w")
+    arrays = rng_arrays(15, xs=(3, 2, 2), h0=(2, 2), c0=(2, 2), u=(2, 2))
+    check_second_order(cell_pair, arrays, "u")
+    check_second_order(cell_pair, arrays, "c0")
