@@ -181,3 +181,17 @@ def test_the_distributed_example_trains_on_two_ranks(tmp_path):
     assert sum(line.startswith("test accuracy: ") for line in lines) == 1
     assert float(lines[-1].split()[-1]) >= 0.93
     assert nn.Model.load(tmp_path / "ckpt", distributed=False).epoch == 8
+
+
+def test_a_checkpoint_of_one_process_resumes_on_two_ranks(tmp_path):
+    """distributed=True on one process (a world of one) for 3 epochs at batch 16, saved, then 2
+    more epochs on 2 ranks at 8 each: the same as one process running 5 epochs straight."""
+    X, y = common.data()
+    model = common.model("adam", distributed=True)
+    model.fit(X, y, epochs=3, batch_size=2 * common.BATCH, progress=False)
+    model.save(tmp_path / "ckpt")
+    ok(launch("resume.py", tmp_path / "ckpt", 5, tmp_path))
+    values = common.load_values(tmp_path / "values.npz")
+    straight = _single_process("adam", "numba", epochs=5)
+    for k, v in straight.graph.values.items():
+        np.testing.assert_allclose(values[k], v, rtol=2e-5, atol=2e-6, err_msg=k)
