@@ -6,6 +6,7 @@ has them) with exact structure assertions.
 """
 
 import numpy as np
+import pytest
 from passcheck import assert_same
 
 import graphc as gc
@@ -453,3 +454,60 @@ def test_sum_of_batched_products_becomes_one_product_over_all_rows():
     assert [x.type_str for x in w.inputs] == ["f32[3,20]", "f32[20,6]"] and w is g2.outputs["w"]
     f = feeds(("a", (T, B, F)), ("b", (T, B, H)), ("sym", (T, 2, F)))
     assert_same(g, g2, f)
+
+
+def test_optimized_rnn_bodies_fuse_into_one_kernel_per_loop_stage():
+    fwd, back = scans(optimize(rnn_graph()))
+
+    def groups(body):
+        kernels = fuse_body(body, lambda n: n.opdef.kind is Kind.REDUCTION)
+        return [(k.kind, [body.graph.nodes[i].op for i in k.node_ids]) for k in kernels]
+
+    # forward step: h @ w_hh with the projection add, the bias add and tanh as its epilogue
+    assert groups(fwd.attrs["body"]) == [("output-fusable", ["matmul", "add", "add", "tanh"])]
+    # reverse step: the gate derivative and the bias-gradient sum in one loop, then dh @ w_hh^T
+    assert groups(back.attrs["body"]) == [("reduction", ["add", "mul", "sum"]), ("output-fusable", ["matmul"])]
+
+
+def test_hoist_refuses_a_batched_form_that_broadcasting_would_misalign():
+    g = gc.Graph("h")
+    with g:
+        xs = g.input("xs", (T, F))
+        c = g.param("c", (B, F))
+        w = g.param("w", (F, F))
+
+        def step(h, x):
+            # x [F] + c [B, F] is [B, F]: stacked, [T, F] + [B, F] would not put T in front
+            return h + (x + c) @ w + (c @ w) @ (x.reshape((F, 1)) * w), None
+
+        h_last, _ = gc.scan(step, gc.zeros_like(c), xs)
+        g.output("h", h_last)
+    g2 = loop_hoist(g)
+    (s,) = scans(g2)
+    # c @ w moves out (captured only); x + c and the products of x with w's rows stay
+    assert body_ops(s.attrs["body"]) == ["add", "matmul", "add", "reshape", "mul", "matmul", "add"]
+    assert [n.type_str for n in s.attrs["body"].captured] == ["f32[4,3]", "f32[3,3]", "f32[4,3]"]
+    assert_same(g, g2, feeds(("xs", (T, F))))
+
+
+GRAPHS = {
+    "rnn": (rnn_graph, RNN_FEEDS),
+    "reverse rnn": (lambda: rnn_graph(reverse=True), RNN_FEEDS),
+    "lstm (tuple carry)": (lstm_graph, LSTM_FEEDS),
+}
+
+
+@pytest.mark.parametrize("name", ["loop_prune", "loop_hoist", "loop_accumulate", "all"])
+@pytest.mark.parametrize("graph", list(GRAPHS))
+def test_loop_passes_preserve_values_and_gradients(graph, name):
+    make, f = GRAPHS[graph]
+    g = make()
+    g2 = optimize(g) if name == "all" else PASSES[name](g)
+    assert_same(g, g2, f, rtol=1e-4, atol=1e-6)
+
+
+def test_reverse_rnn_training_graph_moves_the_same_work_out():
+    g = rnn_graph(reverse=True)
+    g2 = optimize(g)
+    assert matmuls(g) == (0, [2, 5]) and matmuls(g2) == (4, [1, 1])
+    assert [s.attrs["reverse"] for s in scans(g2)] == [True, False]
