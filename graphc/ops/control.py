@@ -275,7 +275,9 @@ def scan(f, init, xs=None, length=None, reverse=False):
     carry_leaves, carry_kind = _leaves("init", init)
     x_leaves, x_kind = _leaves("xs", xs, allow_none=True)
     for j, x in enumerate(x_leaves):
-        if x.is_tuple or x.ndim == 0:
+        if x.is_tuple:
+            error(GraphStructureError, "scan", f"xs {j} ({x.label}) has several outputs; read one with tuple_get")
+        if x.ndim == 0:
             error(ShapeError, "scan", f"xs {j} ({x.label}: {x.type_str}) has no leading axis to scan over")
     for j, x in enumerate(x_leaves[1:], 1):
         if x.shape[0] != x_leaves[0].shape[0]:

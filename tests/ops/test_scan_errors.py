@@ -141,6 +141,11 @@ def test_init_and_xs_must_be_nodes(g):
             gc.scan(step, h0, gc.sum(xs))
         with pytest.raises(GraphStructureError, match=r"^scan: f must be a function of \(carry, x\), got int"):
             gc.scan(3, h0, xs)
+        parts = gc.split(xs, 2, axis=1)[0].inputs[0]
+        with pytest.raises(GraphStructureError, match=r"^scan: xs 0 \(split#\d+\) has several outputs; read one"):
+            gc.scan(step, h0, parts)
+        with pytest.raises(GraphStructureError, match=r"^scan: init 0 \(split#\d+\) has several outputs; read one"):
+            gc.scan(step, parts, xs)
 
 
 def test_a_failed_scan_adds_nothing_to_the_graph(g):
