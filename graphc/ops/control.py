@@ -34,8 +34,9 @@ from graphc.ir.location import user_location
 from graphc.ir.node import Node, TupleType
 from graphc.ir.subgraph import SubGraph, trace
 from graphc.ops import api as F
+from graphc.ops.bodies import inline
 from graphc.ops.context import RunContext
-from graphc.ops.registry import Kind, OpDef, apply, constant, error, register
+from graphc.ops.registry import Kind, OpDef, apply, error, register
 from graphc.ops.tuple_ops import tuple_get
 
 __all__ = ["scan"]
@@ -192,20 +193,6 @@ def _vjp_scan(n, g, needs):
     for pos, j in enumerate(xc):
         out[nc + j] = tuple_get(back, nf + nkc + pos)
     return out
-
-
-def inline(body: SubGraph, args) -> list[Node]:
-    """The body's nodes rebuilt on `args` (nodes for its inputs, then its captured values) in the
-    graph being built: its outputs."""
-    made = {x.id: a for x, a in zip(body.all_inputs, args)}
-    for node in body.nodes:
-        if node.id in made:
-            continue
-        if node.is_const:
-            made[node.id] = constant(node.attrs["value"], node.dtype)
-        else:
-            made[node.id] = apply(node.op, [made[x.id] for x in node.inputs], node.attrs)
-    return [made[o.id] for o in body.outputs]
 
 
 register(OpDef(
