@@ -127,8 +127,11 @@ class Executable:
         self._updates = dict(graph.updates) if applies_updates(outputs, apply_updates) else {}
         roots = [n for _, n in self._outputs] + list(self._updates.values())
         self.nodes = graph.live_nodes(roots)
-        self.needed_inputs = [n for n in self.nodes if n.op == "input"]
+        self.needed_inputs = [n for n in self.nodes if n.is_input]
         self.step = 0
+        # (node id, whether it is a source) per output, (variable, node id) per update
+        self._out_ids = [(n.id, n.is_source) for _, n in self._outputs]
+        self._update_ids = [(var, n.id) for var, n in self._updates.items()]
 
     def __call__(self, feeds: dict | None = None, **kw):
         """One step: check the feeds, run, copy the outputs, write the updates. Calls from several
@@ -137,24 +140,47 @@ class Executable:
         with variables_lock(self.graph):
             if feeds is not None and not isinstance(feeds, dict):
                 raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
-            feeds = {**(feeds or {}), **kw}
+            if kw:
+                feeds = {**(feeds or {}), **kw}
             arrays, env = check_feeds(self.graph, feeds, self.needed_inputs)
             results = self.execute(arrays, env)
             self.step += 1
-            # An output may be a variable, a fed array or a constant, or a view of one: hand out a
-            # copy, taken before the updates below overwrite the variables it shows.
-            owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
-            values = [results[n.id] for _, n in self._outputs]
-            values = [np.array(v) if v.base is not None or id(v) in owned or n.opdef.kind is Kind.SOURCE else v
-                      for v, (_, n) in zip(values, self._outputs)]  # fmt: skip
-            # Updates are computed from the old values before any is written, then written in place.
-            for var, node in self._updates.items():
-                np.copyto(self.graph.values[var], results[node.id], casting="unsafe")
+            values = self._output_values(results, arrays)
+            self._write_updates(results)
             if self._packing == "single":
                 return values[0]
             if self._packing == "list":
                 return values
             return {k: v for (k, _), v in zip(self._outputs, values)}
+
+    def _write_updates(self, results: dict) -> None:
+        """Updates are computed from the old values before any is written, then written in place.
+        One whose result is its variable's own array was written there by its kernel; one whose
+        result is another updated variable (or a view of it: `a <- b, b <- a`) is copied first."""
+        variables = self.graph.values
+        writes = [(variables[var], results[vid]) for var, vid in self._update_ids]
+        writes = [(old, new) for old, new in writes if new is not old]
+        if len(writes) > 1:
+            targets = {id(old) for old, _ in writes}
+            writes = [(old, np.array(new) if id(new) in targets or id(new.base) in targets else new)
+                      for old, new in writes]  # fmt: skip
+        for old, new in writes:
+            np.copyto(old, new, casting="unsafe")
+
+    def _output_values(self, results: dict, arrays: dict) -> list:
+        """The outputs, as arrays the caller owns. An output may be a variable, a fed array or a
+        constant, or a view of one: hand out a copy, taken before the updates overwrite the
+        variables it shows. Arrays only this call made (fresh results, output pools) go as they are."""
+        owned = None
+        out = []
+        for vid, source in self._out_ids:
+            v = results[vid]
+            if not source and v.base is None:
+                if owned is None:
+                    owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
+                source = id(v) in owned
+            out.append(np.array(v) if source or v.base is not None else v)
+        return out
 
     kernels = None  # the fused kernel groups (graphc.fusion.Kernel), for backends that fuse
     optimize_summary = None  # the graphc.passes.Summary of the passes run at compile time, if any
@@ -183,7 +209,8 @@ class Executable:
         )
 
     def execute(self, arrays: dict, env: dict) -> dict:
-        """Compute every root; return {node id: array}. Backends implement this."""
+        """Compute every root; return {node id: array}. Backends implement this; an update that
+        a backend wrote into its variable itself is returned as the variable's own array."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
 
 

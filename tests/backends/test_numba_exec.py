@@ -129,13 +129,13 @@ def test_shapes_specialise_outputs_do_not_alias_and_updates_are_in_place():
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
         kept.append((a, b))
-    assert len(exe._specs) == 3  # batch 3, 5, 1
+    assert len(exe.runtimes) == 3  # batch 3, 5, 1
     for a, b in kept:  # earlier results were not overwritten by later calls
         np.testing.assert_allclose(a["y"], b["y"], rtol=1e-5, atol=1e-6)
     assert g.values["w"] is w  # the parameter array itself was updated
     np.testing.assert_allclose(g.values["w"], gr.values["w"], rtol=1e-5, atol=1e-6)
-    spec = exe._specs[(("batch", 3),)]
-    assert spec.inplace_updates == {"w": exe.graph.updates["w"].id}
+    schedule = exe.runtimes[(("batch", 3),)].schedule
+    assert schedule.inplace_updates == {"w": exe.graph.updates["w"].id}
 
 
 def test_replaced_parameter_array_is_picked_up():

@@ -130,8 +130,9 @@ def test_seeded_random_schedules_never_share_a_buffer_between_two_live_values():
 
 # -- the Numba executor's plan ------------------------------------------------------------------
 def _spec(step):
-    (spec,) = step._specs.values()
-    return spec
+    """The schedule of a step's one specialisation."""
+    (rt,) = step.runtimes.values()
+    return rt.schedule
 
 
 def _compare(build, calls=2):
@@ -211,4 +212,5 @@ def test_an_update_read_only_at_the_index_it_writes_is_done_in_place():
     exe, g = _compare(_update(read_after=False))
     spec = _spec(exe)
     assert list(spec.inplace_updates) == ["p"] and spec.copy_updates == []
-    assert spec.static[spec.inplace_updates["p"]] is g.values["p"]  # the kernel writes the variable
+    (rt,) = exe.runtimes.values()
+    assert rt.static[spec.inplace_updates["p"]] is g.values["p"]  # the kernel writes the variable

@@ -17,7 +17,6 @@ import graphc.backends.base as base
 from graphc.backends.threads import variables_lock
 
 pytest.importorskip("numba")
-from graphc.backends.numba import executor  # noqa: E402  (after the skip: needs numba)
 
 BACKENDS = ["reference", "numba"]
 
@@ -148,13 +147,12 @@ def test_graphs_with_their_own_variables_have_their_own_locks():
 def test_a_call_holds_the_variables_lock_from_the_feed_check_on(backend, monkeypatch):
     g = _sgd()
     step = gc.compile(g, backend)
-    module = executor if backend == "numba" else base
-    original, held = module.check_feeds, []
+    original, held = base.check_feeds, []
 
     def checking(graph, feeds, needed):
         held.append(variables_lock(g).locked())
         return original(graph, feeds, needed)
 
-    monkeypatch.setattr(module, "check_feeds", checking)
+    monkeypatch.setattr(base, "check_feeds", checking)
     step(_batch())
     assert held == [True] and not variables_lock(g).locked()

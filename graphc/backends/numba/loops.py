@@ -1,34 +1,46 @@
-"""Binding loop kernels to a specialisation: collapse dims, cut argument views, generate, load."""
+"""Binding loop kernels to a runtime (numba/runtime.py): collapse dims, cut argument views,
+generate the source, load the kernel."""
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from graphc.backends import loopgen
 from graphc.backends.numba import cache, codegen
+from graphc.backends.numba.steps import EmptyReduction, LoopKernel
+from graphc.backends.schedule import Storage
 from graphc.ir import shapes
 
 PAR_MIN = 1 << 20  # loop elements from which prange pays for its thread start-up (measured)
 
 
-def _contiguous(spec, v) -> bool:
-    arr = spec.static.get(v)
+class CallTimeArg(NamedTuple):
+    """A kernel argument known only at call time: a fed array, a pool array, a fresh result."""
+
+    pos: int
+    value: int  # node id
+    shape: tuple  # the shape the kernel sees it as
+
+
+def _contiguous(rt, v) -> bool:
+    arr = rt.static.get(v)
     if arr is not None:
         return arr.flags.c_contiguous
-    return spec.produced.get(v) in ("pool", "input")
+    return rt.schedule.storage.get(v) in (Storage.POOL, Storage.INPUT)
 
 
 class _Args:
-    def __init__(self, spec):
-        self.spec, self.args, self.dyn = spec, [], []
+    def __init__(self, rt):
+        self.rt, self.args, self.dyn = rt, [], []
 
     def add_int(self, n):
         self.args.append(int(n))
 
     def add(self, v, shape, write=False):
-        arr = self.spec.static.get(v)
+        arr = self.rt.static.get(v)
         if arr is None:
-            self.dyn.append((len(self.args), v, shape))
+            self.dyn.append(CallTimeArg(len(self.args), v, shape))
             self.args.append(None)
             return
         view = arr.reshape(shape)
@@ -38,24 +50,24 @@ class _Args:
         self.args.append(view)
 
 
-def _finish(spec, k, source, a: _Args):
+def _finish(k, source, a: _Args) -> LoopKernel:
     fn = cache.load(source)
     k.source = source
     if not a.dyn:
         cache.ensure_compiled(fn, a.args)
-    return ("loop", fn, tuple(a.args), a.dyn)
+    return LoopKernel(fn, tuple(a.args), a.dyn)
 
 
-def _inputs(spec, body, extra_ids):
+def _inputs(rt, body, extra_ids):
     ids = {n.id for n in body}
     ins, scalars = [], {}
     for vid in extra_ids:
-        ins.append(spec._by(vid))
+        ins.append(rt.node(vid))
     for n in body:
         for x in n.inputs:
             if x.id in ids or any(y is x for y in ins):
                 continue
-            if x.op == "const" and x.shape == ():
+            if x.is_const and x.shape == ():
                 scalars[x.id] = codegen.literal(x.attrs["value"], x.dtype)
             elif x.id not in scalars:
                 ins.append(x)
@@ -66,25 +78,25 @@ def _label(nodes):
     return "_".join(dict.fromkeys(n.op for n in nodes))[:80]
 
 
-def loop_step(spec, k, body, extra_ids):
+def loop_step(rt, k, body, extra_ids) -> LoopKernel:
     """An elementwise kernel over the group's loop shape (extra_ids: e.g. the matmul result)."""
     loop_static = k.loop_shape
-    loop = shapes.concrete(loop_static, spec.env)
-    ins, scalars = _inputs(spec, body, extra_ids)
+    loop = shapes.concrete(loop_static, rt.env)
+    ins, scalars = _inputs(rt, body, extra_ids)
     outs = [n for n in body if n.id in k.outputs]
-    a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, [False] * len(loop))
+    a, groups, sizes, cmasks = _bind(rt, loop, loop_static, ins, outs, [False] * len(loop))
     ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
-    return _finish(spec, k, codegen.elementwise_source(ls, _label(body)), a)
+    return _finish(k, codegen.elementwise_source(ls, _label(body)), a)
 
 
-def _bind(spec, loop, loop_static, ins, outs, reduced):
+def _bind(rt, loop, loop_static, ins, outs, reduced):
     """Collapse the loop's dims into groups (contiguous inputs allowing), and bind the group
     sizes, the inputs (size 1 where broadcast) and the outputs as the kernel's arguments."""
     masks = [loopgen.broadcast_mask(x.shape, loop_static) for x in ins]
-    collapse = all(_contiguous(spec, x.id) for x in ins)
+    collapse = all(_contiguous(rt, x.id) for x in ins)
     groups = loopgen.collapse_groups(loop, masks, reduced, collapse)
     sizes = [math.prod(loop[d] for d in g) for g in groups]
-    a = _Args(spec)
+    a = _Args(rt)
     for s in sizes:
         a.add_int(s)
     cmasks = []
@@ -97,27 +109,27 @@ def _bind(spec, loop, loop_static, ins, outs, reduced):
     return a, groups, sizes, cmasks
 
 
-def reduce_step(spec, k):
+def reduce_step(rt, k):
     """A reduction kernel with its elementwise producers in the loop nest."""
-    anchor = spec._by(k.anchor)
+    anchor = rt.node(k.anchor)
     rs = loopgen.reduce_spec(anchor)
     axes = set(rs.axes(anchor))
-    body = [spec._by(v) for v in k.node_ids if v != k.anchor]
+    body = [rt.node(v) for v in k.node_ids if v != k.anchor]
     src = anchor.inputs[0]
     loop_static = src.shape
-    loop = shapes.concrete(loop_static, spec.env)
+    loop = shapes.concrete(loop_static, rt.env)
     if math.prod(loop) == 0:
         # nothing to loop over: the result is the reduction of an empty array, exactly as the
         # reference gives it (0 for sum, NaN for mean, its error for max); producers are empty
-        return ("empty", anchor, loop)
+        return EmptyReduction(anchor, loop)
     extra = [] if any(n is src for n in body) else [src.id]
-    ins, scalars = _inputs(spec, body, extra)
+    ins, scalars = _inputs(rt, body, extra)
     outs = [n for n in body if n.id in k.outputs]
     reduced = [d in axes for d in range(len(loop))]
-    a, groups, sizes, cmasks = _bind(spec, loop, loop_static, ins, outs, reduced)
+    a, groups, sizes, cmasks = _bind(rt, loop, loop_static, ins, outs, reduced)
     cred = tuple(bool(g) and reduced[g[0]] for g in groups)
     a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
-    a.add(anchor.id, (math.prod(spec.shape[anchor.id]),), write=True)
+    a.add(anchor.id, (math.prod(rt.shape[anchor.id]),), write=True)
     ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
     source = codegen.reduce_source(ls, anchor, rs, cred, _label([*body, anchor]))
-    return _finish(spec, k, source, a)
+    return _finish(k, source, a)

@@ -1,0 +1,104 @@
+"""The Numba CPU runtime of one schedule (graphc.backends.schedule): memory, kernels, steps.
+
+Per shape specialisation: the planned buffers are allocated once; variables, constants,
+in-place updates and views get their arrays; every kernel's arguments are bound once (views
+of the buffers, collapsed to the loop rank: numba/loops.py), its source generated and the
+kernel loaded from the disk cache or compiled; BLAS's thread count is tuned for the large
+matrix products. A call runs the bound steps in order and returns every value by node id.
+"""
+
+import numpy as np
+
+from graphc.backends import plan as planning
+from graphc.backends.numba import blas, loops
+from graphc.backends.numba.steps import LibraryCall, Reference
+from graphc.backends.schedule import OUT_FUSABLE, Lowering, Schedule
+from graphc.ops.context import RunContext
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """Schedule `schedule` bound to memory and kernels; `run` computes one call."""
+
+    def __init__(self, schedule: Schedule, variables: dict):
+        s = self.schedule = schedule
+        self.env, self.shape = s.env, s.shape
+        # the variables read, and those written in place (whose old value may not be read)
+        self.values_ref = {n.name: variables[n.name] for n in s.nodes.values() if n.is_param}
+        self.values_ref.update((var, variables[var]) for var in s.inplace_updates)
+        static: dict[int, np.ndarray] = {}
+        for n in s.nodes.values():
+            if n.is_param:
+                static[n.id] = self.values_ref[n.name]
+            elif n.is_const:
+                static[n.id] = np.array(n.attrs["value"], dtype=n.dtype)
+        for var, vid in s.inplace_updates.items():
+            static[vid] = self.values_ref[var]  # the kernel writes the variable's own array
+        self.pools = {i: planning.OutputPool(s.shape[i], s.node(i).dtype) for i in s.pool_ids}
+        bufs = s.plan.allocate()
+        for v, b in s.plan.buffer_of.items():
+            static[v] = bufs[b][: s.plan_input.nbytes[v]].view(s.node(v).dtype).reshape(s.shape[v])
+        self.static = static
+        self.ctx = RunContext({}, variables, s.env, 0)
+        self.steps: list = []
+        for st in s.steps:
+            self._bind(st)
+        self.first = True
+        large = any(isinstance(st, LibraryCall) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
+        self.tuner = blas.Tuner(large)
+
+    def node(self, v):
+        return self.schedule.nodes[v]
+
+    def params_current(self, variables) -> bool:
+        """Whether every variable still has the array this runtime writes and reads."""
+        return all(variables.get(k) is a for k, a in self.values_ref.items())
+
+    # -- binding ---------------------------------------------------------------------------
+    def _library(self, n):
+        fn = n.opdef.lowerings[self.schedule.backend](n, [self.shape[x.id] for x in n.inputs], self.shape[n.id])
+        # a builder may decline a case: the reference then writes the planned result
+        return Reference(n, into=True) if fn is None else LibraryCall(n, fn, self.shape[n.id])
+
+    def _bind(self, st):
+        k, how = st.kernel, st.lowering
+        if how is Lowering.VIEW:
+            n = self.node(k.node_ids[0])
+            self.static[n.id] = n.opdef.ref(n, [self.static[x.id] for x in n.inputs], self.ctx)
+        elif how is Lowering.REFERENCE:
+            self.steps.extend(Reference(self.node(v)) for v in k.node_ids)
+        elif how is Lowering.LOOP:
+            self.steps.append(loops.loop_step(self, k, [self.node(v) for v in k.node_ids], []))
+        elif how is Lowering.REDUCE:
+            self.steps.append(loops.reduce_step(self, k))
+        elif k.kind == OUT_FUSABLE:
+            a = self.node(k.anchor)
+            self.steps.append(self._library(a) if how is Lowering.CALL else Reference(a))
+            if len(k.node_ids) > 1:
+                body = [self.node(v) for v in k.node_ids if v != k.anchor]
+                self.steps.append(loops.loop_step(self, k, body, [a.id]))
+        else:
+            self.steps.append(self._library(self.node(k.node_ids[0])))
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, arrays: dict, inputs, step: int) -> dict:
+        """Every value of one call, by node id (arrays: the checked feeds, by input name)."""
+        vals = dict(self.static)
+        for n in inputs:
+            vals[n.id] = arrays[n.name]
+        for i, pool in self.pools.items():
+            vals[i] = pool.get()
+        ctx = self.ctx
+        ctx.feeds, ctx.step = arrays, step
+        first, self.first = self.first, False
+        tuner = self.tuner
+        blas.large = tuner.pick()
+        t0 = tuner.start()
+        try:
+            for st in self.steps:
+                st.run(vals, ctx, first)
+        finally:
+            blas.restore()
+        tuner.done(t0)
+        return vals

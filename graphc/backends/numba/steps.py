@@ -1,0 +1,83 @@
+"""The steps a Numba runtime runs (graphc.backends.numba.runtime), each bound once per shape
+specialisation: `run(vals, ctx, first)` computes its values into `vals` (node id -> array);
+`first` is true on the specialisation's first call (kernels with call-time arguments compile then).
+"""
+
+import numpy as np
+
+from graphc.backends.base import run_reference
+from graphc.backends.numba.cache import ensure_compiled
+
+__all__ = ["LoopKernel", "LibraryCall", "Reference", "EmptyReduction"]
+
+
+class LoopKernel:
+    """A generated loop kernel and its bound arguments; `dyn` lists the arguments known only at
+    call time (position, value id, the shape to view it as): fed arrays, pools, fresh results."""
+
+    __slots__ = ("fn", "args", "dyn")
+
+    def __init__(self, fn, args: tuple, dyn: list):
+        self.fn, self.args, self.dyn = fn, args, dyn
+
+    def run(self, vals, ctx, first):
+        args = self.args
+        if self.dyn:
+            args = list(args)
+            for pos, vid, shp in self.dyn:
+                args[pos] = vals[vid].reshape(shp)
+        if first:
+            ensure_compiled(self.fn, args)
+        self.fn(*args)
+
+
+class LibraryCall:
+    """A library-call lowering (BLAS matmul, conv, softmax rows): fn(out, *inputs)."""
+
+    __slots__ = ("node", "fn", "shape")
+
+    def __init__(self, node, fn, shape):
+        self.node, self.fn, self.shape = node, fn, shape
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        out = vals.get(n.id)
+        if out is None:
+            out = vals[n.id] = np.empty(self.shape, n.dtype)
+        self.fn(out, *[vals[x.id] for x in n.inputs])
+
+
+class Reference:
+    """A node's NumPy reference: its result is a fresh array (or tuple of arrays), or with
+    `into` is written into the array the schedule gave the node, where it has one."""
+
+    __slots__ = ("node", "into")
+
+    def __init__(self, node, into: bool = False):
+        self.node, self.into = node, into
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        _store(vals, n, run_reference(n, [vals[x.id] for x in n.inputs], ctx), self.into)
+
+
+class EmptyReduction:
+    """A reduction over an empty loop: the reference's value for an empty input (0 for sum, NaN
+    for mean, its error for max), into the planned or pooled result if there is one."""
+
+    __slots__ = ("node", "shape")
+
+    def __init__(self, node, shape):
+        self.node, self.shape = node, shape
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        _store(vals, n, run_reference(n, [np.empty(self.shape, n.inputs[0].dtype)], ctx), True)
+
+
+def _store(vals, n, res, into: bool):
+    out = vals.get(n.id) if into else None
+    if out is None:
+        vals[n.id] = res
+    else:
+        out[...] = res
