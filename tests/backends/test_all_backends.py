@@ -152,6 +152,37 @@ def test_sgd_step_through_graph_updates(backend):
         np.testing.assert_allclose(g.values[k], gr.values[k], rtol=1e-3, atol=1e-5, err_msg=k)
 
 
+def _reading_variables(kind):
+    def build():
+        with gc.Graph(kind) as g:
+            x = g.input("x", (2,))
+            a = g.param("a", (2,), init=np.array([1.0, 2.0], np.float32))
+            b = g.param("b", (2,), init=np.array([3.0, 4.0], np.float32))
+            g.output("s", gc.sum(x))
+            if kind == "swap":
+                g.update("a", b)
+                g.update("b", a)
+            elif kind == "shift":  # a's new value may be written in place, but b takes the old one
+                g.update("a", a * 0.5 + x)
+                g.update("b", a)
+            else:  # b takes a view of the old a
+                g.update("a", a * 0.5 + x)
+                g.update("b", gc.reshape(gc.reshape(a, (1, 2)), (2,)))
+        return g
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "kind, a, b", [("swap", [3, 4], [1, 2]), ("shift", [0.5, 1], [1, 2]), ("view", [0.5, 1], [1, 2])]
+)
+def test_an_update_that_takes_another_variable_reads_its_old_value(backend, kind, a, b):
+    g = _reading_variables(kind)()
+    gc.compile(g, backend, passes=False)(x=np.zeros(2, np.float32))
+    np.testing.assert_array_equal(g.values["a"], a)
+    np.testing.assert_array_equal(g.values["b"], b)
+
+
 # -- shapes and memory ------------------------------------------------------------------------------
 def test_symbolic_batch_sizes_each_get_a_specialisation(backend):
     (_, exe), (_, ref) = _pair(mlp, backend)
