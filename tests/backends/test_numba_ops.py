@@ -88,6 +88,25 @@ def _full_like(g):
     return gc.sum(gc.full_like(x, 2.5) * x + gc.zeros_like(x), 0), {"a": _signed((5, 3))}
 
 
+def _split(g):
+    # a tuple node read by its projections, one of them twice, and a part of another size
+    x = g.input("a", (4, 6))
+    a, b, c = gc.split(gc.tanh(x) * 2.0, [2, 2, 2], axis=1)
+    d, e = gc.split(x, [1, 5], axis=1)
+    return gc.concat([a * b + a, c, d * 3.0 + e[:, :1]], 1), {"a": _signed((4, 6))}
+
+
+def _scan(g):
+    xs, h0 = g.input("a", (5, 2, 3)), g.input("b", (2, 3))
+
+    def cell(h, x_t):
+        h = gc.tanh(x_t * 0.5 + h * 0.9)
+        return h, h * 2.0
+
+    h, hs = gc.scan(cell, h0, xs)
+    return gc.concat([h, gc.sum(hs, 0)], 1), {"a": _signed((5, 2, 3)), "b": _signed((2, 3))}
+
+
 BUILDERS = {
     "full_like": _full_like,
     "cast": _unary((3, 5), lambda x: gc.cast(gc.cast(x * 3.0, "int32"), "float32") + gc.cast(x > 0, "float32")),
@@ -127,6 +146,10 @@ BUILDERS = {
     "log": _unary((3, 5), gc.log, pos=True),
     "sqrt": _unary((3, 5), gc.sqrt, pos=True),
     "pow": lambda g: (g.input("a", (2, 3, 5)) ** g.input("b", (3, 1)), {"a": _pos((2, 3, 5)), "b": _signed((3, 1))}),
+    "split": _split,
+    "scan": _scan,
+    "tuple_get": _split,
+    "allreduce": _unary((3, 5), lambda x: gc.allreduce(gc.tanh(x)) * 2.0),  # one process: the identity
 }
 
 
