@@ -359,9 +359,11 @@ class _Recipe:
 
 
 def _accumulators(s: ScanParts, used: set[int], readers) -> list[tuple[int, Node]]:
-    """(carry index, term) of each carry updated as `acc + term` and read by nothing else."""
+    """(carry index, term) of each carry updated as `acc + term` and read by nothing else, with a
+    term that varies from step to step (a loop-invariant one stacks to no [T, ...] output)."""
     found = []
     outs = s.body.outputs
+    varying = _varying(s)
     for k, (p, o) in enumerate(zip(s.carry_inputs, outs)):
         if s.residual(k) in used or o.op != ADD or o is p or readers[o.id] or outs.count(o) != 1:
             continue
@@ -369,7 +371,7 @@ def _accumulators(s: ScanParts, used: set[int], readers) -> list[tuple[int, Node
             continue
         a, b = o.inputs
         term = b if a is p else a
-        if term is p or term.dtype != o.dtype:
+        if term is p or term.dtype != o.dtype or term.id not in varying:
             continue
         found.append((k, term))
     return found

@@ -511,3 +511,23 @@ def test_reverse_rnn_training_graph_moves_the_same_work_out():
     g2 = optimize(g)
     assert matmuls(g) == (0, [2, 5]) and matmuls(g2) == (4, [1, 1])
     assert [s.attrs["reverse"] for s in scans(g2)] == [True, False]
+
+
+def test_accumulators_of_loop_invariant_terms_stay_carries():
+    g = gc.Graph("a")
+    with g:
+        xs = g.input("xs", (T, B))
+        w = g.param("w", (B,))
+
+        def step(carry, x):
+            a, b, c = carry
+            return (a + w, b + np.arange(B, dtype=np.float32), c + x), None  # only c's term varies
+
+        zeros = gc.constant(np.zeros(B, np.float32))
+        (a, b, c), _ = gc.scan(step, (zeros, zeros, zeros), xs)
+        g.output("abc", a + 2.0 * b + 3.0 * c)
+    g2 = loop_accumulate(g)
+    (s,) = scans(g2)
+    assert s.attrs["num_carry"] == 2 and s.attrs["num_xs"] == 0  # c's sum is the sum of xs, after the loop
+    assert [n.op for n in g2.live_nodes() if n.op == "sum"] == ["sum"]
+    assert_same(g, g2, feeds(("xs", (T, B))))
