@@ -1,0 +1,258 @@
+"""A scan compiled to one native loop: the body's kernels called from one generated driver.
+
+For a scan node at concrete shapes, `ScanLoop` plans the body once (numba/scan_body.py: fused
+kernels, per-step memory, each step's arguments) and generates a driver: an njit function,
+loaded through the kernel cache like every generated kernel (a content-addressed module, its
+machine code on disk), that takes the trip count T as an argument and runs
+
+    C = INIT                                    # carry buffers
+    for t in range(T)  (or T-1 down to 0):
+        RS[t] = C;  X = XS[t]                   # the carry-in residual; the step's x slices
+        the body's kernels and calls            # elementwise/reduction kernels, np.dot (BLAS)
+        YS[t] = y;  C = new carry               # (through staging buffers if a carry is swapped)
+    FINAL = C
+
+so no Python runs per time step, and T (like every size) is an argument: compile time does
+not depend on it. A nested scan is an in-loop call of the outer body: its own driver, called
+from the outer driver with buffers fixed for the outer plan.
+
+`numba_scan`, the scan's "numba" lowering, returns the run function `fn(*inputs) -> outputs`
+of a `NativeScan`, or None (the schedule then runs the op's NumPy reference loop) when the
+body cannot run natively: a random op (its numbers come from NumPy's generator, seeded per
+step), an op with no in-loop lowering, a nested scan that cannot. `loop_summary(node, env)`
+says which, and why.
+"""
+
+import warnings
+
+import numpy as np
+
+from graphc.backends import plan as planning
+from graphc.backends.numba import blas, cache, codegen
+from graphc.backends.numba.scan_body import BodyPlan, NotNative
+from graphc.ir import shapes
+from graphc.ops.context import RunContext
+
+__all__ = ["DRIVER_PARAMS", "ScanLoop", "NativeScan", "numba_scan", "loop_summary"]
+
+DRIVER_HEADER = """# graphc generated scan driver: {label} (source is a pure function of the body's kernels)
+import numpy as np
+from numba import njit
+{imports}
+
+
+@njit(fastmath={fastmath}, error_model="numpy", nogil=True)
+def kernel({params}):
+"""
+DRIVER_PARAMS = ("T", "INIT", "XS", "FINAL", "YS", "RS", "C", "X", "S", "O")  # the driver's first parameters
+
+
+def _seen(shape) -> tuple:
+    """How the driver sees a value of `shape`: as itself, a 0-d value as one element."""
+    return tuple(shape) or (1,)
+
+
+class ScanLoop:
+    """Scan `node` at concrete input shapes `in_shapes` and output shapes `out_shapes`: its
+    body's plan, its carry/x-slice/staging buffers and its driver. Raises NotNative."""
+
+    def __init__(self, node, in_shapes, out_shapes):
+        a = node.attrs
+        self.node, self.body = node, a["body"]
+        nc = self.nc = a["num_carry"]
+        self.nx = a["num_xs"]
+        self.ny = len(self.body.outputs) - nc
+        self.reverse = a["reverse"]
+        env = _dims(node, in_shapes, out_shapes)
+        self.T = _trip_count(node, in_shapes, out_shapes, env)
+        self.plan = BodyPlan(self.body, env)
+        ins = self.body.inputs
+        self.carries = [np.zeros(_seen(shapes.concrete(n.shape, env)), n.dtype) for n in ins[:nc]]
+        self.xbufs = [np.zeros(_seen(shapes.concrete(n.shape, env)), n.dtype) for n in ins[nc:]]
+        # a new carry showing another carry's buffer (a swap) is staged, or it would be overwritten first
+        carry_ids = [n.id for n in ins[:nc]]
+        outs = self.body.outputs
+        self.staged = any(self.plan.base(o.id) in carry_ids and self.plan.base(o.id) != carry_ids[i]
+                          for i, o in enumerate(outs[:nc]))  # fmt: skip
+        self.stage = [np.zeros_like(c) for c in self.carries] if self.staged else []
+        self.out_types = [(shapes.concrete(s, {**env, **_length_env(node, self.T)}), d) for s, d in node.types]
+        self.source = self._driver_source()
+        self.driver = cache.load(self.source)
+
+    # -- the driver ------------------------------------------------------------------------
+    def _driver_source(self) -> str:
+        steps = self.plan.steps
+        nc, ny = self.nc, self.ny
+        imports = []
+        for i, st in enumerate(steps):
+            callee = st.callee
+            if callee is not None:
+                imports.append(f"from {callee[0]} import {callee[1]} as f{i}")
+        params = [*DRIVER_PARAMS, *(f"P{i}" for i in range(len(steps)))]
+        ind = "        "
+        lines = [f"    C[{k}][:] = INIT[{k}]" for k in range(nc)]
+        lines.append("    for i in range(T):")
+        lines.append(ind + ("t = T - 1 - i" if self.reverse else "t = i"))
+        lines += [ind + f"RS[{k}][t] = C[{k}]" for k in range(nc)]
+        lines += [ind + f"X[{j}][:] = XS[{j}][t]" for j in range(self.nx)]
+        lines += [ind + st.statement(f"f{i}", f"P{i}") for i, st in enumerate(steps)]
+        lines += [ind + f"YS[{j}][t] = O[{nc + j}]" for j in range(ny)]
+        if self.staged:
+            lines += [ind + f"S[{k}][:] = O[{k}]" for k in range(nc)]
+            lines += [ind + f"C[{k}][:] = S[{k}]" for k in range(nc)]
+        else:
+            lines += [ind + f"C[{k}][:] = O[{k}]" for k in range(nc)]
+        lines += [f"    FINAL[{k}][:] = C[{k}]" for k in range(nc)]
+        label = "scan_" + "_".join(dict.fromkeys(n.op for n in self.plan.nodes.values() if not n.is_source))[:60]
+        header = DRIVER_HEADER.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH,
+                                      params=", ".join(params))  # fmt: skip
+        return header + "\n".join(lines) + "\n"
+
+    # -- binding ---------------------------------------------------------------------------
+    def arguments(self, init, xs, caps, final, ys, rs) -> tuple[tuple, bool]:
+        """(the driver's arguments, stale): init/xs/caps are the scan's input arrays, final/ys/rs
+        the arrays its outputs go to (all in their own shapes); stale as in BodyPlan.arrays."""
+        fixed, stale = self.bind_body(caps)
+        return self.call_args(init, xs, final, ys, rs, fixed), stale
+
+    def bind_body(self, caps) -> tuple[tuple, bool]:
+        """(C, X, S, O and every step's arguments, stale) with the captured arrays `caps`."""
+        body = self.body
+        own = zip(body.inputs, [*self.carries, *self.xbufs])  # buffers seen as the body's values
+        inputs = {n.id: b.reshape(b.shape if n.shape else ()) for n, b in own}
+        inputs.update((n.id, np.asarray(c)) for n, c in zip(body.captured, caps))
+        vals, stale = self.plan.arrays(inputs)
+        steps = self.plan.bind(vals)
+        stale = stale or any(st.call is not None and st.call.stale for st in self.plan.steps)
+        outs = tuple(vals[o.id].reshape(_seen(vals[o.id].shape)) for o in body.outputs)
+        return (tuple(self.carries), tuple(self.xbufs), tuple(self.stage), outs, *steps), stale
+
+    def call_args(self, init, xs, final, ys, rs, fixed) -> tuple:
+        def seen(arrays, stacked=False):
+            return tuple(a.reshape((a.shape[0], *_seen(a.shape[1:])) if stacked else _seen(a.shape)) for a in arrays)
+
+        return (self.T, seen(init), seen(xs, True), seen(final), seen(ys, True), seen(rs, True), *fixed)
+
+    def compile(self, args: tuple) -> None:
+        """Compile (or load from the disk cache) the body's kernels, then the driver."""
+        self.plan.compile(list(args[len(DRIVER_PARAMS) :]))
+        from numba.core.errors import NumbaPerformanceWarning
+
+        with warnings.catch_warnings():  # np.dot on a strided view copies it: correct, said in the docs
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            cache.ensure_compiled(self.driver, args)
+
+    def describe(self) -> list[str]:
+        name = cache.source_hash(self.source)
+        return [f"native loop: driver gk_{name}, T={self.T}, {len(self.plan.steps)} body steps"] + [
+            "  " + x for x in self.plan.describe()
+        ]
+
+
+class NativeScan:
+    """The run function of a scan's numba lowering: `fn(*inputs) -> (*final, *ys, *residuals)`.
+
+    Outputs come from output pools (an array the caller still holds is never written again).
+    The steps' arguments are bound at the first call and again when a captured array is
+    another object than the last call's (a variable's array stays the same object; a value a
+    reference op computes is new at every call). Should a view of a carried value turn out a
+    copy at binding (not seen in tests), it falls back to the reference loop for good.
+    """
+
+    def __init__(self, node, loop: ScanLoop):
+        self.node, self.loop = node, loop
+        self.pools = [planning.OutputPool(s, d) for s, d in loop.out_types]
+        self._caps = None
+        self._fixed = None
+        self._stale = False
+        self.fallback = None  # why the reference loop runs instead, once binding found out
+        self.flops = loop.plan.flops
+
+    def __call__(self, *inputs):
+        lp = self.loop
+        nc, nx = lp.nc, lp.nx
+        if self.fallback is not None:
+            return self._reference(inputs)
+        init = [np.ascontiguousarray(a) for a in inputs[:nc]]
+        xs = [np.ascontiguousarray(a) for a in inputs[nc : nc + nx]]
+        caps = inputs[nc + nx :]
+        outs = [p.get() for p in self.pools]
+        final, ys, rs = outs[:nc], outs[nc : nc + lp.ny], outs[nc + lp.ny :]
+        rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
+        if rebind:
+            try:
+                self._fixed, self._stale = lp.bind_body(caps)
+            except NotNative as e:
+                self.fallback = str(e)
+                return self._reference(inputs)
+            self._caps = tuple(caps)
+        args = lp.call_args(init, xs, final, ys, rs, self._fixed)
+        if rebind:
+            lp.compile(args)
+        blas.use(1 if self.flops < blas.SMALL_FLOPS else blas.large)
+        lp.driver(*args)
+        return tuple(outs)
+
+    def _reference(self, inputs):
+        n = self.node
+        env = {**self.loop.plan.env, **_length_env(n, self.loop.T)}
+        return tuple(n.opdef.ref(n, list(inputs), RunContext({}, {}, env, 0)))
+
+    def describe(self) -> list[str]:
+        if self.fallback is not None:
+            return [f"reference loop: {self.fallback}"]
+        return self.loop.describe()
+
+
+# -- dims ---------------------------------------------------------------------------------------
+def _dims(node, in_shapes, out_shapes) -> dict:
+    """The body's symbolic dims bound by the concrete shapes of the scan's inputs and outputs."""
+    a = node.attrs
+    body, nc, nx = a["body"], a["num_carry"], a["num_xs"]
+    pairs = [(n.shape, s) for n, s in zip(body.inputs[:nc], in_shapes[:nc])]
+    pairs += [(n.shape, s[1:]) for n, s in zip(body.inputs[nc:], in_shapes[nc : nc + nx])]
+    pairs += [(n.shape, s) for n, s in zip(body.captured, in_shapes[nc + nx :])]
+    pairs += [(n.shape, s[1:]) for n, s in zip(body.outputs[nc:], out_shapes[nc:])]
+    env = {}
+    for sym, conc in pairs:
+        for d, c in zip(sym, conc):
+            if isinstance(d, str):
+                env[d] = c
+    return env
+
+
+def _trip_count(node, in_shapes, out_shapes, env) -> int:
+    a = node.attrs
+    nc, nx = a["num_carry"], a["num_xs"]
+    if nx:
+        return in_shapes[nc][0]
+    if len(out_shapes) > nc:
+        return out_shapes[nc][0]
+    length = a["length"]
+    return length if isinstance(length, int) else env.get(length, 0)
+
+
+def _length_env(node, T) -> dict:
+    length = node.attrs["length"]
+    return {length: T} if isinstance(length, str) else {}
+
+
+# -- lowerings ----------------------------------------------------------------------------------
+def numba_scan(node, in_shapes, out_shapes):
+    """The scan's numba lowering: a NativeScan's run function, or None (the reference loop)."""
+    try:
+        return NativeScan(node, ScanLoop(node, in_shapes, out_shapes))
+    except NotNative:
+        return None
+
+
+def loop_summary(node, env: dict | None = None) -> str:
+    """How the numba backend runs scan `node` at the dims `env`: 'native loop: ...' with the
+    body's steps, or 'reference loop: <why>'."""
+    env = env or {}
+    in_shapes = [shapes.concrete(x.shape, env) for x in node.inputs]
+    out_shapes = [shapes.concrete(s, env) for s, _ in node.types]
+    try:
+        return "\n".join(ScanLoop(node, in_shapes, out_shapes).describe())
+    except NotNative as e:
+        return f"reference loop: {e}"
