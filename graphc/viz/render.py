@@ -1,408 +1,184 @@
-"""Graphviz drawings of a graph: forward, backward, or both, with roles, shapes and kernels.
+"""Graphviz drawings of graphs, compiled steps and models: `render` writes them, `dot_source`
+gives the DOT text.
 
-Colours follow the node's role (input, parameter, state, constant, forward op, backward op,
-optimizer update op: its phase tag), outputs and update values are highlighted, backward and
-update ops are hexagons, and forward values that
-the backward pass reads ("saved activations") get a red border and red dashed edges. Name
-scopes become clusters, unless fused kernels are given: a node sits in one cluster only, so
-kernels take precedence and the scope moves into the node's tooltip.
+Views: 'train' (the whole training step: the forward pass flowing down, the backward pass
+climbing back up beside it in red hexagons, level with the layers it differentiates, and the
+parameter updates at the end), 'forward' and 'backward'. Colours and shapes follow the node's
+role (graphc.viz.style; a legend is drawn in the picture); edges carry shapes and dtypes;
+forward values the backward pass reads (saved activations) get a red border and red dashed
+edges; each parameter's gradient is labelled `∇ name`; fused kernels are clusters inside their
+layer's cluster; a loop's body is drawn once with a back edge marked with its trip count.
+`collapse=True` draws one box per layer (see graphc.viz.collapse); a drawing of more than
+`max_nodes` nodes is collapsed, then folded further, instead of drawing a wall.
 """
 
-import contextlib
-import os
-import re
-import shutil
-import subprocess
-import sys
-import warnings
 from pathlib import Path
 
-import graphviz
 import numpy as np
 
 from graphc.errors import AttributeValueError, GraphcError
-from graphc.io import atomic
-from graphc.ir import dtypes
-from graphc.ir.phase import Phase
-from graphc.ir.text import attr_text
+from graphc.viz import views
+from graphc.viz.analysis import analyse
+from graphc.viz.collapse import Grouping, collapsed_picture
+from graphc.viz.emit import Picture
+from graphc.viz.full import FullDrawing
+from graphc.viz.legend import add_legend
+from graphc.viz.style import STYLE
+from graphc.viz.views import PARTS, VIEWS, select
+from graphc.viz.write import INSTALL_HINT, DotNotFoundError, DotNotFoundWarning, target_paths, write
 
-INSTALL_HINT = (
-    "the Graphviz 'dot' program is not on PATH, so only the .gv source was written. "
-    "Install it with `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
-    "or `conda install -c conda-forge graphviz`, or render the .gv at https://dreampuf.github.io/GraphvizOnline"
-)
+MAX_NODES = 150  # the default cap: past it a drawing is summarised (collapsed, then folded)
 
-DOT_TIMEOUT_S = 120
+OPTIONS = ("roots", "part", "kernels", "title", "fold_scalars", "require_dot", "view", "collapse", "expand",
+           "shapes", "passes", "legend", "max_nodes", "fold_updates")  # fmt: skip
 
-# role -> node attributes. Backward ops differ from forward ones in colour and shape.
-STYLE = {
-    "input": {"shape": "ellipse", "style": "filled", "fillcolor": "#bcd9f5"},
-    "param": {"shape": "cylinder", "style": "filled", "fillcolor": "#c5e8b7"},
-    "state": {"shape": "cylinder", "style": "filled", "fillcolor": "#dcdcdc"},
-    "const": {"shape": "note", "style": "filled", "fillcolor": "#f2f2f2"},
-    "forward": {"shape": "box", "style": "rounded,filled", "fillcolor": "#fff2cc"},
-    "backward": {"shape": "hexagon", "style": "filled", "fillcolor": "#f4c7c3"},
-    "update": {"shape": "hexagon", "style": "filled", "fillcolor": "#eadcf5"},
-}
-OUTPUT = {"fillcolor": "#ffd966", "penwidth": "2.5", "peripheries": "2"}
-UPDATE = {"fillcolor": "#d9c2f0", "penwidth": "2"}
-SAVED = {"color": "#d62728", "penwidth": "2.5"}
-SAVED_EDGE = {"color": "#d62728", "style": "dashed"}
-UPDATE_EDGE = {"color": "#7b3fb5", "style": "dashed", "constraint": "false"}
-KERNEL_CLUSTER = {"style": "dashed,rounded", "color": "#1f77b4", "penwidth": "2", "fontcolor": "#1f77b4"}
-SCOPE_CLUSTER = {"style": "rounded", "color": "#999999", "fontcolor": "#555555"}
+VIEW_TITLES = {"train": "training step", "forward": "forward", "backward": "backward"}
 
 
-class DotNotFoundError(GraphcError, RuntimeError):
-    """The `dot` program is needed for SVG/PNG output and is not installed."""
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        views.bad(name, value, "True or False")
+    return bool(value)
 
 
-class DotNotFoundWarning(UserWarning):
-    """Only the .gv file was written because `dot` is not installed."""
-
-
-def _scalar_const(n) -> str | None:
-    if not n.is_const or np.ndim(n.attrs["value"]) != 0:
-        return None
-    x = n.attrs["value"].item()
-    if not dtypes.is_float(n.dtype):
-        return repr(x)
-    text = f"{float(x):.4g}"
-    return text if any(c in text for c in ".eni") else text + ".0"  # 2 -> 2.0, keep nan/inf
-
-
-def _tainted(nodes) -> set[int]:
-    """ids of backward and update nodes (their phase tag) and of everything computed from them."""
-    out: set[int] = set()
-    for n in nodes:
-        if n.phase is not Phase.FORWARD or any(x.id in out for x in n.inputs):
-            out.add(n.id)
-    return out
-
-
-PARTS = ("all", "forward", "backward")
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
-
-
-def _bad(argument: str, value, expected: str):
-    raise AttributeValueError(f"render: {argument} must be {expected}, got {value!r}")
-
-
-def _checked_roots(graph, roots):
-    """None, or the list of root nodes (a single node is accepted), all of them from `graph`."""
-    from graphc.ir.node import Node
-
-    if roots is None:
-        return None
-    if isinstance(roots, Node):
-        roots = [roots]
-    elif isinstance(roots, (str, bytes)) or not hasattr(roots, "__iter__"):
-        _bad("roots", roots, "a node or a list of nodes")
-    roots = list(roots)
-    for r in roots:
-        if not isinstance(r, Node):
-            _bad("roots", r, "a node or a list of nodes")
-        if r.graph is not graph:  # a compiled step draws its own optimized copy of the graph
-            raise AttributeValueError(f"render: root {r.label} is not a node of the graph drawn ({graph.name!r})")
-    return roots
-
-
-def _checked_options(kernels, title, fold_scalars):
-    """kernels as a list (or None), after checking it, title and fold_scalars."""
-    if kernels is not None:
-        if isinstance(kernels, (str, bytes)) or not hasattr(kernels, "__iter__"):
-            _bad("kernels", kernels, "a list of objects with .name and .node_ids")
-        kernels = list(kernels)
-        for k in kernels:
-            if not (hasattr(k, "name") and hasattr(k, "node_ids")):
-                _bad("kernels", k, "a list of objects with .name and .node_ids")
+def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=True, view=None, collapse=False,
+            expand=None, shapes=True, passes=None, legend=True, max_nodes=MAX_NODES, fold_updates=True,
+            parts=None) -> Picture:  # fmt: skip
+    """The Picture of `obj` (see render for the arguments); `parts`: draw the forward, backward
+    and update parts apart (default: for the training-step view)."""
+    if part is not None and view is not None:
+        raise AttributeValueError("render: give view= or part= (its older name), not both")
+    view = views.check_part(part) if part is not None else views.check_view("train" if view is None else view)
+    kernels = views.checked_kernels(kernels)
     if title is not None and not isinstance(title, str):
-        _bad("title", title, "a str or None")
-    if not isinstance(fold_scalars, (bool, np.bool_)):
-        _bad("fold_scalars", fold_scalars, "True or False")
-    return kernels
+        views.bad("title", title, "a str or None")
+    for name, value in (("fold_scalars", fold_scalars), ("collapse", collapse), ("shapes", shapes),
+                        ("legend", legend), ("fold_updates", fold_updates)):  # fmt: skip
+        _flag(name, value)
+    if max_nodes is not None and (isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer))
+                                  or max_nodes < 1):  # fmt: skip
+        views.bad("max_nodes", max_nodes, "a positive int or None")
+    if expand is not None and not isinstance(expand, str):
+        views.bad("expand", expand, "a layer name (str) or None")
+    graph, kernels, roots = views.drawable(obj, passes, kernels, roots)
+    nodes, _ = select(graph, roots, {"train": "all"}.get(view, view))
+    an = analyse(graph, nodes)
+    has_backward = any(an.part(n) != "forward" for n in nodes)
+    parts = (view == "train" and has_backward) if parts is None else parts
+    head = title if title is not None else f"{graph.name} ({VIEW_TITLES[view]})"
+
+    def full():
+        pic = Picture(graph.name, head, mirror=parts, shapes=shapes)
+        d = FullDrawing(graph, nodes, an, pic, kernels, fold_scalars, fold_updates, parts=parts)
+        d.draw()
+        return pic, d.roles_drawn | ({"saved"} if any(i in an.saved for i in d.ids) else set()), d.loops
+
+    def collapsed(fold_runs=False, fold_all=False):
+        pic = Picture(graph.name, head, mirror=parts, shapes=shapes)
+        grouping = Grouping(graph, nodes, an, expand, fold_runs=fold_runs, fold_all_updates=fold_all)
+        return pic, collapsed_picture(graph, nodes, an, pic, grouping, parts), 0
+
+    attempts = [] if collapse or expand is not None else [(full, "")]
+    attempts += [
+        (collapsed, "one box per layer"),
+        (lambda: collapsed(fold_runs=True), "runs of alike layers folded"),
+        (lambda: collapsed(fold_runs=True, fold_all=True), "alike layers and all updates folded"),
+    ]
+    how = ""
+    for i, (make, way) in enumerate(attempts):
+        pic, roles, loops = make()
+        how = way
+        count = len(pic.nodes) + (_legend_size(roles) if legend else 0)
+        if max_nodes is None or count <= max_nodes or i == len(attempts) - 1:
+            break
+    if max_nodes is not None and count > max_nodes:
+        pic, roles = _summary(graph, nodes, an, head, max_nodes), set()
+    elif how and not (collapse or expand is not None):
+        pic.title = f"{head}\\n(summarised: {how}, as the full drawing has more than max_nodes={max_nodes} nodes)"
+    elif how and expand is not None:
+        pic.title = f"{head}\\n(layers collapsed, {expand} expanded)"
+    if legend and roles:
+        loop = {"shape": "box", "style": "rounded,bold", "color": "#1f77b4"}
+        extra = [("loop body, drawn once\\n(back edge: next step ×T)", loop)] if loops else []
+        add_legend(pic, roles, "saved" in roles, extra)
+    return pic
 
 
-def select(graph, roots=None, part: str = "all"):
-    """(nodes to draw, ids of the backward part) for a part: 'all', 'forward' or 'backward'."""
-    if not isinstance(part, str) or part not in PARTS:
-        _bad("part", part, "one of " + ", ".join(map(repr, PARTS)))
-    roots = _checked_roots(graph, roots)
-    nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
-    bwd = _tainted(nodes)
-    if part == "forward":
-        nodes = [n for n in nodes if n.id not in bwd]
-        # sources only the backward part reads (optimizer state, say) would float unconnected
-        used = {x.id for n in nodes for x in n.inputs} | {n.id for n in graph.outputs.values()}
-        nodes = [n for n in nodes if n.inputs or n.id in used]
-    elif part == "backward":
-        keep = {x.id for n in nodes if n.id in bwd for x in (n, *n.inputs)}
-        nodes = [n for n in nodes if n.id in keep]
-    return nodes, bwd
+def _legend_size(roles) -> int:
+    return len(roles)
 
 
-def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True):
-    """The graphviz.Digraph of a graph (see render)."""
-    kernels = _checked_options(kernels, title, fold_scalars)
-    roots = _checked_roots(graph, roots)
-    nodes, bwd = select(graph, roots, part)
-    ids = {n.id for n in nodes}
-    consumers: dict[int, list] = {}
+def _summary(graph, nodes, an, head, max_nodes) -> Picture:
+    """One note instead of a wall: what the graph holds, and how to draw parts of it."""
+    counts: dict[str, int] = {}
     for n in nodes:
-        for x in n.inputs:
-            consumers.setdefault(x.id, []).append(n)
-    folded = {n.id: s for n in nodes if fold_scalars and (s := _scalar_const(n)) is not None and n.id in consumers}
-    saved = {x.id for n in nodes if n.id in bwd and n.opdef.reads_values
-             for x in n.inputs if x.id not in bwd and x.role == "forward"}  # fmt: skip
-    outputs = {}
-    for k, v in graph.outputs.items():
-        outputs.setdefault(v.id, []).append(k)
-    updates = {}
-    for k, v in graph.updates.items():
-        updates.setdefault(v.id, []).append(k)
-    names = _text_names(graph, roots)
-    by_label = {n.label: names[n.id] for n in nodes if n.id in names}  # grad_of labels as the text form names them
-
-    dot = graphviz.Digraph(graph.name, graph_attr={
-        "rankdir": "TB", "newrank": "true",  # newrank: dot 2.43 fails on edges between clusters without it
-        "fontname": "Helvetica", "labelloc": "t", "fontsize": "16",
-        "label": title if title is not None else f"{graph.name} ({part})",
-    }, node_attr={"fontname": "Helvetica", "fontsize": "11"},
-       edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"})  # fmt: skip
-
-    stmts: dict[int, dict] = {}
+        counts[an.role[n.id]] = counts.get(an.role[n.id], 0) + 1
+    ops: dict[str, int] = {}
     for n in nodes:
-        if n.id in folded:
-            continue
-        attrs = dict(STYLE[n.role])
-        label = _label(n, names, folded)
-        if n.id in outputs:
-            attrs.update(OUTPUT)
-            label += "\\n→ " + ", ".join(outputs[n.id])
-        if n.id in updates:
-            attrs.update(UPDATE)
-            label += "\\n⇒ " + ", ".join(updates[n.id])
-        if n.id in saved:
-            attrs.update(SAVED)
-            label += "\\n(saved for backward)"
-        tip = [f"{n.op}: {n.type_str}"]
-        if n.scope:
-            tip.append(f"scope {n.scope}")
-        if n.location:
-            tip.append(f"declared at {n.location}")
-        if n.is_backward and n.grad_of:
-            tip.append(f"backward of {by_label.get(n.grad_of, n.grad_of)}")
-        elif n.phase is Phase.UPDATE:
-            tip.append("update")
-        attrs["tooltip"] = "; ".join(tip)
-        stmts[n.id] = {"name": f"n{n.id}", "label": label, **attrs}
-
-    _place(dot, nodes, stmts, kernels)
-
-    for n in nodes:
-        if n.id in folded:
-            continue
-        for x in n.inputs:
-            if x.id in folded or x.id not in ids:
-                continue
-            e = {"label": x.type_str}
-            if x.id in saved and n.id in bwd:
-                e.update(SAVED_EDGE)
-            dot.edge(f"n{x.id}", f"n{n.id}", **e)
-    for var, v in graph.updates.items():
-        p = graph.params[var]
-        if v.id in ids and v.id in stmts and p.id in stmts:
-            dot.edge(f"n{v.id}", f"n{p.id}", label="update", **UPDATE_EDGE)
-    return dot
+        if not n.is_source:
+            ops[n.op] = ops.get(n.op, 0) + 1
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:10]
+    lines = [f"{len(nodes)} nodes: " + ", ".join(f"{c} {r}" for r, c in counts.items()),
+             "most used ops: " + ", ".join(f"{op}×{c}" for op, c in top),
+             f"even collapsed, the drawing has more than max_nodes={max_nodes} nodes;",
+             "draw it all with max_nodes=None, one layer with expand=, or a part with roots="]  # fmt: skip
+    pic = Picture(graph.name, head)
+    pic.node("summary", (), label="\\n".join(lines), shape="note", style="filled", fillcolor="#f2f2f2")
+    return pic
 
 
-def _text_names(graph, roots):
-    """The names the text form uses (x, w, %3), so drawings and text cross-reference."""
-    nodes = graph.live_nodes(roots) if (roots is not None or graph.roots()) else list(graph.nodes)
-    names, k = {}, 0
-    for n in nodes:
-        if n.is_input or n.is_param:
-            names[n.id] = n.name
-        elif _scalar_const(n) is None:
-            names[n.id] = f"%{k}"
-            k += 1
-    return names
+def dot_source(obj, **options) -> str:
+    """The DOT text of a drawing of `obj` (the arguments of render, less path and require_dot)."""
+    _check_unknown(options, exclude=("require_dot",))
+    return picture(obj, **options).digraph().source
 
 
-def _label(n, names, folded) -> str:
-    name = names.get(n.id, f"#{n.id}")
-    if n.is_input or n.is_param:
-        return f"{name}\\n{n.type_str}"
-    if n.is_const:
-        return f"{name} const\\n{n.type_str}"
-    head = f"{name} = {n.op}"
-    if any(x.id in folded for x in n.inputs):
-        head += "(" + ", ".join(folded.get(x.id, "·") for x in n.inputs) + ")"
-    lines = [head]
-    attrs = [f"{k}={attr_text(v)}" for k, v in n.attrs.items()]
-    if attrs:
-        lines.append(", ".join(attrs))
-    if not n.inputs or all(x.id in folded for x in n.inputs):
-        lines.append(n.type_str)  # no incoming edge shows the type
-    return "\\n".join(lines)
+def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True, **options):
+    """The graphviz.Digraph of exactly the selected nodes: every node drawn (no cap, no
+    folding, no legend, one flow from top to bottom) unless options ask otherwise."""
+    _check_unknown(options, exclude=("require_dot",))
+    options = {"max_nodes": None, "fold_updates": False, "legend": False, "parts": False, **options}
+    if title is None:
+        title = f"{getattr(graph, 'name', '')} ({part})" if isinstance(part, str) and part in PARTS else None
+    return picture(graph, roots, part, kernels, title, fold_scalars, **options).digraph()
 
 
-def _place(dot, nodes, stmts, kernels):
-    """Put nodes into kernel clusters if given, else into (nested) scope clusters."""
-    if kernels is not None:
-        member = {}
-        groups = []
-        for k in kernels:
-            inside = [i for i in k.node_ids if i in stmts and i not in member]
-            for i in inside:
-                member[i] = len(groups)
-            groups.append((str(k.name), inside))
-        for gi, (name, inside) in enumerate(groups):
-            if not inside:
-                continue
-            with dot.subgraph(name=f"cluster_kernel_{gi}") as c:
-                c.attr(label=f"kernel {name}", **KERNEL_CLUSTER)
-                for i in inside:
-                    c.node(**stmts[i])
-        for n in nodes:
-            if n.id in stmts and n.id not in member:
-                dot.node(**stmts[n.id])
-        return
-    tree: dict = {"nodes": [], "children": {}}
-    for n in nodes:
-        if n.id not in stmts:
-            continue
-        t = tree
-        for part in n.scope.split("/") if n.scope else []:
-            t = t["children"].setdefault(part, {"nodes": [], "children": {}})
-        t["nodes"].append(stmts[n.id])
-    counter = [0]
-
-    def emit(g, t):
-        for s in t["nodes"]:
-            g.node(**s)
-        for label, child in t["children"].items():
-            counter[0] += 1
-            with g.subgraph(name=f"cluster_scope_{counter[0]}") as c:
-                c.attr(label=label, **SCOPE_CLUSTER)
-                emit(c, child)
-
-    emit(dot, tree)
+def _check_unknown(options, exclude=()):
+    allowed = [o for o in OPTIONS if o not in exclude] + ["parts"]
+    for name in sorted(options):
+        if name not in allowed:
+            raise AttributeValueError(f"render: unknown argument {name!r}; expected one of {', '.join(OPTIONS)}")
 
 
-def _drawable(obj, kernels):
-    """(Graph, kernels) from a Graph, a compiled executable or a TrainingGraph."""
-    from graphc.backends.base import Executable
-    from graphc.ir.graph import Graph
-
-    if isinstance(obj, Executable):
-        return obj.graph, (obj.kernels if kernels is None else kernels)
-    if not isinstance(obj, Graph) and isinstance(getattr(obj, "graph", None), Graph):
-        obj = obj.graph  # a TrainingGraph
-    if not isinstance(obj, Graph):
-        raise GraphcError(
-            f"render: expected a Graph, a compiled executable or a TrainingGraph, got {type(obj).__name__}"
-        )
-    return obj, kernels
-
-
-def _user_stacklevel() -> int:
-    """The warnings stacklevel of the innermost caller outside the graphc package, so that a
-    warning points at the user's line whether render was called as gc.render or directly."""
-    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
-    while frame is not None:
-        if not os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
-            return level
-        frame, level = frame.f_back, level + 1
-    return 2
-
-
-OPTIONS = ("roots", "part", "kernels", "title", "fold_scalars", "require_dot")
-
-
-def render(graph, path, roots=None, part: str = "all", kernels=None, title=None, fold_scalars: bool = True,
-           require_dot: bool = False, **unknown) -> list[Path]:  # fmt: skip
-    """Draw `graph` with Graphviz; return the written paths.
+def render(graph, path, roots=None, part=None, kernels=None, title=None, fold_scalars: bool = True,
+           require_dot: bool = False, **options) -> list[Path]:  # fmt: skip
+    """Draw a Graph, a compiled step, a Model or a TrainingGraph with Graphviz; return the paths written.
 
     path: 'g.svg' / 'g.png' / 'g.pdf' writes 'g.gv' and the image; 'g.gv' (or '.dot') writes
-    only the source; no suffix means SVG. part: 'all', 'forward' (nodes not computed from
-    backward ones) or 'backward' (backward nodes, updates, and the forward values they read).
-    kernels: objects with .name and .node_ids, drawn as clusters. Without the `dot` program
-    the .gv is still written and a DotNotFoundWarning says how to install it (an error
-    if require_dot). `graph` may also be a compiled executable (its optimized graph is drawn,
-    with its fused kernels as clusters unless kernels=[] is given) or a TrainingGraph.
-    roots: a node or a list of nodes of `graph` (default: its outputs and updates). A bad
-    argument raises AttributeValueError naming it, its value and what it accepts.
+    only the source; no suffix means SVG. Without the `dot` program the .gv is still written
+    and a DotNotFoundWarning says how to install it (a DotNotFoundError if require_dot).
+
+    view: 'train' (default: forward, backward and updates laid out apart), 'forward' or
+    'backward'; part: its older name ('all', 'forward', 'backward'). passes: draw after the
+    optimization passes (default for a compiled step or a Model) or before them (default for a
+    Graph). kernels: objects with .name and .node_ids drawn as clusters (a compiled step's
+    own by default; kernels=[] draws none). collapse: one box per layer; expand='layer' opens
+    one layer (and collapses the rest). shapes: shapes and dtypes on edges. legend: draw the
+    legend. fold_updates: each parameter's optimizer work as one update box. max_nodes: the
+    most nodes drawn before the drawing is summarised (collapsed, alike layers folded; None: no
+    cap). roots: a node or a list of nodes of the graph drawn (default: its outputs and updates).
+    title, fold_scalars (scalar constants written inside their consumers). A bad argument
+    raises AttributeValueError naming it, its value and what it accepts.
     """
-    if unknown:  # caught here rather than by Python so that gc.render and this say the same
-        name = sorted(unknown)[0]
-        raise AttributeValueError(f"render: unknown argument {name!r}; expected one of {', '.join(OPTIONS)}")
-    graph, kernels = _drawable(graph, kernels)
-    if not isinstance(path, (str, os.PathLike)):
-        _bad("path", path, "a str or a path")
+    _check_unknown(options, exclude=("parts",))
     if not isinstance(require_dot, (bool, np.bool_)):
-        _bad("require_dot", require_dot, "True or False")
-    path = Path(path)
-    if path.is_dir():
-        raise AttributeValueError(f"render: path {str(path)!r} is a folder; give a file name such as "
-                                  f"{str(path / 'graph.svg')!r}")  # fmt: skip
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix in ("gv", "dot"):
-        gv, fmt = path, None
-    else:
-        fmt = suffix or "svg"
-        if fmt not in graphviz.FORMATS:
-            raise AttributeValueError(
-                f"render: unknown output format {fmt!r} for {str(path)!r}; use .svg, .png, .pdf or .gv"
-            )
-        gv = path.with_suffix(".gv")
-        path = path.with_suffix("." + fmt)
-    source = build(graph, roots, part, kernels, title, fold_scalars).source  # every check before any write
-    target = gv
-    try:
-        with atomic.writing() as tag:
-            atomic.make_folder(gv.parent)
-            _remove_leftovers(gv.parent, {gv.name, path.name})
-            atomic.atomic_write(gv, source.encode(), tag)
-            if fmt is None:
-                return [gv]
-            dot_exe = shutil.which("dot")
-            if dot_exe is None:
-                message = f"render {str(path)!r}: {INSTALL_HINT} ({gv})"
-                if require_dot:
-                    raise DotNotFoundError(message)
-                warnings.warn(message, DotNotFoundWarning, stacklevel=_user_stacklevel())
-                return [gv]
-            target = path
-            _run_dot(dot_exe, fmt, gv, path, path.with_name(f".{path.name}.{tag}.tmp"))
-    except OSError as exc:
-        raise atomic.write_error("drawing", target, exc) from None
-    return [gv, path]
+        views.bad("require_dot", require_dot, "True or False")
+    gv, image, fmt = target_paths(path)
+    source = picture(graph, roots, part, kernels, title, fold_scalars, **options).digraph().source  # checks first
+    return write(source, gv, image, fmt, bool(require_dot))
 
 
-def _run_dot(dot_exe: str, fmt: str, gv: Path, path: Path, tmp: Path) -> None:
-    """dot writes the image to `tmp`, which then replaces `path` in one step."""
-    try:
-        try:
-            proc = subprocess.run([dot_exe, f"-T{fmt}", str(gv), "-o", str(tmp)], capture_output=True, text=True,
-                                  timeout=DOT_TIMEOUT_S)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise GraphcError(f"render: dot took more than {DOT_TIMEOUT_S} s on {gv}") from None
-        if proc.returncode != 0:
-            raise GraphcError(f"render: dot failed on {gv}: {proc.stderr.strip()}")
-        os.replace(tmp, path)
-        atomic.sync_folder(path.parent)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _remove_leftovers(folder: Path, names) -> None:
-    """Temporary files that killed renders of these names left (graphc.io.atomic judges which)."""
-    for name in names:
-        n = re.escape(name)
-        atomic.remove_stale(folder, re.compile(rf"\.{n}\.(?P<tag>{atomic.TAG})\.tmp"))
-        atomic.remove_stale(folder, re.compile(rf"\.{n}\.{atomic.OLD_TMP}\.tmp"))  # before writer tags
-
-
-__all__ = ["render", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT", "STYLE", "PARTS"]
+__all__ = [
+    "render", "dot_source", "picture", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT",
+    "STYLE", "PARTS", "VIEWS", "MAX_NODES", "GraphcError",
+]  # fmt: skip

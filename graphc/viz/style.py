@@ -1,0 +1,55 @@
+"""How a drawing shows meaning: node styles by role, markers, edge kinds and cluster styles.
+
+The legend (graphc.viz.legend) is drawn from these tables, so the picture and its key agree.
+"""
+
+# role -> node attributes. Backward work differs from forward work in colour and shape.
+STYLE = {
+    "input": {"shape": "ellipse", "style": "filled", "fillcolor": "#bcd9f5"},
+    "param": {"shape": "cylinder", "style": "filled", "fillcolor": "#c5e8b7"},
+    "state": {"shape": "cylinder", "style": "filled", "fillcolor": "#dcdcdc"},
+    "const": {"shape": "note", "style": "filled", "fillcolor": "#f2f2f2"},
+    "forward": {"shape": "box", "style": "rounded,filled", "fillcolor": "#fff2cc"},
+    "loss": {"shape": "doubleoctagon", "style": "filled", "fillcolor": "#ffb347"},
+    "backward": {"shape": "hexagon", "style": "filled", "fillcolor": "#f4c7c3"},
+    "gradient": {"shape": "hexagon", "style": "filled,bold", "fillcolor": "#e06666", "fontcolor": "white"},
+    "update": {"shape": "hexagon", "style": "filled", "fillcolor": "#eadcf5"},
+}
+
+# What each role means, for the legend.
+MEANING = {
+    "input": "input (fed each step)",
+    "param": "parameter (trained)",
+    "state": "state (optimizer moments, running statistics)",
+    "const": "constant",
+    "forward": "forward op",
+    "loss": "loss",
+    "backward": "backward op",
+    "gradient": "gradient of a parameter",
+    "update": "parameter update (optimizer)",
+}
+
+OUTPUT = {"penwidth": "2.5", "peripheries": "2"}
+UPDATE_RESULT = {"fillcolor": "#d9c2f0", "penwidth": "2"}
+SAVED = {"color": "#d62728", "penwidth": "2.5"}
+
+# edge kind -> attributes
+EDGE = {
+    "data": {},
+    "grad": {"color": "#c0392b", "fontcolor": "#c0392b", "penwidth": "1.6"},
+    "saved": {"color": "#d62728", "style": "dashed", "constraint": "false"},
+    "read": {"color": "#bbbbbb", "style": "dotted", "constraint": "false", "arrowhead": "none"},
+    "update": {"color": "#7b3fb5", "style": "dashed", "constraint": "false", "fontcolor": "#7b3fb5"},
+    "pair": {"color": "#e06666", "style": "dotted", "constraint": "false", "dir": "none"},
+    "loop": {"color": "#1f77b4", "style": "bold", "constraint": "false", "fontcolor": "#1f77b4", "penwidth": "2"},
+}
+
+KERNEL_CLUSTER = {"style": "dashed,rounded", "color": "#1f77b4", "penwidth": "2", "fontcolor": "#1f77b4"}
+SCOPE_CLUSTER = {"style": "rounded", "color": "#999999", "fontcolor": "#555555"}
+LOOP_CLUSTER = {"style": "rounded,bold", "color": "#1f77b4", "fontcolor": "#1f77b4", "bgcolor": "#f3f8fd"}
+PART_CLUSTER = {
+    "forward": {"style": "rounded", "color": "#c9b458", "fontcolor": "#8a7a20", "label": "forward pass"},
+    "backward": {"style": "rounded", "color": "#c0392b", "fontcolor": "#c0392b", "label": "backward pass (gradients)"},
+    "update": {"style": "rounded", "color": "#7b3fb5", "fontcolor": "#7b3fb5", "label": "parameter updates"},
+}
+LEGEND_CLUSTER = {"style": "rounded", "color": "#cccccc", "fontcolor": "#555555", "label": "legend"}
