@@ -7,6 +7,8 @@ has them) with exact structure assertions.
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from passcheck import assert_same
 
 import graphc as gc
@@ -531,3 +533,68 @@ def test_accumulators_of_loop_invariant_terms_stay_carries():
     assert s.attrs["num_carry"] == 2 and s.attrs["num_xs"] == 0  # c's sum is the sum of xs, after the loop
     assert [n.op for n in g2.live_nodes() if n.op == "sum"] == ["sum"]
     assert_same(g, g2, feeds(("xs", (T, B))))
+
+
+# -- random scans ----------------------------------------------------------------------------------------
+# Each op maps two [B, D] values of the body (and the captured w [D, D], v [D]) to a [B, D] value.
+RD = 3
+BODY_OPS = [
+    lambda a, b, w, v: gc.tanh(a),
+    lambda a, b, w, v: a * b,
+    lambda a, b, w, v: a + b,
+    lambda a, b, w, v: a @ w,
+    lambda a, b, w, v: a @ (w.T * 0.5),
+    lambda a, b, w, v: gc.sigmoid(a + v),
+    lambda a, b, w, v: a - gc.sum(b, axis=0),
+    lambda a, b, w, v: gc.exp(gc.tanh(a)) * 0.5,
+    lambda a, b, w, v: gc.tanh(a @ w + b @ w),
+]
+
+scan_program = st.tuples(
+    st.lists(st.tuples(st.integers(0, len(BODY_OPS) - 1), st.integers(0, 15), st.integers(0, 15)), max_size=6),
+    st.integers(1, 2),  # carries
+    st.lists(st.integers(0, 15), min_size=3, max_size=3),  # which values become the carries and the y
+    st.booleans(),  # reverse
+    st.booleans(),  # an accumulator carry acc + x_t^T @ value
+)
+
+
+def random_scan_graph(program):
+    steps, n_carry, picks, reverse, accumulate = program
+    g = gc.Graph("random_scan")
+    with g:
+        xs = g.input("xs", (T, 2, RD), "float64")
+        w = g.param("w", (RD, RD), init="normal", dtype="float64")
+        v = g.param("v", (RD,), init="normal", dtype="float64")
+
+        def step(carry, x):
+            carry = list(carry)
+            acc = carry.pop() if accumulate else None
+            pool = [*carry, x]
+            for op, i, j in steps:
+                pool.append(BODY_OPS[op](pool[i % len(pool)], pool[j % len(pool)], w, v))
+            new = [gc.tanh(pool[(picks[c] + len(carry) + 1) % len(pool)]) for c in range(n_carry)]
+            if accumulate:
+                new.append(acc + gc.swapaxes(x) @ pool[picks[2] % len(pool)])
+            return tuple(new), pool[picks[2] % len(pool)]
+
+        init = [gc.constant(np.full((2, RD), 0.1 * (c + 1)), "float64") for c in range(n_carry)]
+        init += [gc.constant(np.full((RD, RD), 0.25), "float64")] if accumulate else []
+        final, ys = gc.scan(step, tuple(init), xs, reverse=reverse)
+        loss = gc.mean(ys * ys) + sum(gc.mean(f) for f in final)
+        g.output("loss", loss)
+        for name, d in zip(["xs", "w", "v"], gc.grad(loss, [xs, w, v])):
+            g.output(f"d_{name}", d)
+    return g
+
+
+RANDOM = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=150, **RANDOM)
+@given(scan_program, st.sampled_from(["loop_prune", "loop_hoist", "loop_accumulate", "all"]))
+def test_loop_passes_on_random_scans_keep_values_and_gradients(program, name):
+    g = random_scan_graph(program)
+    g2 = optimize(g) if name == "all" else PASSES[name](g)
+    f = {"xs": np.random.default_rng(0).standard_normal((T, 2, RD))}
+    assert_same(g, g2, f, rtol=1e-7, atol=1e-9)
