@@ -202,6 +202,13 @@ class Model:
         backend, `.kernels` its fused kernels (what `graphc demo` draws). Calling it trains."""
         return self._train
 
+    def summary(self) -> str:
+        """The layers as a table (name scope and class, output shape, parameter count) with the
+        totals of trainable and non-trainable parameters, like Keras's (print it)."""
+        from graphc.nn.summary import model_summary
+
+        return model_summary(self)
+
     # -- data ---------------------------------------------------------------------------------
     def _check(self, X, y, what):
         """(X, y) checked and converted to the graph's inputs; InputError says what is expected."""
@@ -490,6 +497,12 @@ class Model:
         model._setup(graph, config, backend)
         model._resume(ckpt.meta)
         return model
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter's display: the training step drawn (SVG with Graphviz's dot), else the text form."""
+        from graphc.ir.graph import display_bundle
+
+        return display_bundle(self, include, exclude)
 
     def __repr__(self):
         return (f"<Model {self.graph.name!r}: loss={self.loss}, backend={self.backend}, "
