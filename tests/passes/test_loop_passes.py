@@ -598,3 +598,13 @@ def test_loop_passes_on_random_scans_keep_values_and_gradients(program, name):
     g2 = optimize(g) if name == "all" else PASSES[name](g)
     f = {"xs": np.random.default_rng(0).standard_normal((T, 2, RD))}
     assert_same(g, g2, f, rtol=1e-7, atol=1e-9)
+
+
+def test_bodies_made_by_the_loop_passes_round_trip_through_graph_files(tmp_path):
+    g2 = optimize(lstm_graph())
+    g2.save(tmp_path / "lstm.json")
+    g3 = gc.Graph.load(tmp_path / "lstm.json")
+    assert g3.text() == g2.text() and [s.attrs["body"] for s in scans(g3)] == [s.attrs["body"] for s in scans(g2)]
+    a, b = gc.run(g2, LSTM_FEEDS), gc.run(g3, LSTM_FEEDS)
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)
