@@ -32,6 +32,7 @@ from graphc.io import load_graph
 from graphc.ir import Graph, Node
 from graphc.ops.api import *  # noqa: F403
 from graphc.ops.registry import constant
+from graphc.viz import dot_source  # noqa: F401  (importing graphc.viz registers the notebook display)
 
 __version__ = "0.1.0"
 

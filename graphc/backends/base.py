@@ -208,6 +208,12 @@ class Executable:
             f"{n.op + '#' + str(n.id):40s} {n.opdef.kind.value:15s} {1:3d} nodes -> {n.label}" for n in ops
         )
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter's display: the compiled graph drawn (SVG with Graphviz's dot), else its text form."""
+        from graphc.ir.graph import display_bundle
+
+        return display_bundle(self, include, exclude)
+
     def execute(self, arrays: dict, env: dict) -> dict:
         """Compute every root; return {node id: array}. Backends implement this; an update that
         a backend wrote into its variable itself is returned as the variable's own array."""

@@ -335,6 +335,10 @@ class Graph:
         return (f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, "
                 f"{len(self.params)} params, {len(self.outputs)} outputs>")  # fmt: skip
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter's display: the drawing as SVG when Graphviz's dot is installed, else the text form."""
+        return display_bundle(self, include, exclude)
+
     def to_networkx(self, roots=None):
         from graphc.ir.nx import to_networkx
 
@@ -366,6 +370,24 @@ def _files():
     if _file_format is None:
         raise GraphStructureError("no graph file format is registered: import graphc (or graphc.io) first")
     return _file_format
+
+
+# Notebook display lives in graphc.viz, which builds on the IR: it registers itself here when
+# imported (`import graphc` imports it); graphs, compiled steps and models delegate to it.
+_display = None
+
+
+def use_display(display) -> None:
+    """Called by graphc.viz on import: `display(obj, include, exclude)` makes a Jupyter mime bundle."""
+    global _display
+    _display = display
+
+
+def display_bundle(obj, include=None, exclude=None) -> dict:
+    """obj's Jupyter mime bundle from the registered display (the text form if none is)."""
+    if _display is None:
+        return {"text/plain": str(obj)}
+    return _display(obj, include, exclude)
 
 
 def make_attrs(d) -> Attrs:

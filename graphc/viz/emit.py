@@ -9,7 +9,7 @@ the forward pass instead of continuing below it.
 
 import graphviz
 
-from graphc.viz.style import EDGE
+from graphc.viz.style import EDGE, REVERSED
 
 
 class Picture:
@@ -22,6 +22,7 @@ class Picture:
         self.clusters: dict[tuple, dict] = {}  # key -> attributes (label, style)
         self.edges: list[tuple[str, str, dict]] = []
         self.ranks: list[list[str]] = []
+        self._seen: set[tuple] = set()
 
     def cluster(self, key: tuple, **attrs) -> tuple:
         """Declare the cluster `key` (its parent is key[:-1]; parents must exist or be declared)."""
@@ -36,6 +37,9 @@ class Picture:
     def edge(self, tail: str, head: str, kind: str = "data", label: str | None = None, **attrs) -> None:
         if tail not in self.nodes or head not in self.nodes or tail == head:
             return
+        if (tail, head, kind) in self._seen:  # one edge per pair: a folded box reads a value once
+            return
+        self._seen.add((tail, head, kind))
         e = {**EDGE[kind], **attrs}
         if label and (self.shapes or kind in ("loop", "update")):
             e["label"] = label
@@ -71,7 +75,7 @@ class Picture:
 
         emit(dot, ())
         for tail, head, kind, e in self.edges:
-            if self.mirror and kind == "grad":
+            if kind in REVERSED or (self.mirror and kind == "grad"):
                 dot.edge(head, tail, dir="back", **e)
             else:
                 dot.edge(tail, head, **e)

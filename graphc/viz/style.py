@@ -33,16 +33,21 @@ OUTPUT = {"penwidth": "2.5", "peripheries": "2"}
 UPDATE_RESULT = {"fillcolor": "#d9c2f0", "penwidth": "2"}
 SAVED = {"color": "#d62728", "penwidth": "2.5"}
 
-# edge kind -> attributes
+# edge kind -> attributes. No edge uses constraint=false (dot 2.43 with newrank fails on such
+# edges between clusters, "trouble in init_rank"): an edge that points against the flow is
+# written from head to tail with dir=back instead (REVERSED), and weight 0 keeps it from
+# pulling the layout.
 EDGE = {
     "data": {},
     "grad": {"color": "#c0392b", "fontcolor": "#c0392b", "penwidth": "1.6"},
-    "saved": {"color": "#d62728", "style": "dashed", "constraint": "false"},
-    "read": {"color": "#bbbbbb", "style": "dotted", "constraint": "false", "arrowhead": "none"},
-    "update": {"color": "#7b3fb5", "style": "dashed", "constraint": "false", "fontcolor": "#7b3fb5"},
-    "pair": {"color": "#e06666", "style": "dotted", "constraint": "false", "dir": "none"},
-    "loop": {"color": "#1f77b4", "style": "bold", "constraint": "false", "fontcolor": "#1f77b4", "penwidth": "2"},
+    "saved": {"color": "#d62728", "style": "dashed", "weight": "0"},
+    "read": {"color": "#bbbbbb", "style": "dotted", "weight": "0", "arrowhead": "none"},
+    "update": {"color": "#7b3fb5", "style": "dashed", "weight": "0", "fontcolor": "#7b3fb5"},
+    "pair": {"color": "#e06666", "style": "dotted", "weight": "0", "dir": "none"},
+    "loop": {"color": "#1f77b4", "style": "bold", "weight": "0", "fontcolor": "#1f77b4", "penwidth": "2"},
 }
+
+REVERSED = ("update", "loop")  # written head -> tail with dir=back: they point back up the flow
 
 KERNEL_CLUSTER = {"style": "dashed,rounded", "color": "#1f77b4", "penwidth": "2", "fontcolor": "#1f77b4"}
 SCOPE_CLUSTER = {"style": "rounded", "color": "#999999", "fontcolor": "#555555"}

@@ -70,7 +70,7 @@ def test_drawings_colour_update_nodes_by_their_phase():
     assert viz.STYLE["update"]["fillcolor"] in line and "update" in line
     gw = tg.grads["dense/w"]
     line = next(ln for ln in src.splitlines() if ln.strip().startswith(f"n{gw.id} "))
-    assert "backward of %0" in line  # the tooltip names the forward value as the text form does
+    assert f"backward of %{h.inputs[0].id}" in line  # the forward value (x @ w) named as the text form does
 
 
 def test_graph_file_keeps_phases_and_reads_version_1_forward_of(tmp_path):

@@ -50,7 +50,9 @@ def test_all_roles_and_markers_in_gv(tmp_path):
     assert styled(lines[f"n{loss.id}"], "loss") and "→ loss" in lines[f"n{loss.id}"]  # the loss, an output
     upd = g.updates["dense/w"]
     assert "#d9c2f0" in lines[f"n{upd.id}"] and "⇒ dense/w" in lines[f"n{upd.id}"]
-    assert f"n{upd.id} -> n1" in src and "update" in src  # the update arrow back to the parameter
+    # the update arrow back to the parameter (written from the parameter, drawn pointing at it)
+    back = [ln for ln in src.splitlines() if ln.strip().startswith(f"n1 -> n{upd.id} [") and "dir=back" in ln]
+    assert len(back) == 1 and "label=update" in back[0]
     # tanh's output is read by its gradient rule: a saved activation with a red border and edge
     assert "saved for backward" in lines[f"n{h.id}"] and "#d62728" in lines[f"n{h.id}"]
     assert "saved for backward" not in lines[f"n{loss.id}"]
