@@ -22,7 +22,7 @@ import numpy as np
 
 from graphc.errors import AttributeValueError, DTypeError, GraphStructureError, ShapeError
 from graphc.ir.graph import Graph
-from graphc.ir.node import Attrs, Node, TupleNode, TupleType
+from graphc.ir.node import Attrs, Node, TupleNode, TupleType, type_text
 from graphc.ops.registry import get
 
 Rule = Callable[["Rewriter", Node, list], Node | None]
@@ -84,7 +84,8 @@ class Rewriter:
         for i, (out, typ) in enumerate(zip(outputs, old.types)):
             if out is not None and (out.graph is not self.new or out.types != (typ,)):
                 raise GraphStructureError(
-                    f"replace_outputs: output {i} of {old.label} is {old.type_str}, not {out!r} of the new graph"
+                    f"replace_outputs: output {i} of {old.label} is {type_text(*typ)}; {out!r} is not a node of "
+                    f"that type in the new graph"
                 )
         self.outputs_of[old.id] = outputs
 

@@ -17,7 +17,7 @@ from graphc.fusion import fuse, fuse_body
 from graphc.ir.node import TupleType
 from graphc.ir.subgraph import trace
 from graphc.ops.registry import Kind, OpDef, all_ops, apply, register
-from graphc.passes import PASSES, optimize, run_passes
+from graphc.passes import PASSES, optimize, rewrite, run_passes
 from graphc.passes.bodies import rewrite_body
 from graphc.passes.loops import loop_accumulate, loop_hoist, loop_prune
 
@@ -69,6 +69,47 @@ def small_graph(fn):
 
 
 FEEDS = {"x": rng.standard_normal((2, 3)).astype(np.float32)}
+
+
+# -- the rewriter: a node with several outputs replaced output by output ---------------------------------
+def test_replace_outputs_remaps_the_projections_of_a_retyped_node():
+    g = gc.Graph("t")
+    with g:
+        x = g.input("x", (4,))
+        a, b = gc.split(x, 2)  # one split node, two tuple_get projections; `a` is never used
+        g.output("b", b * 2.0)
+
+    def rule(rw, node, inputs):
+        if not node.is_tuple:
+            return None
+        new = rw.copy(node, inputs)
+        b2 = rw.emit("neg", [rw.emit("neg", [rw.emit("tuple_get", [new], {"index": 1})])])
+        rw.replace_outputs(node, [None, b2])
+        return new
+
+    g2 = rewrite(g, rule, g.live_nodes())
+    assert [n.op for n in g2.live_nodes() if not n.is_source] == ["split", "tuple_get", "neg", "neg", "mul"]
+    np.testing.assert_array_equal(gc.run(g2, {"x": np.arange(4.0, dtype=np.float32)})["b"], [4.0, 6.0])
+    removed = r"tuple_get#\d+ reads output 0 of split#\d+, which a pass removed"
+    with pytest.raises(gc.GraphStructureError, match=removed):
+        rewrite(g, rule)  # the dead projection of `a` too
+
+
+def test_replace_outputs_checks_the_types():
+    g = gc.Graph("t")
+    with g:
+        x = g.input("x", (4,))
+        a, b = gc.split(x, 2)
+        g.output("b", b)
+
+    def rule(rw, node, inputs):
+        if node.is_tuple:
+            rw.replace_outputs(node, [None, inputs[0]])  # f32[4] for an f32[2] output
+        return None
+
+    wrong = r"output 1 of split#\d+ is f32\[2\]; .* is not a node of that type"
+    with pytest.raises(gc.GraphStructureError, match=wrong):
+        rewrite(g, rule)
 
 
 # -- 4. passes and fusion inside bodies --------------------------------------------------------------
