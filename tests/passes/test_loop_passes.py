@@ -220,12 +220,12 @@ def feeds(*shapes_by_name, seed=0):
     return {k: r.standard_normal(shape).astype(np.float32) for k, shape in shapes_by_name}
 
 
-def rnn_graph(train=True, reverse=False):
+def rnn_graph(train=True, reverse=False, batch=B):
     """A tanh RNN over xs [T, B, F]: loss on every hidden state; gradients of the weights as outputs."""
     g = gc.Graph("rnn")
     with g:
-        xs = g.input("xs", (T, B, F))
-        h0 = g.input("h0", (B, H))
+        xs = g.input("xs", (T, batch, F))
+        h0 = g.input("h0", (batch, H))
         w_ih, w_hh = g.param("w_ih", (F, H)), g.param("w_hh", (H, H))
         b = g.param("b", (H,), init="uniform")
 
@@ -649,3 +649,13 @@ def test_bodies_made_by_the_loop_passes_round_trip_through_graph_files(tmp_path)
     a, b = gc.run(g2, LSTM_FEEDS), gc.run(g3, LSTM_FEEDS)
     for k in a:
         np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+
+
+def test_with_a_symbolic_batch_the_weight_gradients_stay_batched_products_after_the_loop():
+    g = rnn_graph(batch="batch")
+    g2 = optimize(g)
+    assert matmuls(g2) == (4, [1, 1])
+    grads = [n for n in g2.live_nodes() if n.op == "matmul" and n.inputs[0].op == "transpose"]
+    assert sorted(n.type_str for n in grads) == ["f32[5,3,6]", "f32[5,6,6]"]  # summed over T next
+    assert all(g2.outputs[k].op == "sum" for k in ("d_w_ih", "d_w_hh"))
+    assert_same(g, g2, RNN_FEEDS, rtol=1e-4, atol=1e-6)
