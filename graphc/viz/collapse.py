@@ -323,7 +323,8 @@ def _box_label(g, key, ms, an, grouping, outputs, grad_param):
             extra.update({"penwidth": "2"})
         return "\\n".join(lines), role, extra
     lines = [f"∇ {layer}{fold}", ops]
-    grads = [(grad_param[m.id], m) for m in ms if m.id in grad_param]
+    order = {name: i for i, name in enumerate(g.params)}
+    grads = sorted(((grad_param[m.id], m) for m in ms if m.id in grad_param), key=lambda pm: order[pm[0]])
     if grads:
         lines.append("gradients: " + ", ".join(f"∇{p.rsplit('/', 1)[-1]} {m.type_str}" for p, m in grads[:3])
                      + (" …" if len(grads) > 3 else ""))  # fmt: skip
