@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from graphc.errors import GradientError
 from graphc.ir import dtypes
-from graphc.ir.graph import backward_of
 from graphc.ir.node import Node
+from graphc.ir.phase import Phase
 from graphc.ir.shapes import is_concrete, numel
 from graphc.ops import api as F
 from graphc.ops.registry import error
@@ -63,7 +63,8 @@ def reduce_step(loss: Node, grads: dict[str, Node], weight: Node | None = None, 
     for _, n in parts:
         if dtypes.is_float(n.dtype):
             dt = dtypes.promote(dt, n.dtype)
-    with backward_of(loss), g.scope("allreduce", unique=True):
+    # Backward-phase nodes of their own scope (not the loss's), so drawings show them as one group.
+    with g.phase(Phase.BACKWARD), g.scope("allreduce", unique=True):
         w = None if weight is None else F.cast(weight, dt)
         pieces, sizes = [], []
         for _, n in parts:
