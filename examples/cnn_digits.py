@@ -5,6 +5,7 @@ max-pool 2 -> dropout -> dense 128 relu -> dropout -> dense 10, trained with Ada
 learning-rate decay and seeded sub-pixel shifts of the training images (augment=random_shift).
 
     python examples/cnn_digits.py --out cnn_out      # >= 98% test accuracy (0.989-0.997 on seeds 0-4)
+    graphc render examples/cnn_digits.py --collapse -o cnn.svg   # build(): the model, untrained
 """
 
 import argparse
@@ -27,7 +28,7 @@ def network(width=32, hidden=128, dropout=0.3):
     ], name="cnn")  # fmt: skip
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
@@ -39,14 +40,31 @@ def main(argv=None) -> dict:
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def data(seed):
     X, y = load_digits()
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, seed=args.seed, stratify=True)
-    steps = args.epochs * math.ceil(round(len(Xtr) * 0.9) / args.batch_size)  # for the cosine decay
+    return train_test_split(X, y, test_size=0.2, seed=seed, stratify=True)
+
+
+def make_model(args, train_samples):
+    steps = args.epochs * math.ceil(round(train_samples * 0.9) / args.batch_size)  # for the cosine decay
     optimizer = nn.optim.Adam(lr=args.lr, schedule=nn.schedules.CosineDecay(steps))
-    model = nn.Model(network(args.width, args.hidden), input_shape=(1, 8, 8), optimizer=optimizer,
-                     backend=args.backend, seed=args.seed, name="cnn_digits")  # fmt: skip
+    return nn.Model(network(args.width, args.hidden), input_shape=(1, 8, 8), optimizer=optimizer,
+                    backend=args.backend, seed=args.seed, name="cnn_digits")  # fmt: skip
+
+
+def build():
+    """The model `python examples/cnn_digits.py` trains, before training (what `graphc render` draws)."""
+    args = parse_args([])
+    return make_model(args, len(data(args.seed)[0]))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    Xtr, Xte, ytr, yte = data(args.seed)
+    model = make_model(args, len(Xtr))
     model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, validation_split=0.1, seed=args.seed,
               augment=random_shift(args.shift) if args.shift else None, progress=not args.quiet)  # fmt: skip
     result = model.evaluate(Xte, yte)

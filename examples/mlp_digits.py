@@ -4,6 +4,7 @@ Trained with Adam, a cosine learning-rate decay and seeded sub-pixel shifts of t
 images (augment: the flat rows are shifted as 8x8 images).
 
     python examples/mlp_digits.py --out mlp_out      # >= 96% test accuracy (0.980-0.992 on seeds 0-4)
+    graphc render examples/mlp_digits.py -o mlp.svg  # build(): the model, untrained
 """
 
 import argparse
@@ -28,7 +29,7 @@ def flat_shift(max_shift):
     return lambda xb, rng: shift(xb.reshape(-1, 8, 8), rng).reshape(xb.shape)
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=32)
@@ -40,15 +41,32 @@ def main(argv=None) -> dict:
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def data(seed):
     X, y = load_digits(flat=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, seed=args.seed, stratify=True)
-    steps = args.epochs * math.ceil(round(len(Xtr) * 0.9) / args.batch_size)  # for the cosine decay
+    return train_test_split(X, y, test_size=0.2, seed=seed, stratify=True)
+
+
+def make_model(args, train_samples):
+    steps = args.epochs * math.ceil(round(train_samples * 0.9) / args.batch_size)  # for the cosine decay
     optimizer = nn.optim.Adam(lr=args.lr, schedule=nn.schedules.CosineDecay(steps))
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    model = nn.Model(network(hidden, args.dropout), input_shape=(64,), optimizer=optimizer, backend=args.backend,
-                     seed=args.seed, name="mlp_digits")  # fmt: skip
+    return nn.Model(network(hidden, args.dropout), input_shape=(64,), optimizer=optimizer, backend=args.backend,
+                    seed=args.seed, name="mlp_digits")  # fmt: skip
+
+
+def build():
+    """The model `python examples/mlp_digits.py` trains, before training (what `graphc render` draws)."""
+    args = parse_args([])
+    return make_model(args, len(data(args.seed)[0]))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    Xtr, Xte, ytr, yte = data(args.seed)
+    model = make_model(args, len(Xtr))
     model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, validation_split=0.1, seed=args.seed,
               augment=flat_shift(args.shift) if args.shift else None, progress=not args.quiet)  # fmt: skip
     result = model.evaluate(Xte, yte)

@@ -6,6 +6,7 @@ stops when validation loss stops improving and restores the best weights, so the
 training and validation loss is much smaller. Both runs are drawn in one PNG.
 
     python examples/overfitting.py --epochs 120 --out overfit_out
+    graphc render examples/overfitting.py -o large.svg   # build(): run 1's model, untrained
 """
 
 import argparse
@@ -28,7 +29,7 @@ def network(width=512, dropout=0.0, name="large"):
     return nn.Sequential([*layers, nn.Dense(10)], name=name)
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=120)
     p.add_argument("--train-size", type=int, default=60, help="training samples (a small subset)")
@@ -40,7 +41,22 @@ def main(argv=None) -> dict:
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def make_model(args, label, dropout):
+    return nn.Model(network(args.width, dropout, "large" if not dropout else "regularised"), input_shape=(64,),
+                    optimizer=nn.optim.Adam(lr=args.lr), backend=args.backend, seed=args.seed,
+                    name=label.replace(" ", "_").replace("+", "and"))  # fmt: skip
+
+
+def build():
+    """Run 1's model (the large one, no dropout), before training (what `graphc render` draws)."""
+    return make_model(parse_args([]), "large model", 0.0)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
 
     X, y = load_digits(flat=True)
     Xrest, Xtr, yrest, ytr = train_test_split(X, y, test_size=args.train_size, seed=args.seed, stratify=True)
@@ -48,9 +64,7 @@ def main(argv=None) -> dict:
     runs = {}
     for label, dropout, patience in (("large model", 0.0, None),
                                      ("dropout + early stopping", args.dropout, args.patience)):  # fmt: skip
-        model = nn.Model(network(args.width, dropout, "large" if not dropout else "regularised"), input_shape=(64,),
-                         optimizer=nn.optim.Adam(lr=args.lr), backend=args.backend, seed=args.seed,
-                         name=label.replace(" ", "_").replace("+", "and"))  # fmt: skip
+        model = make_model(args, label, dropout)
         model.fit(Xtr, ytr, epochs=args.epochs, batch_size=20, validation_data=(Xval, yval),
                   early_stopping=patience, seed=args.seed, progress=not args.quiet)  # fmt: skip
         train, val, test = model.evaluate(Xtr, ytr), model.evaluate(Xval, yval), model.evaluate(Xte, yte)

@@ -5,6 +5,7 @@ rule is the perceptron's sign(w.x + b). Setosa is linearly separable from the ot
 test accuracy reaches 1.0.
 
     python examples/perceptron.py --epochs 20 --out perceptron_out
+    graphc render examples/perceptron.py -o perceptron.svg   # build(): the model, untrained
 """
 
 import argparse
@@ -27,7 +28,7 @@ def linear_form(w, b) -> str:
     return text
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.5)
@@ -35,13 +36,25 @@ def main(argv=None) -> dict:
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def make_model(args):
+    net = nn.Sequential([nn.Dense(1)], name="perceptron")
+    return nn.Model(net, input_shape=(4,), loss="binary_cross_entropy", optimizer=nn.optim.GD(lr=args.lr),
+                    backend=args.backend, seed=args.seed, name="perceptron")  # fmt: skip
+
+
+def build():
+    """The model `python examples/perceptron.py` trains, before training (what `graphc render` draws)."""
+    return make_model(parse_args([]))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
     X, y = load_iris(binary=True)  # y = 1 for setosa
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, seed=args.seed, stratify=True)
-    net = nn.Sequential([nn.Dense(1)], name="perceptron")
-    model = nn.Model(net, input_shape=(4,), loss="binary_cross_entropy", optimizer=nn.optim.GD(lr=args.lr),
-                     backend=args.backend, seed=args.seed, name="perceptron")  # fmt: skip
+    model = make_model(args)
     model.fit(Xtr, ytr, epochs=args.epochs, batch_size=16, validation_data=(Xte, yte), seed=args.seed,
               progress=not args.quiet)  # fmt: skip
     result = model.evaluate(Xte, yte)

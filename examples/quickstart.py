@@ -1,6 +1,7 @@
 """graphc in one page: declare, print, differentiate, run, second order, save/load, draw.
 
 python examples/quickstart.py --out out
+graphc render examples/quickstart.py --view backward -o quickstart.svg   # build(): the graph with its gradients
 """
 
 import argparse
@@ -28,6 +29,15 @@ def declare(batch_dim="batch"):
         loss = gc.mean((y - t) ** 2)
         g.output("loss", loss)
     return g, loss
+
+
+def build():
+    """The graph main declares, with the gradients of the loss as outputs `d/<parameter>` (what
+    `graphc render` draws)."""
+    g, loss = declare()
+    for name, node in gc.gradients(loss).items():
+        g.output(f"d/{name}", node)
+    return g
 
 
 def main(argv=None):

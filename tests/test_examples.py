@@ -69,3 +69,9 @@ def test_overfitting_curves_diverge_and_regularisation_closes_the_gap(tmp_path):
     assert r.best_epoch is not None and r.best_epoch < len(r)  # an earlier epoch was restored
     assert reg["val_loss"] == pytest.approx(min(r["val_loss"]), rel=1e-6)  # best weights restored
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tanh_rnn_learns_the_mean_of_its_sequences(capsys):
+    r = example("tanh_rnn").main(["--steps", "150", "--seed", "0"])
+    assert r["last"] < 0.1 * r["first"]  # a loss of about 0.05 falls below 0.005
+    assert capsys.readouterr().out.startswith("loss: ")
