@@ -43,6 +43,7 @@ class Lowering(enum.Enum):
     REFERENCE_ANCHOR = "reference-anchor"  # an output-fusable anchor with no library call: its
     # NumPy reference, then the generated epilogue
     VIEW = "view"  # a view of its input's memory (reshape, transpose), cut once per specialisation
+    PROJECTION = "projection"  # one element of a tuple value (tuple_get), read at every call
     REFERENCE = "reference"  # each node's NumPy reference at every call (random ops, no lowering)
 
     @property
@@ -121,7 +122,8 @@ class Schedule:
             elif how is Lowering.CALL and k.anchor is not None:
                 self.storage[k.anchor] = Storage.STATIC  # a planned buffer unless an output
             for v in k.outputs:
-                if how is Lowering.REFERENCE or (how is Lowering.REFERENCE_ANCHOR and v == k.anchor):
+                fresh = how in (Lowering.REFERENCE, Lowering.PROJECTION) or self.nodes[v].is_tuple
+                if fresh or (how is Lowering.REFERENCE_ANCHOR and v == k.anchor):
                     self.storage[v] = Storage.FRESH
                 elif v in out_ids and how is not Lowering.VIEW:
                     self.storage[v] = Storage.POOL
@@ -155,10 +157,12 @@ class Schedule:
         if k.kind == OUT_FUSABLE:
             return Lowering.CALL if self._library_call(self.nodes[k.anchor]) else Lowering.REFERENCE_ANCHOR
         n = self.nodes[k.node_ids[0]]
-        if n.is_tuple:  # a tuple value is made by its reference; its projections read it at run time
-            return Lowering.REFERENCE
+        if n.opdef.takes_tuple and n.inputs and n.inputs[0].is_tuple and not n.is_tuple:
+            return Lowering.PROJECTION
         if self._library_call(n) and not n.opdef.random:
-            return Lowering.CALL
+            return Lowering.CALL  # a tuple node's call returns its tuple of arrays
+        if n.is_tuple:
+            return Lowering.REFERENCE
         if n.opdef.kind in (Kind.INJECTIVE, Kind.BROADCAST) and n.inputs and probes.is_view(n):
             self.alias[n.id] = n.inputs[0].id
             return Lowering.VIEW
@@ -198,15 +202,13 @@ class Schedule:
         """Planned kernels write buffers; a reference op may return a view of its inputs (a
         projection returns an element of its tuple), so its readers keep those alive too, and
         so does its being an output or a copied update."""
-        fixed = self.inplace_ids | set(self.pool_ids)
+        inplace_ids = self.inplace_ids
         steps, nbytes, mayalias = [], {}, {}
         for st in self.steps:
             k, how = st.kernel, st.lowering
             writes = []
             if how.writes_planned:
-                writes = [
-                    v for v in k.outputs if v not in fixed and not (how is Lowering.REFERENCE_ANCHOR and v == k.anchor)
-                ]
+                writes = [v for v in k.outputs if self.storage[v] is Storage.STATIC and v not in inplace_ids]
                 if k.kind == OUT_FUSABLE and k.anchor not in k.outputs and how is not Lowering.REFERENCE_ANCHOR:
                     writes = [k.anchor, *writes]
             st.writes = writes
@@ -221,7 +223,9 @@ class Schedule:
                                       and self.nodes[r].dtype == self.nodes[w].dtype]  # fmt: skip
             reads = list(k.inputs) + ([k.anchor] if k.anchor in writes else [])
             reads += [b for v in k.inputs for b in mayalias.get(v, ())]
-            if how in (Lowering.REFERENCE, Lowering.REFERENCE_ANCHOR):
+            if how in (Lowering.REFERENCE, Lowering.REFERENCE_ANCHOR, Lowering.PROJECTION) or any(
+                self.nodes[v].is_tuple for v in k.outputs
+            ):
                 for v in k.outputs:
                     mayalias[v] = set(k.inputs) | {b for x in k.inputs for b in mayalias.get(x, ())}
             steps.append(planning.Step(reads, writes, inplace))

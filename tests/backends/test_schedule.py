@@ -90,7 +90,7 @@ def test_a_tuple_node_is_made_by_its_reference_and_keeps_its_input_alive_through
     step_of = {v: i for i, st in enumerate(s.steps) for v in st.kernel.node_ids}
     assert s.steps[step_of[split.id]].lowering is Lowering.REFERENCE
     assert s.storage[split.id] is Storage.FRESH and s.shape[split.id] == ((4, 3), (4, 3))
-    assert s.steps[step_of[a.id]].lowering is Lowering.REFERENCE  # the projection reads the tuple
+    assert s.steps[step_of[a.id]].lowering is Lowering.PROJECTION  # an element of the tuple, an alias
     # the kernel reading the projections reads t's memory too: t's buffer is not reused before it
     reader = _reader_of(s, a.id)
     assert t.id in s.plan_input.steps[reader].reads and s.plan.last_use[t.id] >= reader
@@ -110,6 +110,31 @@ def test_a_projection_returned_as_an_output_keeps_the_memory_it_may_view_to_the_
     s = _schedule(g)
     assert t.id in s.plan_input.keep and s.plan.last_use[t.id] == len(s.steps)
     assert s.plan.buffer_of[t.id] != s.plan.buffer_of[u.id]
+
+
+def test_a_tuple_node_with_a_library_call_returns_its_tuple_from_the_runtime(monkeypatch):
+    from graphc.backends.numba.runtime import Runtime
+    from graphc.ops.registry import get
+
+    calls = []
+
+    def split_call(node, in_shapes, out_shapes):  # a stand-in for a native scan: fn(*inputs) -> outputs
+        calls.append(out_shapes)
+        return lambda x: tuple(np.ascontiguousarray(p) for p in np.split(x, 2, axis=1))
+
+    monkeypatch.setitem(get("split").lowerings, "test-tuple-calls", split_call)  # this test's backend only
+    with gc.Graph("t") as g:
+        x = g.input("x", (4, 6))
+        a, b = gc.split(gc.tanh(x) * 2.0, 2, axis=1)
+        g.output("y", a * b + 1.0)
+    s = _schedule(g, backend="test-tuple-calls")
+    (split,) = (n for n in g.nodes if n.is_tuple)
+    (st,) = (st for st in s.steps if split.id in st.kernel.node_ids)
+    assert st.lowering is Lowering.CALL and st.writes == [] and s.storage[split.id] is Storage.FRESH
+    xv = np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6)
+    vals = Runtime(s, g.values).run({"x": xv}, [x], 0)
+    assert calls == [((4, 3), (4, 3))] and isinstance(vals[split.id], tuple)
+    np.testing.assert_allclose(vals[g.outputs["y"].id], gc.run(g, {"x": xv})["y"], rtol=1e-6)
 
 
 def _reader_of(s, v):

@@ -1,7 +1,9 @@
 """The Numba CPU backend: fused loop kernels generated from op templates, BLAS for matmul.
 
-Importing this package is cheap (Numba loads on the first compile). See executor.py for the
-schedule and memory plan, codegen.py for kernel source, cache.py for the disk cache.
+Importing this package is cheap (Numba loads on the first compile). executor.py compiles a
+graph into a backend-neutral schedule per shape (graphc.backends.schedule); runtime.py runs one
+(buffers, bound kernels, steps.py's steps); loops.py and codegen.py write the kernels' source,
+cache.py keeps them on disk.
 """
 
 from graphc.backends.base import Backend, register_backend

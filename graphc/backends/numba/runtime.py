@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc.backends import plan as planning
 from graphc.backends.numba import blas, loops
-from graphc.backends.numba.steps import LibraryCall, Reference
+from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall
 from graphc.backends.schedule import OUT_FUSABLE, Lowering, Schedule
 from graphc.ops.context import RunContext
 
@@ -59,7 +59,9 @@ class Runtime:
     def _library(self, n):
         fn = n.opdef.lowerings[self.schedule.backend](n, [self.shape[x.id] for x in n.inputs], self.shape[n.id])
         # a builder may decline a case: the reference then writes the planned result
-        return Reference(n, into=True) if fn is None else LibraryCall(n, fn, self.shape[n.id])
+        if fn is None:
+            return Reference(n, into=True)
+        return TupleCall(n, fn) if n.is_tuple else LibraryCall(n, fn, self.shape[n.id])
 
     def _bind(self, st):
         k, how = st.kernel, st.lowering
@@ -68,6 +70,8 @@ class Runtime:
             self.static[n.id] = n.opdef.ref(n, [self.static[x.id] for x in n.inputs], self.ctx)
         elif how is Lowering.REFERENCE:
             self.steps.extend(Reference(self.node(v)) for v in k.node_ids)
+        elif how is Lowering.PROJECTION:
+            self.steps.append(Projection(self.node(k.node_ids[0])))
         elif how is Lowering.LOOP:
             self.steps.append(loops.loop_step(self, k, [self.node(v) for v in k.node_ids], []))
         elif how is Lowering.REDUCE:

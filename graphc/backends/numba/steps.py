@@ -8,7 +8,7 @@ import numpy as np
 from graphc.backends.base import run_reference
 from graphc.backends.numba.cache import ensure_compiled
 
-__all__ = ["LoopKernel", "LibraryCall", "Reference", "EmptyReduction"]
+__all__ = ["LoopKernel", "LibraryCall", "TupleCall", "Projection", "Reference", "EmptyReduction"]
 
 
 class LoopKernel:
@@ -45,6 +45,31 @@ class LibraryCall:
         if out is None:
             out = vals[n.id] = np.empty(self.shape, n.dtype)
         self.fn(out, *[vals[x.id] for x in n.inputs])
+
+
+class TupleCall:
+    """A library call of a node with several outputs: fn(*inputs) -> its tuple of arrays."""
+
+    __slots__ = ("node", "fn")
+
+    def __init__(self, node, fn):
+        self.node, self.fn = node, fn
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        vals[n.id] = tuple(self.fn(*[vals[x.id] for x in n.inputs]))
+
+
+class Projection:
+    """One element of a tuple value (the array itself: a projection is an alias)."""
+
+    __slots__ = ("id", "tuple_id", "index")
+
+    def __init__(self, node):
+        self.id, self.tuple_id, self.index = node.id, node.inputs[0].id, node.attrs["index"]
+
+    def run(self, vals, ctx, first):
+        vals[self.id] = vals[self.tuple_id][self.index]
 
 
 class Reference:
