@@ -1,4 +1,5 @@
-"""The main job: `graphc demo --out DIR` (also `python -m graphc demo`)."""
+"""The main job: `graphc demo --out DIR` (also `python -m graphc demo`): trains, prints the test
+accuracy last, writes forward, backward and training-step drawings and the curves."""
 
 import re
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 from graphc.cli import main
 from graphc.viz.render import DotNotFoundWarning
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_trains_and_writes_drawings_and_curves(tmp_path, capsys):
@@ -28,21 +29,21 @@ def test_demo_trains_and_writes_drawings_and_curves(tmp_path, capsys):
     if shutil.which("dot"):
         ext = "svg"
         assert not no_dot
-        for name in ("forward.svg", "backward.svg"):
+        for name in ("forward.svg", "backward.svg", "train.svg"):
             svg = (out / name).read_text()
             assert svg.lstrip().startswith(("<?xml", "<svg")) and "</svg>" in svg
     else:
         ext = "gv"
-        assert len(no_dot) == 2  # one per drawing
-        assert not (out / "forward.svg").exists() and not (out / "backward.svg").exists()
-        for name in ("forward.gv", "backward.gv"):
+        assert len(no_dot) == 3  # one per drawing
+        assert not list(out.glob("*.svg"))
+        for name in ("forward.gv", "backward.gv", "train.gv"):
             assert (out / name).read_text().lstrip().startswith("digraph")
     assert "conv2d" in (out / f"forward.{ext}").read_text()
     back = (out / f"backward.{ext}").read_text()
     assert "conv2d_grad_weight" in back or "conv2d_grad" in back
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     wrote = [line.removeprefix("wrote ") for line in lines if line.startswith("wrote ")]
-    assert sorted(Path(w).name for w in wrote) == ["backward." + ext, "curves.png", "forward." + ext]
+    assert sorted(Path(w).name for w in wrote) == ["backward." + ext, "curves.png", "forward." + ext, "train." + ext]
 
 
 def test_python_dash_m_graphc_runs_the_cli():

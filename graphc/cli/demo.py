@@ -1,21 +1,22 @@
-"""The `graphc` command. `graphc demo --out DIR` trains a small CNN on the bundled digits.
+"""`graphc demo --out DIR`: trains a small CNN on the bundled digits and draws its training step.
 
     graphc demo --out demo_out        # or: python -m graphc demo --out demo_out
 
 It prints a progress bar per epoch, then `test accuracy: 0.xxxx` as its last line, and writes
-DIR/forward.svg and DIR/backward.svg (the training step's graph) and DIR/curves.png. Without
-Graphviz's `dot` the drawings are DIR/forward.gv and DIR/backward.gv only (Graphviz source),
-with a DotNotFoundWarning saying how to install it.
+DIR/forward.svg and DIR/backward.svg (the forward and backward parts of the training step),
+DIR/train.svg (the whole training step, one box per layer) and DIR/curves.png. Without Graphviz's
+`dot` the drawings are .gv files only (Graphviz source), with a DotNotFoundWarning saying how
+to install it.
 
 Under an MPI launcher (`mpiexec -n 2 graphc demo --out DIR`) it trains data-parallel, 32
 samples per rank per step; rank 0 alone prints and writes the files.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
+from graphc.cli.common import report
 from graphc.errors import GraphcError
 
 
@@ -36,10 +37,11 @@ def demo_network(width: int = 32, hidden: int = 128):
 
 
 def draw_training_step(model, out_dir: Path) -> list[Path]:
-    """forward.svg and backward.svg of the model's training step.
+    """forward.svg and backward.svg of the model's training step, and train.svg, the whole step
+    collapsed to one box per layer (gc.render's view="train", collapse=True).
 
-    With a fusing backend (numba) the drawing is of the compiled graph with its kernels as
-    clusters; otherwise of the declared graph with name scopes as clusters.
+    With a fusing backend (numba) the forward and backward drawings are of the compiled graph
+    with its kernels as clusters; otherwise of the declared graph with name scopes as clusters.
     """
     import graphc as gc
 
@@ -51,6 +53,8 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     for part in ("forward", "backward"):
         path, title = out_dir / f"{part}.svg", f"{g.name}: {part} graph of the training step"
         files += gc.render(g, path, roots=roots, part=part, kernels=kernels, title=title)
+    title = f"{g.name}: the training step, one box per layer"
+    files += gc.render(step, out_dir / "train.svg", view="train", collapse=True, title=title)
     return files
 
 
@@ -104,30 +108,24 @@ def demo(out: str, epochs: int = 20, backend: str | None = None, seed: int = 0, 
     return {**result, "seconds": elapsed, "model": model}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="graphc", description="graphc: a computation-graph compiler for deep learning"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train a small CNN on the bundled 8x8 digits and draw its graphs")
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="train a small CNN on the bundled 8x8 digits and draw its graphs",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("--out", default="graphc_demo", help="output folder (default: graphc_demo)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        if args.epochs < 1:
-            # A bad value, not a bad command line: the message alone, without argparse's usage line.
-            print(f"graphc demo: error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
-            return 2
-        try:
-            demo(args.out, epochs=args.epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
-        except GraphcError as exc:
-            print(f"graphc demo: error: {exc}", file=sys.stderr)
-            return 1
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.epochs < 1:
+        # A bad value, not a bad command line: the message alone, without argparse's usage line.
+        print(f"graphc demo: error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
+    try:
+        demo(args.out, epochs=args.epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
+    except GraphcError as exc:
+        return report("demo", exc)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
