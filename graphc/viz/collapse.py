@@ -149,8 +149,9 @@ def resolve_layer(name, layers) -> str:
     )
 
 
-def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror: bool) -> set[str]:
-    """Fill `pic` with the collapsed drawing; return the roles drawn (for the legend)."""
+def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror: bool, kernels=None) -> set[str]:
+    """Fill `pic` with the collapsed drawing; return the roles drawn (for the legend). A box lists
+    the fused kernels (`kernels`) its nodes run in."""
     g = graph
     roles: set[str] = set()
     members: dict[tuple, list] = {}
@@ -163,15 +164,24 @@ def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror
     for k, v in g.outputs.items():
         outputs.setdefault(v.id, []).append(k)
     grad_param = {i: p for p, ids in an.gradients.items() for i in ids}
+    kernel_of = {i: (ki, str(k.name)) for ki, k in enumerate(kernels or []) for i in k.node_ids}
 
     def part_cluster(part):
         if not mirror:
             return ()
         return pic.cluster((part,), **PART_CLUSTER[part])
 
+    if mirror:  # declared in this order, dot keeps them left to right: forward, backward, updates
+        for part in ("forward", "backward", "update"):
+            part_cluster(part)
+
     for key, ms in members.items():
         layer, part = key
         label, role, extra = _box_label(g, key, ms, an, grouping, outputs, grad_param)
+        names_k = [name for _, name in sorted({kernel_of[m.id] for m in ms if m.id in kernel_of})]
+        if names_k and part != "update":
+            more = f" … ({len(names_k) - 2} more)" if len(names_k) > 2 else ""
+            label += f"\\nkernels: {', '.join(names_k[:2])}{more}"
         roles.add(role)
         pic.node(names[key], part_cluster(part), label=label, **{**STYLE[role], **extra})
         if any(m.id in an.saved for m in ms):

@@ -76,7 +76,7 @@ def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=T
     def collapsed(fold_runs=False, fold_all=False):
         pic = Picture(graph.name, head, mirror=parts, shapes=shapes)
         grouping = Grouping(graph, nodes, an, expand, fold_runs=fold_runs, fold_all_updates=fold_all)
-        return pic, collapsed_picture(graph, nodes, an, pic, grouping, parts), 0
+        return pic, collapsed_picture(graph, nodes, an, pic, grouping, parts, kernels), 0
 
     attempts = [] if collapse or expand is not None else [(full, "")]
     attempts += [
