@@ -41,6 +41,22 @@ _in_flight: set[str] = set()
 _lock = threading.Lock()
 
 
+_targets: dict[str, threading.RLock] = {}
+
+
+@contextlib.contextmanager
+def exclusive(target) -> Iterator[None]:
+    """Saves of one target by this process's threads, one at a time: a save's clean-up reads which
+    files the target names, and a second thread committing between that read and the removals
+    would otherwise lose its files. (Saves from other processes are not serialised: the last one
+    to commit wins, and a reader retries a file replaced under it.)"""
+    key = os.path.abspath(target)
+    with _lock:
+        lock = _targets.setdefault(key, threading.RLock())
+    with lock:
+        yield
+
+
 @contextlib.contextmanager
 def writing() -> Iterator[str]:
     """A fresh writer tag, marked as in flight (so never stale) while the block runs."""

@@ -90,7 +90,7 @@ def save_checkpoint(path, graph, meta: dict | None = None, include_graph: bool =
         raise GraphFileError(f"checkpoint metadata is not JSON-serialisable: {exc}") from None
     encoded = encode_graph(graph) if include_graph else None  # refusals (NaN values...) before any write
     try:
-        with atomic.writing() as tag:
+        with atomic.exclusive(path), atomic.writing() as tag:
             _write(path, encoded, manifest, data, tag)
     except OSError as exc:
         raise atomic.write_error("checkpoint", path, exc) from None

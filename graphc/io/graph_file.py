@@ -160,7 +160,8 @@ def save_graph(graph, path) -> Path:
     path = Path(path)
     encoded = encode_graph(graph)
     try:
-        write_graph(encoded, path)
+        with atomic.exclusive(path):
+            write_graph(encoded, path)
     except OSError as exc:
         raise atomic.write_error("graph file", path, exc) from None
     return path
