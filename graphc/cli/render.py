@@ -11,7 +11,8 @@ FILE.py defines `build()`, returning a Graph, a training graph, a compiled step 
 --collapse draws one box per layer, --expand LAYER opens that layer and collapses the others;
 --no-shapes leaves shapes and dtypes off the edges; --passes / --no-passes draw the graph after
 or before the optimization passes (default: after for a compiled step or a model, before for a
-graph). Without Graphviz's `dot` only the .gv source is written, with a note saying how to
+graph); past --max-nodes nodes (default 150, 0 for no cap) the drawing is summarised, first
+collapsed to one box per layer. Without Graphviz's `dot` only the .gv source is written, with a note saying how to
 install it.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from graphc.cli.common import CommandError, one_line, report
 from graphc.errors import FileWriteError, GraphcError
+from graphc.viz.render import MAX_NODES
 
 VIEWS = ("train", "forward", "backward")
 
@@ -39,6 +41,8 @@ def add_parser(sub) -> None:
                    help="draw after the optimization passes (default for a compiled step or a model)")  # fmt: skip
     p.add_argument("--no-passes", dest="passes", action="store_false",
                    help="draw before the optimization passes (default for a graph)")  # fmt: skip
+    p.add_argument("--max-nodes", type=int, default=None, metavar="N",
+                   help=f"past N nodes, summarise the drawing (default {MAX_NODES}; 0: draw every node)")  # fmt: skip
     p.add_argument("-o", "--out", metavar="OUT", default=None,
                    help="the drawing: .svg, .png, .pdf or .gv (default: FILE's name and the view, .svg)")  # fmt: skip
     p.set_defaults(run=run)
@@ -47,18 +51,22 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     try:
         for path in render_file(args.file, view=args.view, fused=args.fused, collapse=args.collapse,
-                                expand=args.expand, shapes=args.shapes, passes=args.passes, out=args.out):  # fmt: skip
+                                expand=args.expand, shapes=args.shapes, passes=args.passes, out=args.out,
+                                max_nodes=args.max_nodes):  # fmt: skip
             print(f"wrote {path}")
     except GraphcError as exc:
         return report("render", exc)
     return 0
 
 
-def render_file(file, view="train", fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None):
+def render_file(file, view="train", fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None,
+                max_nodes=None):  # fmt: skip
     """Draw what FILE stands for; return the paths written. Bad input is a CommandError naming
-    the problem and the fix."""
+    the problem and the fix. max_nodes: None for gc.render's cap, 0 for none."""
     if view not in VIEWS:
         raise CommandError(f"unknown view {view!r}; use --view train, forward or backward")
+    if max_nodes is not None and max_nodes < 0:
+        raise CommandError(f"--max-nodes must be >= 0 (0: no cap), got {max_nodes}")
     out = Path(out) if out is not None else Path(f"{Path(file).stem}_{view}.svg")
     _check_out(out)
     from graphc.cli.loading import load
@@ -74,6 +82,8 @@ def render_file(file, view="train", fused=False, collapse=False, expand=None, sh
     options = {"view": view, "collapse": collapse, "expand": expand, "shapes": shapes, "roots": roots}
     if passes is not None:
         options["passes"] = passes
+    if max_nodes is not None:
+        options["max_nodes"] = max_nodes or None
     if not fused:
         options["kernels"] = []
     with warnings.catch_warnings(record=True) as caught:

@@ -119,6 +119,17 @@ def test_expand_opens_the_layer_it_names(tmp_path, capsys):
     assert out.read_text() == gc.viz.render.dot_source(load(src), view="train", expand="dense", kernels=[])
 
 
+def test_max_nodes_summarises_past_the_cap_and_0_draws_every_node(tmp_path, capsys):
+    src = write(tmp_path, "tiny.py", GRAPH_PY)
+    out = tmp_path / "m.gv"
+    assert render(capsys, src, "--max-nodes", "5", "-o", out)[0] == 0
+    assert out.read_text() == gc.dot_source(load(src), view="train", kernels=[], max_nodes=5)
+    assert "more than max_nodes=5 nodes" in out.read_text()  # a note, not the drawing
+    assert render(capsys, src, "--max-nodes", "0", "-o", out)[0] == 0
+    assert out.read_text() == gc.dot_source(load(src), view="train", kernels=[], max_nodes=None)
+    assert one_error(capsys, src, "--max-nodes", "-1") == "--max-nodes must be >= 0 (0: no cap), got -1"
+
+
 def test_default_output_is_named_after_the_file_and_the_view(tmp_path, capsys, monkeypatch):
     src = write(tmp_path, "tiny.py", GRAPH_PY)
     monkeypatch.chdir(tmp_path)
