@@ -4,11 +4,11 @@
 dims, everything a runtime needs that does not depend on how kernels are made:
 
 - how each group runs (`Lowering`): a generated loop nest, a generated reduction, the
-  backend's library call (plus a generated epilogue), a view of its input cut once, or the
-  NumPy reference at every call;
+  backend's library call (plus a generated epilogue), a view of its input cut once, one
+  element of a tuple value, or the NumPy reference at every call;
 - where each value lives (`Storage`): a fed array, memory fixed for the specialisation (a
   variable, a constant, a planned buffer or a view of one), an output pool, or a fresh array
-  (or tuple of arrays) that a reference op returns;
+  (or tuple of arrays) made at each call;
 - which updates are written in place by their kernel (`safe_in_place`) and which are copied
   into the variables after the call;
 - the memory plan's input (`PlanInput`: graphc.backends.plan's steps, byte sizes, views and
@@ -65,7 +65,7 @@ class Storage(enum.Enum):
     INPUT = "input"  # the fed array
     STATIC = "static"  # fixed per specialisation: variable, constant, planned buffer, view of one
     POOL = "pool"  # an output written by a generated kernel into an OutputPool array
-    FRESH = "fresh"  # a reference op's result: a new array (a tuple of arrays for a tuple node)
+    FRESH = "fresh"  # made at each call: a reference op's result, a tuple value, an element of one
 
 
 @dataclass

@@ -45,7 +45,8 @@ class Runtime:
         for st in s.steps:
             self._bind(st)
         self.first = True
-        large = any(isinstance(st, LibraryCall) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
+        calls = (LibraryCall, TupleCall)
+        large = any(isinstance(st, calls) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
         self.tuner = blas.Tuner(large)
 
     def node(self, v):
