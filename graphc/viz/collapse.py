@@ -11,7 +11,7 @@ shapes, a deep MLP's hidden layers) can be folded into one box (fold_runs).
 
 from graphc.ir.text import value_name
 from graphc.viz.emit import Picture
-from graphc.viz.full import short_state_name
+from graphc.viz.full import body_of, short_state_name
 from graphc.viz.style import OUTPUT, PART_CLUSTER, SAVED, SCOPE_CLUSTER, STYLE, UPDATE_RESULT
 
 SHARED = "(shared)"
@@ -276,7 +276,10 @@ def _ops_text(ms) -> str:
     counts: dict[str, int] = {}
     for m in ms:
         if not m.is_source:
-            counts[m.op] = counts.get(m.op, 0) + 1
+            op = m.op
+            if body_of(m) is not None and "length" in m.attrs:  # a loop: its trip count and direction
+                op = f"{'reverse ' * bool(m.attrs.get('reverse'))}{m.op} ×{m.attrs['length']}"
+            counts[op] = counts.get(op, 0) + 1
     items = [f"{op}×{c}" if c > 1 else op for op, c in counts.items()]
     lines, line = [], ""
     for it in items[:9]:

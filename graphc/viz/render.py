@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.errors import AttributeValueError, GraphcError
+from graphc.errors import AttributeValueError
 from graphc.viz import views
 from graphc.viz.analysis import analyse
 from graphc.viz.collapse import Grouping, collapsed_picture
@@ -180,5 +180,5 @@ def render(graph, path, roots=None, part=None, kernels=None, title=None, fold_sc
 
 __all__ = [
     "render", "dot_source", "picture", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT",
-    "STYLE", "PARTS", "VIEWS", "MAX_NODES", "GraphcError",
+    "STYLE", "PARTS", "VIEWS", "MAX_NODES",
 ]  # fmt: skip

@@ -260,6 +260,11 @@ def test_a_scan_body_is_drawn_once_with_a_back_edge_forward_and_reverse():
     rev = next(c for c in loops.values() if "reverse" in c["label"])
     assert d.nodes[next(n for n in rev["nodes"] if "tanh" in d.nodes[n]["label"])]["fillcolor"] == FILL["backward"]
     assert any("loop body" in a["label"] for n, a in d.nodes.items() if n.startswith("legend"))
+    # collapsed, the layer's boxes name the loops with their trip counts
+    c = dotread.read(viz.dot_source(rnn_graph(), collapse=True))
+    labels = [a["label"] for n, a in c.drawn().items() if n.startswith("box")]
+    assert any(lb.startswith("rnn\\n") and "scan ×5" in lb for lb in labels)
+    assert any(lb.startswith("∇ rnn\\n") and "reverse scan ×5" in lb for lb in labels)
 
 
 # -- formats ------------------------------------------------------------------------------------
