@@ -65,7 +65,8 @@ def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=T
     an = analyse(graph, nodes)
     has_backward = any(an.part(n) != "forward" for n in nodes)
     parts = (view == "train" and has_backward) if parts is None else parts
-    head = title if title is not None else f"{graph.name} ({VIEW_TITLES[view]})"
+    what = VIEW_TITLES[view] if has_backward or view != "train" else "forward"  # nothing to train: the graph
+    head = title if title is not None else f"{graph.name} ({what})"
 
     def full():
         pic = Picture(graph.name, head, mirror=parts, shapes=shapes)

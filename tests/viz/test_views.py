@@ -126,6 +126,8 @@ def test_shapes_on_edges_by_default_and_off_on_request():
     assert any(e[2].get("label") == "f32[batch,8]" for e in on.edges)
     assert not any(re.match(r"[a-z]+\d*\[", e[2].get("label", "")) for e in off.edges)
     assert "f32[batch,8]" in off.nodes[f"n{h.id}"]["label"]  # the type moves into the node
+    assert any(n.startswith("legend_") for n in on.nodes)
+    assert not any(n.startswith("legend_") for n in dotread.read(viz.dot_source(tg, legend=False)).nodes)
 
 
 def test_forward_and_backward_views():
