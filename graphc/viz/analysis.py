@@ -73,6 +73,7 @@ def analyse(graph, nodes) -> Analysis:
             if f.id not in a.tainted and not f.is_source and not f.is_tuple and f.shape == ():
                 a.loss.add(f.id)
     outputs = {v.id for v in graph.outputs.values()}
+    _output_gradients(graph, nodes, labels, a)
     grads = {i for ids_ in a.gradients.values() for i in ids_}
     for n in nodes:
         role = n.role
@@ -88,6 +89,21 @@ def analyse(graph, nodes) -> Analysis:
             role = "backward"  # computed from gradients, but no variable's update
         a.role[n.id] = role
     return a
+
+
+def _output_gradients(graph, nodes, labels, a: Analysis) -> None:
+    """Gradients named as outputs (gc.grad's results, no optimizer): a backward output is the
+    gradient of parameter p when it differentiates p itself (the sum of p's contributions) or an
+    op reading p, and has p's type."""
+    ids = {n.id for n in nodes}
+    for v in graph.outputs.values():
+        if v.id not in ids or not v.is_backward or v.is_tuple or v.grad_of not in labels:
+            continue
+        f = labels[v.grad_of]
+        for p in [f] if f.is_param else [x for x in f.inputs if x.is_param]:
+            if p.attrs["trainable"] and p.name not in a.gradients and (p.shape, p.dtype) == (v.shape, v.dtype):
+                a.gradients[p.name] = [v.id]
+                break
 
 
 def _update_regions(graph, nodes, by_id, consumers, a: Analysis) -> None:

@@ -109,6 +109,23 @@ def test_every_parameter_is_paired_with_its_gradient_and_saved_activations_are_m
         assert any(text in label for label in legend), text
 
 
+def test_gradients_named_as_outputs_are_paired_with_their_parameters():
+    with gc.Graph("g") as g:
+        x = g.input("x", ("batch", 3))
+        w = g.param("w", (3, 2))
+        v = g.param("v", (2, 2))
+        h = gc.tanh(x @ w)
+        loss = gc.mean((h @ v) * h)  # h read twice: w's gradient sums two contributions
+        g.output("loss", loss)
+    for p, gr in zip((w, v), gc.grad(loss, [w, v])):
+        g.output(f"d/{p.name}", gr)
+    d = dotread.read(viz.dot_source(g))
+    for p in (w, v):
+        gr = g.outputs[f"d/{p.name}"]
+        assert f"∇ {p.name}" in d.nodes[f"n{gr.id}"]["label"] and d.nodes[f"n{gr.id}"]["fillcolor"] == FILL["gradient"]
+        assert (f"n{p.id}", f"n{gr.id}") in {(a, b) for a, b, _ in d.edges}
+
+
 def test_optimizer_internals_unfolded_on_request():
     g, tg, h, loss = mlp_training_graph()
     folded = dotread.read(viz.dot_source(tg))
