@@ -27,6 +27,7 @@ def _out(i: int) -> str:
 def as_graph(body: SubGraph) -> Graph:
     """A Graph view of `body` for graph passes (its nodes, inputs by name, outputs out0, out1, ...)."""
     g = Graph(body.graph.name, body.graph.seed)
+    g.sealed = True  # a body: the rewriter keeps its grad_of labels, which may name outer nodes
     g.nodes = list(body.graph.nodes)
     g.inputs = {n.name: n for n in body.all_inputs}
     g.outputs = {_out(i): n for i, n in enumerate(body.outputs)}

@@ -112,8 +112,9 @@ class Rewriter:
 
     def _grad_label(self, label: str | None) -> str | None:
         """A grad_of label for the new graph: `op#id` of an old node becomes that node's new label
-        (ids change), or `op (removed)` when the pass removed it; names stay as they are."""
-        if label is None or "#" not in label:
+        (ids change), or `op (removed)` when the pass removed it; names stay as they are. In a body
+        (a sealed graph) labels may name nodes of any enclosing graph, so they stay as they are."""
+        if label is None or "#" not in label or self.old.sealed:
             return label
         op, _, num = label.rpartition("#")
         if not num.isdigit() or int(num) >= len(self.old.nodes) or self.old.nodes[int(num)].label != label:

@@ -659,3 +659,12 @@ def test_with_a_symbolic_batch_the_weight_gradients_stay_batched_products_after_
     assert sorted(n.type_str for n in grads) == ["f32[5,3,6]", "f32[5,6,6]"]  # summed over T next
     assert all(g2.outputs[k].op == "sum" for k in ("d_w_ih", "d_w_hh"))
     assert_same(g, g2, RNN_FEEDS, rtol=1e-4, atol=1e-6)
+
+
+def test_body_nodes_keep_their_grad_of_labels_through_the_passes():
+    g = rnn_graph()
+    labels = {n.grad_of for n in scans(g)[1].attrs["body"].nodes if n.is_backward}
+    assert "tanh#14" in labels  # the forward body's tanh, which the backward body differentiates
+    back = scans(optimize(g))[1].attrs["body"]
+    kept = {n.grad_of for n in back.nodes if n.is_backward}
+    assert kept and kept <= labels  # as written: they name nodes of other graphs (the forward body's)
