@@ -16,6 +16,7 @@ collapsed to one box per layer. Without Graphviz's `dot` only the .gv source is 
 install it.
 """
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def render_file(file, view="train", fused=False, collapse=False, expand=None, sh
             raise CommandError(one_line(exc).removeprefix("render: ")) from None
     for w in caught:
         if issubclass(w.category, DotNotFoundWarning):
-            print(f"graphc render: note: {one_line(w.message)}")
+            print(f"graphc render: note: {one_line(w.message)}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return paths

@@ -102,6 +102,22 @@ def test_views_shapes_passes_and_kernels_reach_the_drawing(tmp_path, capsys):
     assert dot("--view", "train") == gc.viz.render.dot_source(load(src), view="train", kernels=[])
 
 
+def test_passes_choose_the_graph_before_or_after_the_optimization_passes(tmp_path, capsys):
+    src = write(tmp_path, "tiny.py", GRAPH_PY)
+    out = tmp_path / "p.gv"
+    assert render(capsys, src, "--passes", "-o", out)[0] == 0
+    after = out.read_text()
+    assert after == gc.dot_source(load(src), view="train", kernels=[], passes=True)
+    assert render(capsys, src, "-o", out)[0] == 0
+    assert out.read_text() != after  # a graph is drawn as declared by default
+    model = ROOT / "examples" / "perceptron.py"
+    assert render(capsys, model, "--no-passes", "-o", out)[0] == 0
+    m = load(model)
+    roots = [m.graph.outputs["train/loss"], *m.graph.updates.values()]
+    assert out.read_text() == gc.dot_source(m.graph, view="train", kernels=[], roots=roots)
+    assert "eval/" not in out.read_text()  # the training step only, not the evaluation outputs
+
+
 def test_a_saved_graph_json_draws_like_the_graph(tmp_path, capsys):
     g = load(write(tmp_path, "tiny.py", GRAPH_PY))
     g.save(tmp_path / "tiny.json")
@@ -128,6 +144,16 @@ def test_max_nodes_summarises_past_the_cap_and_0_draws_every_node(tmp_path, caps
     assert render(capsys, src, "--max-nodes", "0", "-o", out)[0] == 0
     assert out.read_text() == gc.dot_source(load(src), view="train", kernels=[], max_nodes=None)
     assert one_error(capsys, src, "--max-nodes", "-1") == "--max-nodes must be >= 0 (0: no cap), got -1"
+
+
+def test_without_dot_the_source_is_written_with_a_one_line_note(tmp_path, capsys, monkeypatch):
+    src = write(tmp_path, "tiny.py", GRAPH_PY)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    status, lines, err = render(capsys, src, "-o", tmp_path / "t.svg")
+    assert status == 0 and lines == [f"wrote {tmp_path / 't.gv'}"]
+    assert err.startswith("graphc render: note: render ") and err.count("\n") == 1
+    assert "Install it with `apt-get install graphviz`" in err
+    assert not (tmp_path / "t.svg").exists()
 
 
 def test_default_output_is_named_after_the_file_and_the_view(tmp_path, capsys, monkeypatch):
