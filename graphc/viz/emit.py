@@ -64,11 +64,14 @@ class Picture:
         for name, key in self.where.items():
             members.setdefault(key if key in self.clusters else (), []).append(name)
         index = {key: i for i, key in enumerate(self.clusters)}
+        filled = {key[:i] for key in members for i in range(1, len(key) + 1)}  # clusters holding a node
 
         def emit(g, key):
             for name in members.get(key, []):
                 g.node(name, **self.nodes[name])
             for child in children.get(key, []):
+                if child not in filled:
+                    continue
                 with g.subgraph(name=f"cluster_{_slug(child[-1])}_{index[child]}") as c:
                     c.attr(**self.clusters[child])
                     emit(c, child)

@@ -58,6 +58,9 @@ class FullDrawing:
             self.kernels.append((k, inside))
         self.roles_drawn: set[str] = set()
         self.loops = 0
+        if parts:  # declared in this order, dot tends to keep them left to right
+            for part in ("forward", "backward", "update"):
+                pic.cluster((part,), **style.PART_CLUSTER[part])
 
     # -- names and clusters ----------------------------------------------------------------
     def name(self, n, prefix="") -> str:
