@@ -9,7 +9,7 @@ every stacked value time-major (index t is step t, in a reverse scan too).
                    body work, xs and captured values that then feed nothing;
   loop_hoist       body work that reads no carry leaves the loop: work on captured values only
                    (`W.T`) is done once and captured; work on x-slices whose batched form is the
-                   same op on the stacked value (elementwise ops, `x_t @ W`: BATCH_RULES) is done
+                   same op on the stacked value (passes/batched.py: elementwise ops, `x_t @ W`) is done
                    once on the stacked xs (`xs @ W`, one product over all T steps) and scanned;
   loop_accumulate  an accumulator carry `acc_new = acc + term` (acc read by nothing else, its
                    per-step values read by no one) becomes a stacked per-step output `term` and
@@ -22,11 +22,12 @@ Each pass rewrites scans in bodies too (nested scans), inner ones first.
 
 from dataclasses import dataclass
 
-from graphc.errors import GraphStructureError, ShapeError
+from graphc.errors import GraphStructureError
 from graphc.ir.graph import Graph
 from graphc.ir.node import Attrs, Node
 from graphc.ir.subgraph import SubGraph
 from graphc.ops.registry import Kind
+from graphc.passes.batched import BATCH_RULES, batched_form, emit_batched
 from graphc.passes.bodies import as_graph, in_bodies
 from graphc.passes.rewrite import Rewriter, rewrite
 
@@ -177,48 +178,6 @@ def _new_scan(rw: Rewriter, s: ScanParts, carries, inputs, xs, caps, outputs) ->
     return rw.emit(SCAN, args, attrs)
 
 
-# -- batched forms: an op on stacked values [T, ...] computing every step's result at once -------------
-def _batched_matmul(node, stacked):
-    a, b = node.inputs
-    if stacked[0] and stacked[1]:
-        ok = a.ndim == b.ndim  # the time axes meet, the step's batch axes broadcast as before
-    else:
-        ok = (b if stacked[0] else a).ndim == 2  # a loop-invariant matrix: no batch axes of its own
-    return (node.op, node.attrs) if ok else None
-
-
-def _batched_transpose(node, stacked):
-    return node.op, {"perm": (0, *(p + 1 for p in node.attrs["perm"]))}
-
-
-# op -> rule(node, stacked flags) -> (op, attrs) of the batched form, or None where there is none.
-# Elementwise and broadcasting ops with a scalar template need no entry (batched_form covers them).
-BATCH_RULES = {"matmul": _batched_matmul, "transpose": _batched_transpose}
-
-
-def batched_form(node: Node, stacked) -> tuple | None:
-    """(op, attrs) computing `node` for every step at once, its inputs flagged `stacked` given with
-    a leading time axis (the others loop-invariant); None if it has no such form."""
-    od = node.opdef
-    if od.random or node.is_tuple or not any(stacked):
-        return None
-    if od.kind in (Kind.ELEMENTWISE, Kind.BROADCAST) and od.scalar is not None:
-        # the time axis must lead every stacked operand and no invariant operand may reach it
-        if all(x.ndim == node.ndim if s else x.ndim <= node.ndim for x, s in zip(node.inputs, stacked)):
-            return node.op, node.attrs
-        return None
-    rule = BATCH_RULES.get(node.op)
-    return rule(node, list(stacked)) if rule is not None else None
-
-
-def _emit_batched(rw: Rewriter, node: Node, form, args, length, like: Node) -> Node:
-    op, attrs = form
-    out = rw.emit(op, args, attrs, like=like)
-    if out.types != (((length, *node.shape), node.dtype),):
-        raise ShapeError(f"batched {node.op} is {out.type_str}, not [{length}, ...] of {node.type_str}")
-    return out
-
-
 # -- loop_prune ------------------------------------------------------------------------------------------
 def _carry_deps(s: ScanParts) -> dict[int, set[int]]:
     """{body node id: the carries (indices) it depends on}."""
@@ -331,7 +290,7 @@ def _hoist_rule(rw: Rewriter, node: Node, inputs):
             if state[n.id] == _INVARIANT:
                 rw.memo[key] = rw.emit(n.op, args, n.attrs, like=rw.current)
             else:
-                rw.memo[key] = _emit_batched(rw, n, forms[n.id], args, length, rw.current)
+                rw.memo[key] = emit_batched(rw, n, forms[n.id], args, length, rw.current)
         outer[n.id] = rw.memo[key]
     readers = _readers(s.body)
     outs = {o.id for o in s.body.outputs}
@@ -457,7 +416,7 @@ def _accumulate_rule(read):
         def after(r: _Recipe) -> Node:
             n = r.node
             if r.form is not None:
-                return _emit_batched(rw, n, r.form, [after(p) for p in r.parts], length, n)
+                return emit_batched(rw, n, r.form, [after(p) for p in r.parts], length, n)
             if n.id in x_of:
                 return inputs[nc + x_of[n.id]]  # time-major, like the stacked ys
             if n.id in k_of:
