@@ -222,8 +222,7 @@ def test_a_drawing_past_the_node_cap_is_summarised(demo):
     spanning = [c for c in full.clusters.values() if "(layers cnn/batch_norm, cnn/relu)" in (c["label"] or "")]
     forward = [c for c in spanning if ": div, mul, add, relu" in c["label"]]  # and the backward's where+sum
     assert len(spanning) == 2 and len(forward) == 1
-    assert [full.clusters[forward[0]["parent"]]["label"], full.clusters[full.clusters[forward[0]["parent"]]["parent"]]
-            ["label"]] == ["cnn", "forward pass"]  # fmt: skip
+    assert full.cluster_path(forward[0]["nodes"][0])[:-1] == ["forward pass", "cnn"]
     capped = dotread.read(viz.dot_source(demo))  # the default cap: collapsed instead of a wall
     assert len(capped.nodes) <= viz.MAX_NODES and "summarised: one box per layer" in capped.graph["label"]
     tiny = dotread.read(viz.dot_source(demo, max_nodes=5))
