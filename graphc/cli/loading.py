@@ -67,11 +67,14 @@ def _imported(path: Path):
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # as `python FILE.py` would: the file's neighbours import
+    sys.modules[name] = module  # what dataclasses and pickling look classes up in
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
+        del sys.modules[name]
         raise CommandError(f"{path}:{exc.lineno}: syntax error ({exc.msg}); fix the file") from None
     except Exception as exc:
+        del sys.modules[name]
         raise CommandError(f"importing {path} raised {_what_happened(exc, path)}; fix the file") from None
     finally:
         if folder in sys.path:

@@ -144,10 +144,10 @@ def _what_to_draw(obj, fused: bool, passes):
 
 
 def _has_backward(obj) -> bool:
+    """Whether the graph drawn has backward or update nodes (a Model's, a step's or a training
+    graph's `.graph`, or the Graph itself)."""
     from graphc.ir.graph import Graph
     from graphc.ir.phase import Phase
 
-    graph = obj if isinstance(obj, Graph) else getattr(obj, "graph", None)
-    if not isinstance(graph, Graph):
-        graph = obj.train_step.graph  # a Model
+    graph = obj if isinstance(obj, Graph) else obj.graph
     return any(n.phase is not Phase.FORWARD for n in graph.nodes)

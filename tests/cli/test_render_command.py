@@ -156,6 +156,15 @@ def test_without_dot_the_source_is_written_with_a_one_line_note(tmp_path, capsys
     assert not (tmp_path / "t.svg").exists()
 
 
+def test_a_build_file_can_define_dataclasses_and_import_its_neighbours(tmp_path, capsys):
+    write(tmp_path, "helper.py", GRAPH_PY)
+    src = write(tmp_path, "uses.py", "from __future__ import annotations\nfrom dataclasses import dataclass\n"
+                "import helper\n\n\n@dataclass\nclass Spec:\n    width: int\n\n\n"
+                "def build():\n    return helper.build()\n")  # fmt: skip
+    status, _, err = render(capsys, src, "--view", "forward", "-o", tmp_path / "u.gv")
+    assert status == 0, err
+
+
 def test_default_output_is_named_after_the_file_and_the_view(tmp_path, capsys, monkeypatch):
     src = write(tmp_path, "tiny.py", GRAPH_PY)
     monkeypatch.chdir(tmp_path)
