@@ -18,14 +18,16 @@ FILL = {role: s["fillcolor"] for role, s in STYLE.items()}
 
 
 def demo_cnn():
-    """The CNN of `graphc demo` (graphc/cli: demo_network), its Adam optimizer and model."""
+    """The CNN of `graphc demo` (graphc/cli/demo.py: demo_network), its Adam optimizer with a cosine
+    schedule, and model."""
     net = nn.Sequential([
         nn.Conv2D(32, 3, padding=1), nn.BatchNorm2D(), nn.Activation("relu"), nn.MaxPool2D(2),
         nn.Conv2D(64, 3, padding=1), nn.BatchNorm2D(), nn.Activation("relu"), nn.MaxPool2D(2),
         nn.Flatten(), nn.Dropout(0.3), nn.Dense(128, activation="relu"), nn.Dropout(0.3), nn.Dense(10),
     ], name="cnn")  # fmt: skip
-    return nn.Model(net, input_shape=(1, 8, 8), loss="cross_entropy", optimizer=nn.optim.Adam(5e-3),
-                    backend="numba", name="digits_cnn")  # fmt: skip
+    optimizer = nn.optim.Adam(lr=5e-3, schedule=nn.schedules.CosineDecay(680))
+    return nn.Model(net, input_shape=(1, 8, 8), loss="cross_entropy", optimizer=optimizer, backend="numba",
+                    name="digits_cnn")  # fmt: skip
 
 
 DEMO_LAYERS = ["conv2d", "batch_norm", "relu", "max_pool2d", "conv2d_1", "batch_norm_1", "relu_1", "max_pool2d_1",
