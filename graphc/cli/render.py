@@ -16,6 +16,7 @@ collapsed to one box per layer. Without Graphviz's `dot` only the .gv source is 
 install it.
 """
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -29,7 +30,8 @@ VIEWS = ("train", "forward", "backward")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="draw a graph, compiled step or model (FILE.py with build(), or FILE.json)",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+                       description=__doc__.split("\n\n")[0], epilog="examples:\n" + __doc__.split("\n\n")[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("file", metavar="FILE", help="a .py file defining build(), or a graph saved as .json")
     p.add_argument("--view", default="train", help="train (default), forward or backward")
     p.add_argument("--fused", action="store_true", help="draw the fused kernels of the compiled step as clusters")
