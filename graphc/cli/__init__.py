@@ -5,8 +5,9 @@
     graphc info                    version, backends, devices, kernel cache, library versions
     graphc --version
 
-Bare `graphc` prints this help. Bad input ends a command with a one-line error naming the
-problem and the fix, and exit status 1.
+Bare `graphc` prints this help. Bad input (a file, an option's value) ends a command with a
+one-line error naming the problem and the fix, and exit status 1; a malformed command line gets
+argparse's usage message and status 2 (so does `graphc demo --epochs` below 1, as it always has).
 """
 
 import argparse
