@@ -88,6 +88,7 @@ class Grouping:
         self.merged: dict[str, tuple[str, int]] = {}  # layer -> (merged key, layers in it)
         if fold_runs:
             self._fold_runs()
+        self.fold_all = fold_all_updates
         if fold_all_updates:
             for i, key in self.group.items():
                 if key and key[1] == "update":
@@ -301,14 +302,18 @@ def _box_label(g, key, ms, an, grouping, outputs, grad_param):
     fold = f"  ({count} layers alike, folded)" if count else ""
     if part == "update":
         owner = layer[len("update:") :]
-        state = [short_state_name(m.name, owner) for m in ms if m.is_param]
+        state = [short_state_name(m.name, an.state_of.get(m.name) or owner) for m in ms if m.is_param]
         ops = len([m for m in ms if not m.is_source])
         scopes = sorted({m.scope for m in ms if m.scope and not m.is_param})
         by = f"{', '.join(scopes)}: " if scopes else ""
         if owner == SHARED:
-            lines = ["optimizer, shared" if not grouping.merged else "optimizer updates"]
-        else:
-            lines = [f"update {owner}" + (f" {g.params[owner].type_str}" if owner in g.params else "")]
+            lines = ["optimizer updates, all folded" if grouping.fold_all else "optimizer, shared"]
+        elif owner in g.params:
+            lines = [f"update {owner} {g.params[owner].type_str}"]
+            extra.update(UPDATE_RESULT)
+        else:  # the updates of a run of alike layers
+            owned = {an.owner[m.id] for m in ms if an.owner.get(m.id) is not None}
+            lines = [f"update {len(owned)} params of {owner}"]
             extra.update(UPDATE_RESULT)
         lines.append(f"{by}{ops} ops folded")
         if state:
@@ -322,8 +327,9 @@ def _box_label(g, key, ms, an, grouping, outputs, grad_param):
         trainable = [p for p in params if p.attrs["trainable"]]
         state = [p for p in params if not p.attrs["trainable"]]
         if trainable:
-            lines.append("params: " + ", ".join(f"{p.name.rsplit('/', 1)[-1]} {p.type_str}" for p in trainable[:3])
-                         + (" …" if len(trainable) > 3 else ""))  # fmt: skip
+            each = list(dict.fromkeys(f"{p.name.rsplit('/', 1)[-1]} {p.type_str}" for p in trainable))
+            head = "params per layer: " if count else "params: "
+            lines.append(head + ", ".join(each[:3]) + (" …" if len(each) > 3 else ""))
         if state:
             lines.append("state: " + ", ".join(p.name.rsplit("/", 1)[-1] for p in state[:4]))
         saved = [m for m in ms if m.id in an.saved]
@@ -339,8 +345,9 @@ def _box_label(g, key, ms, an, grouping, outputs, grad_param):
     order = {name: i for i, name in enumerate(g.params)}
     grads = sorted(((grad_param[m.id], m) for m in ms if m.id in grad_param), key=lambda pm: order[pm[0]])
     if grads:
-        lines.append("gradients: " + ", ".join(f"∇{p.rsplit('/', 1)[-1]} {m.type_str}" for p, m in grads[:3])
-                     + (" …" if len(grads) > 3 else ""))  # fmt: skip
+        each = list(dict.fromkeys(f"∇{p.rsplit('/', 1)[-1]} {m.type_str}" for p, m in grads))
+        head = "gradients per layer: " if count else "gradients: "
+        lines.append(head + ", ".join(each[:3]) + (" …" if len(each) > 3 else ""))
         extra.update({"penwidth": "2"})
     reads = {x.id for m in ms for x in m.inputs if x.id in an.saved}
     if reads:

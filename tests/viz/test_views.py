@@ -237,6 +237,13 @@ def test_a_deep_mlp_folds_its_alike_layers():
     firsts = [box_label(a).split("\n")[0] for n, a in d.drawn().items() if n.startswith("box")]
     assert "mlp/dense_2 … mlp/dense_47  (46 layers alike, folded)" in firsts
     assert {"mlp/dense", "mlp/dense_1", "mlp/dense_48", "mlp/dense_49"} <= set(firsts)
+    labels = {box_label(a).split("\n")[0]: box_label(a) for n, a in d.drawn().items() if n.startswith("box")}
+    assert (
+        "params per layer: w f32[32,32], b f32[32]\n" in labels["mlp/dense_2 … mlp/dense_47  (46 layers alike, folded)"]
+    )
+    folded_update = labels["update 92 params of mlp/dense_2 … mlp/dense_47"]
+    assert folded_update.endswith("\nstate: m, v")
+    assert labels["update mlp/dense_48/w f32[32,32]"].endswith("\nstate: m, v")
 
 
 @pytest.mark.skipif(not HAVE_DOT, reason="needs the Graphviz dot program to lay the drawing out")
