@@ -180,7 +180,7 @@ def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror
         layer, part = key
         label, role, extra = _box_label(g, key, ms, an, grouping, outputs, grad_param)
         names_k = [name for _, name in sorted({kernel_of[m.id] for m in ms if m.id in kernel_of})]
-        if names_k and part != "update":
+        if names_k:
             more = f" … ({len(names_k) - 2} more)" if len(names_k) > 2 else ""
             label += f"\\nkernels: {', '.join(names_k[:2])}{more}"
         roles.add(role)

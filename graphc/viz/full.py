@@ -132,6 +132,10 @@ class FullDrawing:
             if state:
                 label += "\\nstate: " + ", ".join(s.rsplit("/", 1)[-1] if owner is None else short_state_name(s, owner)
                                                    for s in state)  # fmt: skip
+            ran_in = [str(k.name) for k, _ in self.kernels if set(members) & set(k.node_ids)]
+            if ran_in:  # the kernels this folded work runs in (their clusters would be empty)
+                more = f" … ({len(ran_in) - 2} more)" if len(ran_in) > 2 else ""
+                label += f"\\nkernels: {', '.join(ran_in[:2])}{more}"
             cluster = self._part(nodes[0])
             if cluster:
                 self.pic.cluster(cluster, **style.PART_CLUSTER[cluster[0]])

@@ -202,6 +202,10 @@ def test_the_demo_collapsed_training_step_has_one_box_per_layer(demo):
     assert "saves" in box_label(boxes["cnn/relu"]) and boxes["cnn/relu"]["color"] == "#d62728"
     assert "state: running_mean, running_var" in box_label(boxes["cnn/batch_norm"])
     assert boxes["train/loss"]["fillcolor"] == FILL["loss"]
+    # the fused kernels each parameter's update runs in (the weight gradient's matmul fused with Adam's arithmetic)
+    assert re.search(
+        r"\nkernels: k\d+_matmul_mul_add_div_sqrt_sub$", box_label(boxes["update cnn/dense/w f32[256,128]"])
+    )
 
 
 def test_expand_opens_one_layer(demo):
