@@ -9,7 +9,7 @@
 - an output-fusable op (matmul, conv2d) opens a group that its elementwise consumers of the
   same shape join as an epilogue (bias add, activation, the relu mask in the backward pass,
   an SGD update);
-- everything else (injective, opaque, random ops, ops without a template) is a kernel alone;
+- everything else (injective, opaque, impure ops (random, collective), ops without a template) is a kernel alone;
   so is every op with several outputs and every projection reading one of them (tuple_get).
 
 A node read outside its group, or a root (output/update), is *materialised* (written to
@@ -56,7 +56,7 @@ def is_loop_op(node) -> bool:
     read at a broadcast index), so it lowers to the identity.
     """
     od = node.opdef
-    if od.random or node.is_const or node.is_tuple or not node.inputs:
+    if not od.pure or node.is_const or node.is_tuple or not node.inputs:
         return False
     if od.kind is Kind.ELEMENTWISE:
         return od.scalar is not None

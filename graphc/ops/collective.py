@@ -58,9 +58,9 @@ def _vjp(node, g, needs):
 
 register(OpDef(
     "allreduce", Kind.OPAQUE, _infer, _ref, _vjp,
-    # Its value is not a function of its inputs alone (it is the other ranks' data too): like a
-    # random op, it must never be folded at compile time or merged with another all-reduce.
-    random=True, reads_values=False,
+    # Its value is not a function of its inputs alone (it is the other ranks' data too): it must
+    # never be folded at compile time or merged with another all-reduce.
+    external=True, reads_values=False,
     doc="sum (or mean) of x over every process of graphc.distributed.world(); its gradient is itself",
 ))  # fmt: skip
 

@@ -51,6 +51,10 @@ class OpDef:
         each operand to a local first.
     lowerings: backend name -> backend-specific kernel builder, for non-elementwise ops.
     commutative / sign: algebraic facts that rewrites may rely on (see passes/).
+    random: draws random numbers (seeded from its attributes, the step and the loop indices).
+    external: its value depends on more than its inputs and attributes (a collective's is the
+        other processes' data too). `pure` is False for random and external ops: they are never
+        folded, merged with another, hoisted out of a loop or fused.
     """
 
     name: str
@@ -61,11 +65,17 @@ class OpDef:
     scalar: str | Callable | None = None
     lowerings: dict = field(default_factory=dict)
     random: bool = False
+    external: bool = False
     commutative: bool = False  # swapping the two operands changes no bit of the result (CSE)
     reads_values: bool = True  # False: only the inputs' shapes are read (no saved activation)
     takes_tuple: bool = False  # True for ops that read a many-output node (the projection tuple_get)
     sign: str | None = None  # "positive" or "nonnegative": true of every output (for rewrites)
     doc: str = ""
+
+    @property
+    def pure(self) -> bool:
+        """A function of the inputs and attributes alone: foldable, mergeable, movable."""
+        return not (self.random or self.external)
 
     @property
     def nonnegative(self) -> bool:

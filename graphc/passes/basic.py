@@ -21,11 +21,11 @@ def dce(graph: Graph) -> Graph:
 
 
 def cse(graph: Graph) -> Graph:
-    """Common-subexpression elimination: one node per (op, inputs, attributes); random ops never merge."""
+    """Common-subexpression elimination: one node per (op, inputs, attributes); impure ops never merge."""
     seen: dict = {}
 
     def rule(rw, node, inputs):
-        if node.opdef.random:
+        if not node.opdef.pure:
             return None
         ids = tuple(x.id for x in inputs)
         if node.opdef.commutative:  # a+b and b+a are one value
@@ -47,14 +47,14 @@ class _FoldContext(RunContext):
 def fold(graph: Graph) -> Graph:
     """Constant folding: evaluate nodes whose inputs are all constants, with the op's NumPy reference.
 
-    Skips random ops, symbolic shapes, results over FOLD_MAX_ELEMENTS elements, and any result
+    Skips impure ops (random, collective), symbolic shapes, results over FOLD_MAX_ELEMENTS elements, and any result
     that is not finite (a rewrite must never be where a NaN or inf first appears).
     """
     ctx = _FoldContext()
 
     def rule(rw, node, inputs):
         opdef = node.opdef
-        if not inputs or opdef.kind is Kind.SOURCE or opdef.random:
+        if not inputs or opdef.kind is Kind.SOURCE or not opdef.pure:
             return None
         args = [const_value(x) for x in inputs]
         if node.is_tuple or any(a is None for a in args) or not shapes.is_concrete(node.shape):

@@ -36,7 +36,7 @@ def batched_form(node: Node, stacked) -> tuple | None:
     """(op, attrs) computing `node` for every step at once, its inputs flagged `stacked` given with
     a leading time axis (the others loop-invariant); None if it has no such form."""
     od = node.opdef
-    if od.random or node.is_tuple or not any(stacked):
+    if not od.pure or node.is_tuple or not any(stacked):
         return None
     if od.kind in (Kind.ELEMENTWISE, Kind.BROADCAST) and od.scalar is not None:
         # the time axis must lead every stacked operand and no invariant operand may reach it

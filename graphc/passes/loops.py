@@ -253,7 +253,7 @@ def _classify(s: ScanParts) -> tuple[dict[int, str], dict[int, tuple]]:
         ins = [state[x.id] for x in n.inputs]
         if n.is_const:
             state[n.id] = _INVARIANT
-        elif n.is_source or n.opdef.random or n.is_tuple or n.opdef.takes_tuple or _LOOP in ins:
+        elif n.is_source or not n.opdef.pure or n.is_tuple or n.opdef.takes_tuple or _LOOP in ins:
             state[n.id] = _LOOP  # random ops draw anew at every step
         elif all(v == _INVARIANT for v in ins):
             state[n.id] = _INVARIANT

@@ -120,6 +120,28 @@ def test_the_allreduce_op_is_declared_once_opaque_and_its_own_gradient():
         gc.allreduce(i)
 
 
+def test_passes_never_fold_merge_or_fuse_an_allreduce():
+    """Its value is the other ranks' data too (OpDef.external): two equal all-reduces stay two, one
+    of a constant is not folded, and it is a kernel of its own."""
+    from graphc.passes import optimize
+
+    assert get("allreduce").external and not get("allreduce").pure
+    with gc.Graph("r") as g:
+        x = g.input("x", (4,))
+        g.output("y", gc.allreduce(x) + gc.allreduce(x) + gc.allreduce(gc.constant(np.ones(4, "float32"))))
+    opt = optimize(g)
+    assert [n.op for n in opt.live_nodes()].count("allreduce") == 3
+    step = gc.compile(g, "numba")
+    alone = [k for k in step.kernels if "allreduce" in _ops(step, k)]
+    assert len(alone) == 3 and all(len(k.node_ids) == 1 for k in alone)
+    np.testing.assert_array_equal(step({"x": np.arange(4, dtype=np.float32)})["y"], 2 * np.arange(4) + 1)
+
+
+def _ops(step, kernel):
+    by_id = {n.id: n for n in step.graph.nodes}
+    return [by_id[i].op for i in kernel.node_ids]
+
+
 def test_the_distributed_training_step_can_be_drawn(tmp_path):
     m = _model(True)
     roots = [m.graph.outputs["train/loss"], *m.graph.updates.values()]
