@@ -30,7 +30,7 @@ from graphc.viz.write import INSTALL_HINT, DotNotFoundError, DotNotFoundWarning,
 MAX_NODES = 150  # the default cap: past it a drawing is summarised (collapsed, then folded)
 
 OPTIONS = ("roots", "part", "kernels", "title", "fold_scalars", "require_dot", "view", "collapse", "expand",
-           "shapes", "passes", "legend", "max_nodes", "fold_updates")  # fmt: skip
+           "shapes", "passes", "legend", "max_nodes", "fold_updates", "parts")  # fmt: skip
 
 VIEW_TITLES = {"train": "training step", "forward": "forward", "backward": "backward"}
 
@@ -60,11 +60,13 @@ def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=T
         views.bad("max_nodes", max_nodes, "a positive int or None")
     if expand is not None and not isinstance(expand, str):
         views.bad("expand", expand, "a layer name (str) or None")
+    if parts is not None and not isinstance(parts, (bool, np.bool_)):
+        views.bad("parts", parts, "True, False or None")
     graph, kernels, roots = views.drawable(obj, passes, kernels, roots)
     nodes, _ = select(graph, roots, {"train": "all"}.get(view, view))
     an = analyse(graph, nodes)
     has_backward = any(an.part(n) != "forward" for n in nodes)
-    parts = (view == "train" and has_backward) if parts is None else parts
+    parts = (view == "train" and has_backward) if parts is None else bool(parts)
     what = VIEW_TITLES[view] if has_backward or view != "train" else "forward"  # nothing to train: the graph
     head = title if title is not None else f"{graph.name} ({what})"
 
@@ -145,7 +147,7 @@ def build(graph, roots=None, part: str = "all", kernels=None, title=None, fold_s
 
 
 def _check_unknown(options, exclude=()):
-    allowed = [o for o in OPTIONS if o not in exclude] + ["parts"]
+    allowed = [o for o in OPTIONS if o not in exclude]
     for name in sorted(options):
         if name not in allowed:
             raise AttributeValueError(f"render: unknown argument {name!r}; expected one of {', '.join(OPTIONS)}")
@@ -165,13 +167,14 @@ def render(graph, path, roots=None, part=None, kernels=None, title=None, fold_sc
     Graph). kernels: objects with .name and .node_ids drawn as clusters (a compiled step's
     own by default; kernels=[] draws none). collapse: one box per layer; expand='layer' opens
     one layer (and collapses the rest). shapes: shapes and dtypes on edges. legend: draw the
-    legend. fold_updates: each parameter's optimizer work as one update box. max_nodes: the
+    legend. fold_updates: each parameter's optimizer work as one update box. parts: draw the
+    forward pass, backward pass and updates apart (default: in the training-step view). max_nodes: the
     most nodes drawn before the drawing is summarised (collapsed, alike layers folded; None: no
     cap). roots: a node or a list of nodes of the graph drawn (default: its outputs and updates).
     title, fold_scalars (scalar constants written inside their consumers). A bad argument
     raises AttributeValueError naming it, its value and what it accepts.
     """
-    _check_unknown(options, exclude=("parts",))
+    _check_unknown(options)
     if not isinstance(require_dot, (bool, np.bool_)):
         views.bad("require_dot", require_dot, "True or False")
     gv, image, fmt = target_paths(path)

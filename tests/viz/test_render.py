@@ -184,11 +184,12 @@ BAD_ARGUMENTS = [
     ({"require_dot": 1}, "render: require_dot must be True or False, got 1"),
     ({"colour": "red"}, "render: unknown argument 'colour'; expected one of roots, part, kernels, title, "
                         "fold_scalars, require_dot, view, collapse, expand, shapes, passes, legend, max_nodes, "
-                        "fold_updates"),
+                        "fold_updates, parts"),
     ({"view": "sideways"}, "render: view must be one of 'train', 'forward', 'backward', got 'sideways'"),
     ({"collapse": "yes"}, "render: collapse must be True or False, got 'yes'"),
     ({"shapes": None}, "render: shapes must be True or False, got None"),
     ({"legend": 0}, "render: legend must be True or False, got 0"),
+    ({"parts": "yes"}, "render: parts must be True, False or None, got 'yes'"),
     ({"passes": "after"}, "render: passes must be True, False or None, got 'after'"),
     ({"max_nodes": 0}, "render: max_nodes must be a positive int or None, got 0"),
     ({"max_nodes": 2.5}, "render: max_nodes must be a positive int or None, got 2.5"),
