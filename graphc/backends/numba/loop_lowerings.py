@@ -70,6 +70,19 @@ def _slice_grad(node, in_shapes, out_shape):
     return LoopCall("{p}[1][:] = 0; {p}[1][" + index + "] = {p}[0]", label="slice_grad")
 
 
+@lowering("concat", IN_LOOP)
+def _concat(node, in_shapes, out_shape):
+    """Each input copied into its part of the planned buffer."""
+    ax, out, off = node.attrs["axis"], len(in_shapes), 0
+    lead = ":, " * ax
+    parts = []
+    for i, s in enumerate(in_shapes):
+        if s[ax]:
+            parts.append(f"{{p}}[{out}][{lead}{off}:{off + s[ax]}] = {{p}}[{i}]")
+        off += s[ax]
+    return LoopCall("; ".join(parts) or "pass", label="concat")
+
+
 class NestedScan(LoopCall):
     """A scan inside a body: its own driver, called from the outer driver on the outer plan's
     fixed buffers (its arguments bound whenever the outer ones are)."""

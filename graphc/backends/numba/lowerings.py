@@ -86,5 +86,6 @@ def _softmax_builder(take_log):
 lowering("softmax", "numba")(_softmax_builder(False))
 lowering("log_softmax", "numba")(_softmax_builder(True))
 
-# convolution, pooling and label cross-entropy live in their own module
-from graphc.backends.numba import lowerings_conv  # noqa: E402, F401
+# convolution, pooling and label cross-entropy live in their own module; so do a scan's native
+# loop and the ops that run inside one (matmul, slice_grad, concat, nested scans)
+from graphc.backends.numba import loop_lowerings, lowerings_conv  # noqa: E402, F401

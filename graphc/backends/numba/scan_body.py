@@ -182,12 +182,18 @@ class BodyPlan:
         if n.opdef.random:
             raise NotNative(f"{n.op} {n.label} is random (its numbers are drawn by its NumPy reference)")
         if n.opdef.takes_tuple and n.inputs and (n.inputs[0].id, n.attrs["index"]) in self.elements:
-            self._derive(n.id, None, (n.inputs[0].id, n.attrs["index"]))
+            key = (n.inputs[0].id, n.attrs["index"])
+            self._probe[n.id] = self._probe_array(key)
+            self._derive(n.id, None, key)
             return []
         if callable(n.opdef.lowerings.get(IN_LOOP)):
             outs = [(n.id, i) for i in range(len(n.types))] if n.is_tuple else [n.id]
             return [self._call(n, outs)]
-        if n.opdef.kind in (Kind.INJECTIVE, Kind.BROADCAST) and n.inputs and self._is_view(n):
+        if (n.is_tuple or n.opdef.kind in (Kind.INJECTIVE, Kind.BROADCAST)) and n.inputs and self._is_view(n):
+            if n.is_tuple:  # split: every output a view of the input
+                for i, (s, d) in enumerate(n.types):
+                    self.elements[(n.id, i)] = (shapes.concrete(s, self.env), d)
+                    self.alias[(n.id, i)] = n.inputs[0].id
             self._derive(n.id, n, n.inputs[0].id)
             return []
         raise NotNative(f"{n.op} {n.label} has no lowering that runs inside compiled code")
@@ -288,7 +294,10 @@ class BodyPlan:
     # -- views -----------------------------------------------------------------------------
     def _probe_array(self, v):
         a = self._probe.get(v)
-        if a is None:
+        if a is None and v not in self.nodes:  # an output of a call with several outputs
+            shp, dt = self.elements[v]
+            a = self._probe[v] = np.zeros(shp, dt)
+        elif a is None:
             n = self.nodes[v]
             a = np.array(n.attrs["value"], n.dtype) if n.is_const else np.zeros(self.shape[v], n.dtype)
             self._probe[v] = a
@@ -299,10 +308,17 @@ class BodyPlan:
         laid out as the real ones are: contiguous buffers, views of them)."""
         probe = [self._probe_array(x.id) for x in n.inputs]
         try:
-            out = np.asarray(n.opdef.ref(n, probe, RunContext({}, {}, self.env, 0)))
+            out = n.opdef.ref(n, probe, RunContext({}, {}, self.env, 0))
         except Exception:
             return False
-        if out.shape == self.shape[n.id] and out.dtype == n.dtype and np.shares_memory(out, probe[0]):
+        if n.is_tuple:
+            outs = [np.asarray(o) for o in out]
+            if all(_views(o, (s, d), probe[0]) for o, s, d in zip(outs, self.shape[n.id], (d for _, d in n.types))):
+                self._probe.update(((n.id, i), o) for i, o in enumerate(outs))
+                return True
+            return False
+        out = np.asarray(out)
+        if _views(out, (self.shape[n.id], n.dtype), probe[0]):
             self._probe[n.id] = out
             return True
         return False
@@ -320,12 +336,16 @@ class BodyPlan:
             if view is None:
                 vals[v] = vals[base]
                 continue
-            out = np.asarray(view.opdef.ref(view, [vals[x.id] for x in view.inputs], ctx))
-            if out.size and not np.shares_memory(out, vals[base]):
+            out = view.opdef.ref(view, [vals[x.id] for x in view.inputs], ctx)
+            parts = [np.asarray(o) for o in out] if view.is_tuple else [np.asarray(out)]
+            if any(o.size and not np.shares_memory(o, vals[base]) for o in parts):
                 if self.base(base) not in captured:
                     raise NotNative(f"{view.op} {view.label} is not a view of its input's memory at run time")
                 stale = True
-            vals[v] = out
+            if view.is_tuple:
+                vals.update(((v, i), o) for i, o in enumerate(parts))
+            else:
+                vals[v] = parts[0]
         return vals, stale
 
     def bind(self, vals: dict) -> list[tuple]:
@@ -362,6 +382,11 @@ class BodyPlan:
             lines.append(st.name if st.call is None else f"{st.name} ({st.call.label or 'in-loop call'})")
             lines += ["  " + x for x in (st.call.describe() if st.call is not None else [])]
         return lines
+
+
+def _views(out, typ, base) -> bool:
+    """Whether `out` has type `typ` (shape, dtype) and shows `base`'s memory."""
+    return out.shape == tuple(typ[0]) and out.dtype == typ[1] and np.shares_memory(out, base)
 
 
 def _label(nodes):
