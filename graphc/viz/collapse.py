@@ -182,7 +182,7 @@ def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror
         names_k = [name for _, name in sorted({kernel_of[m.id] for m in ms if m.id in kernel_of})]
         if names_k:
             more = f" … ({len(names_k) - 2} more)" if len(names_k) > 2 else ""
-            label += f"\\nkernels: {', '.join(names_k[:2])}{more}"
+            label += "\\nkernels: " + ",\\n".join(names_k[:2]) + more  # one a line: the names are long
         roles.add(role)
         pic.node(names[key], part_cluster(part), label=label, **{**STYLE[role], **extra})
         if any(m.id in an.saved for m in ms):

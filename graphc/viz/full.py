@@ -135,7 +135,7 @@ class FullDrawing:
             ran_in = [str(k.name) for k, _ in self.kernels if set(members) & set(k.node_ids)]
             if ran_in:  # the kernels this folded work runs in (their clusters would be empty)
                 more = f" … ({len(ran_in) - 2} more)" if len(ran_in) > 2 else ""
-                label += f"\\nkernels: {', '.join(ran_in[:2])}{more}"
+                label += "\\nkernels: " + ",\\n".join(ran_in[:2]) + more  # one a line: the names are long
             cluster = self._part(nodes[0])
             if cluster:
                 self.pic.cluster(cluster, **style.PART_CLUSTER[cluster[0]])
