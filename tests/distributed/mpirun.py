@@ -6,9 +6,11 @@ the test instead of stalling CI. Tests skip, saying why, where mpi4py or mpiexec
 (`pip install -e '.[mpi]'` brings both).
 """
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +47,18 @@ def launch(program: str, *args, n: int = 2, timeout: float = TIMEOUT, module: bo
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     target = ["-m", program] if module else [str(PROGRAMS / program)]
     cmd = [mpiexec(), "-n", str(n), sys.executable, *(["-m", "mpi4py"] if runner else []), *target, *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    # A session of its own: what mpiexec signals when a rank aborts or dies (its process group)
+    # never reaches the test runner's workers, and a launch past its timeout is killed whole.
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, env=env, cwd=str(ROOT), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def ok(proc) -> None:
