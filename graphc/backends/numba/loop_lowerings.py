@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative
+from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative, copy_loops, fill_loops
 from graphc.backends.numba.scan_loop import DRIVER_PARAMS, ScanLoop, numba_scan
 from graphc.ops.registry import lowering
 
@@ -65,22 +65,30 @@ def _slice_grad(node, in_shapes, out_shape):
     """Zeros with the gradient written into the sliced region (the bounds are attributes)."""
     if not out_shape:
         return None
-    index = ", ".join(":" if e is None else f"{e[0]}:{'' if e[2] < 0 and e[1] is None else e[1]}:{e[2]}"
-                      for e in node.attrs["index"])  # fmt: skip
-    return LoopCall("{p}[1][:] = 0; {p}[1][" + index + "] = {p}[0]", label="slice_grad")
+    entries = node.attrs["index"]
+
+    def at(idx):
+        return [i if e is None else f"{e[0]} + {e[2]} * {i}" for e, i in zip(entries, idx)]
+
+    rank = len(out_shape)
+    source = fill_loops("{p}[1]", rank, "0") + "\n" + copy_loops("{p}[0]", "{p}[1]", rank, at)
+    return LoopCall(source, label="slice_grad")
 
 
 @lowering("concat", IN_LOOP)
 def _concat(node, in_shapes, out_shape):
     """Each input copied into its part of the planned buffer."""
     ax, out, off = node.attrs["axis"], len(in_shapes), 0
-    lead = ":, " * ax
     parts = []
     for i, s in enumerate(in_shapes):
         if s[ax]:
-            parts.append(f"{{p}}[{out}][{lead}{off}:{off + s[ax]}] = {{p}}[{i}]")
+
+            def at(idx, off=off):
+                return [f"{off} + {j}" if d == ax else j for d, j in enumerate(idx)]
+
+            parts.append(copy_loops(f"{{p}}[{i}]", f"{{p}}[{out}]", len(s), at))
         off += s[ax]
-    return LoopCall("; ".join(parts) or "pass", label="concat")
+    return LoopCall("\n".join(parts) or "pass", label="concat")
 
 
 class NestedScan(LoopCall):

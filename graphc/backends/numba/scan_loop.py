@@ -23,6 +23,7 @@ step), an op with no in-loop lowering, a nested scan that cannot. `loop_summary(
 says which, and why.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -90,19 +91,25 @@ class ScanLoop:
                 imports.append(f"from {callee[0]} import {callee[1]} as f{i}")
         params = [*DRIVER_PARAMS, *(f"P{i}" for i in range(len(steps)))]
         ind = "        "
-        lines = [f"    C[{k}][:] = INIT[{k}]" for k in range(nc)]
+
+        def copy(dst, src, size, depth):  # every value the driver copies is seen flat (1-d)
+            pad = "    " * depth
+            return [pad + f"for q in range({size}.shape[0]):", pad + f"    {dst} = {src}"]
+
+        lines = [x for k in range(nc) for x in copy(f"C[{k}][q]", f"INIT[{k}][q]", f"C[{k}]", 1)]
         lines.append("    for i in range(T):")
         lines.append(ind + ("t = T - 1 - i" if self.reverse else "t = i"))
-        lines += [ind + f"RS[{k}][t] = C[{k}]" for k in range(nc)]
-        lines += [ind + f"X[{j}][:] = XS[{j}][t]" for j in range(self.nx)]
-        lines += [ind + st.statement(f"f{i}", f"P{i}") for i, st in enumerate(steps)]
-        lines += [ind + f"YS[{j}][t] = O[{nc + j}]" for j in range(ny)]
+        lines += [x for k in range(nc) for x in copy(f"RS[{k}][t, q]", f"C[{k}][q]", f"C[{k}]", 2)]
+        lines += [x for j in range(self.nx) for x in copy(f"X[{j}][q]", f"XS[{j}][t, q]", f"X[{j}]", 2)]
+        for i, st in enumerate(steps):
+            lines += [ind + x for x in st.statement(f"f{i}", f"P{i}").splitlines()]
+        lines += [x for j in range(ny) for x in copy(f"YS[{j}][t, q]", f"O[{nc + j}][q]", f"O[{nc + j}]", 2)]
         if self.staged:
-            lines += [ind + f"S[{k}][:] = O[{k}]" for k in range(nc)]
-            lines += [ind + f"C[{k}][:] = S[{k}]" for k in range(nc)]
+            lines += [x for k in range(nc) for x in copy(f"S[{k}][q]", f"O[{k}][q]", f"S[{k}]", 2)]
+            lines += [x for k in range(nc) for x in copy(f"C[{k}][q]", f"S[{k}][q]", f"C[{k}]", 2)]
         else:
-            lines += [ind + f"C[{k}][:] = O[{k}]" for k in range(nc)]
-        lines += [f"    FINAL[{k}][:] = C[{k}]" for k in range(nc)]
+            lines += [x for k in range(nc) for x in copy(f"C[{k}][q]", f"O[{k}][q]", f"C[{k}]", 2)]
+        lines += [x for k in range(nc) for x in copy(f"FINAL[{k}][q]", f"C[{k}][q]", f"C[{k}]", 1)]
         label = "scan_" + "_".join(dict.fromkeys(n.op for n in self.plan.nodes.values() if not n.is_source))[:60]
         header = DRIVER_HEADER.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH,
                                       params=", ".join(params))  # fmt: skip
@@ -124,14 +131,24 @@ class ScanLoop:
         vals, stale = self.plan.arrays(inputs)
         steps = self.plan.bind(vals)
         stale = stale or any(st.call is not None and st.call.stale for st in self.plan.steps)
-        outs = tuple(vals[o.id].reshape(_seen(vals[o.id].shape)) for o in body.outputs)
-        return (tuple(self.carries), tuple(self.xbufs), tuple(self.stage), outs, *steps), stale
+        outs = []
+        for o, v in zip(body.outputs, self.plan.outputs):
+            a = vals[v]
+            if not a.flags.c_contiguous:  # a captured value passed through, laid out otherwise
+                raise NotNative(f"the body's output {o.label} is not contiguous at run time")
+            outs.append(a.reshape(-1))
+        flat = [tuple(a.reshape(-1) for a in arrays) for arrays in (self.carries, self.xbufs, self.stage)]
+        return (*flat, tuple(outs), *steps), stale
 
     def call_args(self, init, xs, final, ys, rs, fixed) -> tuple:
-        def seen(arrays, stacked=False):
-            return tuple(a.reshape((a.shape[0], *_seen(a.shape[1:])) if stacked else _seen(a.shape)) for a in arrays)
+        """The driver's arguments: the trip count, then the scan's arrays seen flat (stacked
+        ones as [T, size]; all contiguous), then `fixed` (bind_body's)."""
 
-        return (self.T, seen(init), seen(xs, True), seen(final), seen(ys, True), seen(rs, True), *fixed)
+        def flat(arrays, stacked=False):
+            return tuple(a.reshape((a.shape[0], a[0].size if len(a) else math.prod(a.shape[1:]))) if stacked
+                         else a.reshape(-1) for a in arrays)  # fmt: skip
+
+        return (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), *fixed)
 
     def compile(self, args: tuple) -> None:
         """Compile (or load from the disk cache) the body's kernels, then the driver."""
