@@ -79,6 +79,8 @@ def test_tanh_rnn_values_and_gradients_equal_the_reference_and_run_natively(reve
         assert fn.fallback is None and fn.describe()[0].startswith("native loop: driver gk_")
         assert fn.loop.reverse in (False, True) and f"T={T}" in fn.describe()[0]
     assert sorted(fn.loop.reverse for fn in runs) == [False, True]
+    summary = exe.summary()  # the kernels, then how each scan runs
+    assert summary.count(": native loop: driver gk_") == 2 and "reference loop" not in summary
 
 
 def test_the_native_loop_runs_no_python_per_step(monkeypatch):
@@ -244,6 +246,7 @@ def test_a_random_op_in_the_body_falls_back_to_the_reference_loop(monkeypatch):
     why = r"reference loop: dropout_mask dropout_mask#\d+ is random \(its numbers are drawn by its NumPy reference\)"
     assert re.fullmatch(why, loop_summary(node))
     assert native_runs(exe) == []
+    assert re.search(r"scan#\d+: " + why, exe.summary())
     steps = []
     real = control.run_body_step
     monkeypatch.setattr(control, "run_body_step", lambda *a: steps.append(a[3]) or real(*a))

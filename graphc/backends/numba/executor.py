@@ -58,6 +58,13 @@ class NumbaExecutable(Executable):
     def execute(self, arrays, env):
         return self.runtime(env).run(arrays, self.needed_inputs, self.step)
 
+    def summary(self) -> str:
+        """Executable.summary, then how each specialisation runs each scan: a native loop (its
+        body's steps) or the reference loop and why (numba/scan_loop.py)."""
+        from graphc.backends.numba.scan_loop import loop_lines
+
+        return "\n".join([super().summary(), *loop_lines(self)])
+
     def _specialise(self, env) -> Runtime:
         g = self.graph
         outs = [n for _, n in self._outputs]

@@ -34,7 +34,7 @@ from graphc.backends.numba.scan_body import BodyPlan, NotNative
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
 
-__all__ = ["DRIVER_PARAMS", "ScanLoop", "NativeScan", "numba_scan", "loop_summary"]
+__all__ = ["DRIVER_PARAMS", "ScanLoop", "NativeScan", "numba_scan", "loop_summary", "loop_lines"]
 
 DRIVER_HEADER = """# graphc generated scan driver: {label} (source is a pure function of the body's kernels)
 import numpy as np
@@ -273,3 +273,20 @@ def loop_summary(node, env: dict | None = None) -> str:
         return "\n".join(ScanLoop(node, in_shapes, out_shapes).describe())
     except NotNative as e:
         return f"reference loop: {e}"
+
+
+def loop_lines(exe) -> list[str]:
+    """For NumbaExecutable.summary: how each specialisation of `exe` runs each of its scans,
+    one line per scan node (its native loop's steps indented below it)."""
+    lines = []
+    for key, rt in exe.runtimes.items():
+        native = {st.node.id: st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), NativeScan)}
+        at = ", ".join(f"{k}={v}" for k, v in key)
+        for n in exe.nodes:
+            if n.opdef.lowerings.get("numba") is not numba_scan:
+                continue
+            fn = native.get(n.id)
+            text = fn.describe() if fn is not None else loop_summary(n, dict(key)).splitlines()
+            lines.append(f"{n.op}#{n.id}{f' ({at})' if at else ''}: {text[0]}")
+            lines += ["  " + x for x in text[1:]]
+    return lines
