@@ -6,8 +6,7 @@ import numpy as np
 
 from graphc.errors import AttributeValueError, DTypeError
 from graphc.ir import dtypes, shapes
-from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, checked_axis, error, register
+from graphc.ops.registry import F, Kind, OpDef, apply, checked_axis, error, register
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softplus", "gelu", "softmax", "log_softmax"]
 

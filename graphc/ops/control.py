@@ -33,10 +33,9 @@ from graphc.ir.graph import current_graph
 from graphc.ir.location import user_location
 from graphc.ir.node import Node, TupleType
 from graphc.ir.subgraph import SubGraph, trace
-from graphc.ops import api as F
 from graphc.ops.bodies import inline
 from graphc.ops.context import RunContext
-from graphc.ops.registry import Kind, OpDef, apply, error, register
+from graphc.ops.registry import F, Kind, OpDef, apply, error, register
 from graphc.ops.tuple_ops import tuple_get
 
 __all__ = ["scan"]

@@ -5,8 +5,7 @@ import numpy as np
 from graphc.errors import DTypeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
-from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, const_value, error, is_tracing, register
+from graphc.ops.registry import F, Kind, OpDef, apply, as_node, const_value, error, is_tracing, register
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf", "sin", "cos",

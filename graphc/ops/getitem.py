@@ -8,9 +8,8 @@ import numpy as np
 from graphc.errors import DTypeError, IndexRangeError, ShapeError
 from graphc.ir import dtypes
 from graphc.ir.node import Node
-from graphc.ops import api as F
 from graphc.ops.indexing import _apply_slice, _is_int, _norm_slice, take
-from graphc.ops.registry import constant, error
+from graphc.ops.registry import F, constant, error
 
 __all__ = ["getitem"]
 

@@ -13,8 +13,8 @@ import numpy as np
 from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, ShapeError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node, TupleType
-from graphc.ops import api as F
 from graphc.ops.registry import (
+    F,
     Kind,
     OpDef,
     apply,

@@ -4,8 +4,7 @@ import numpy as np
 
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
-from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, error, register
+from graphc.ops.registry import F, Kind, OpDef, apply, error, register
 
 __all__ = ["matmul", "dense_product"]
 

@@ -11,8 +11,7 @@ import numpy as np
 from graphc.errors import AttributeValueError, DTypeError, IndexRangeError, ShapeError, where
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
-from graphc.ops import api as F
-from graphc.ops.registry import Kind, OpDef, apply, as_node, checked_axis, error, register
+from graphc.ops.registry import F, Kind, OpDef, apply, as_node, checked_axis, error, register
 
 __all__ = ["mse", "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy", "entropy"]
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
-from graphc.ops import api as F
 from graphc.ops.registry import (
+    F,
     Kind,
     OpDef,
     apply,

@@ -93,6 +93,29 @@ class OpDef:
 _REGISTRY: dict[str, OpDef] = {}
 
 
+class _OpFunctions:
+    """The op library's public functions (graphc.ops.api), for gradient rules and builders that
+    call other ops: `F.mul(a, b)`. Bound by api once every op module is imported, so op modules
+    import the registry, never api (no import cycle through api)."""
+
+    __slots__ = ("_api",)
+
+    def __init__(self):
+        self._api = None
+
+    def bind(self, api) -> None:
+        self._api = api
+
+    def __getattr__(self, name):
+        api = object.__getattribute__(self, "_api")
+        if api is None:
+            raise GraphcError(f"the op library is still loading: graphc.ops.api.{name} is not bound yet")
+        return getattr(api, name)
+
+
+F = _OpFunctions()
+
+
 def register(opdef: OpDef) -> OpDef:
     if opdef.name in _REGISTRY:
         raise ValueError(f"op {opdef.name!r} is declared twice")

@@ -7,8 +7,8 @@ import numpy as np
 from graphc.errors import AttributeValueError, GraphcError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ir.node import Node
-from graphc.ops import api as F
 from graphc.ops.registry import (
+    F,
     Kind,
     OpDef,
     apply,
