@@ -9,6 +9,7 @@ tg = nn.training_graph(loss, nn.optim.Adam(1e-3))
 """
 
 from graphc.nn import losses, metrics, optim, schedules
+from graphc.nn.early_stopping import EarlyStopping
 from graphc.nn.layers import (
     ACTIVATIONS,
     Activation,
@@ -28,7 +29,7 @@ from graphc.nn.layers import (
     get_activation,
 )
 from graphc.nn.losses import accuracy, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
-from graphc.nn.model import EarlyStopping, Model, TrainingError
+from graphc.nn.model import Model, TrainingError
 from graphc.nn.optim import GD, SGD, Adam, AdamW, Optimizer, RMSprop
 from graphc.nn.training import TrainingGraph, training_graph
 

@@ -322,3 +322,12 @@ def split_validation(X, y, fraction: float, seed: int = 0):
     perm = np.random.default_rng([int(seed), 0x5A11D]).permutation(n)
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     return X[train], y[train], X[val], y[val]
+
+
+def check_int(op: str, name: str, value, minimum: int | None = None) -> None:
+    """InputError naming `op`, the argument and its value unless `value` is an int (>= minimum)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        want = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise InputError(f"{op}: {name} must be {want}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")

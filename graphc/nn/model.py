@@ -14,7 +14,6 @@ with distributed=True also `distributed/loss` (the global batch's loss, after th
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,24 +21,12 @@ from graphc.distributed.gradients import GLOBAL_LOSS
 from graphc.distributed.sharding import shard_range
 from graphc.errors import AttributeValueError, GraphFileError, InputError, TrainingError
 from graphc.ir.graph import Graph
-from graphc.nn.data import Batches, check_labels, check_samples, check_targets, split_validation
+from graphc.nn.data import Batches, check_int, check_labels, check_samples, check_targets, split_validation
+from graphc.nn.early_stopping import resolve_early_stopping
+from graphc.nn.heads import LOSSES, METRICS, TARGETS, loss_of, metric_of, predictions_of
 from graphc.nn.history import History
 
-LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 SHARD_WEIGHT = "shard_weight"  # input of a distributed model's step: the samples in this rank's shard
-METRICS = ("accuracy",)
-TARGETS = ("labels", "probabilities")
-
-
-@dataclass
-class EarlyStopping:
-    """Stop when `monitor` (default: val_loss, or loss without validation data) has not improved
-    by more than `min_delta` for `patience` epochs; then restore the best epoch's weights."""
-
-    patience: int = 5
-    monitor: str | None = None
-    min_delta: float = 0.0
-    restore_best: bool = True
 
 
 def default_backend() -> str:
@@ -86,7 +73,7 @@ class Model:
             raise AttributeValueError(f"Model: unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
         if targets != "labels" and loss != "cross_entropy":
             raise AttributeValueError(f"Model: targets={targets!r} is for loss 'cross_entropy', not {loss!r}")
-        _check_int("Model", "seed", seed)
+        check_int("Model", "seed", seed)
         if metrics is None:
             metrics = () if loss == "mse" else ("accuracy",)
         metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
@@ -115,11 +102,11 @@ class Model:
             else:
                 y = g.input("y", out.shape, out.dtype)
             for prefix, o in (("train", out), ("eval", eval_out)):
-                g.output(f"{prefix}/loss", _loss(nn, loss, o, y))
+                g.output(f"{prefix}/loss", loss_of(nn, loss, o, y))
                 for m in metrics:
-                    g.output(f"{prefix}/{m}", _metric(nn, m, loss, o, y))
+                    g.output(f"{prefix}/{m}", metric_of(nn, m, loss, o, y))
             g.output("eval/output", eval_out)
-            g.output("eval/predictions", _predictions(loss, eval_out))
+            g.output("eval/predictions", predictions_of(loss, eval_out))
             weight = g.input(SHARD_WEIGHT, (), "float32") if distributed else None
         training = nn.training_graph(g.outputs["train/loss"], self.optimizer, distributed=bool(distributed),
                                      weight=weight)  # fmt: skip
@@ -154,7 +141,9 @@ class Model:
         # Values early stopping snapshots and restores: the weights and running statistics,
         # not the optimizer's moments (as in Keras' restore_best_weights).
         self._weight_names = [k for k in graph.values if k not in set(config["optimizer_state"])]
-        self.world = _world(config)
+        from graphc.distributed import World, init
+
+        self.world = init() if config.get("distributed") else World()  # a world of one: no MPI
         step_graph, train_outputs = graph, self._names("train")
         if self.world.size > 1:
             from graphc.distributed.checks import check_same
@@ -250,10 +239,10 @@ class Model:
         A NaN or inf loss raises TrainingError naming the epoch and step, after putting back
         the values the model had at the start of that epoch.
         """
-        _check_int("fit", "epochs", epochs, 0)
-        _check_int("fit", "batch_size", batch_size, 1)
+        check_int("fit", "epochs", epochs, 0)
+        check_int("fit", "batch_size", batch_size, 1)
         if initial_epoch is not None:
-            _check_int("fit", "initial_epoch", initial_epoch, 0)
+            check_int("fit", "initial_epoch", initial_epoch, 0)
             if initial_epoch != self.epoch:
                 raise InputError(
                     f"fit: initial_epoch={initial_epoch}, but the model has trained {self.epoch} epoch(s) "
@@ -268,7 +257,7 @@ class Model:
         if augment is not None and not callable(augment):
             raise InputError(f"fit: augment must be a callable (batch_X, rng) -> batch_X, got {augment!r}")
         if seed is not None:
-            _check_int("fit", "seed", seed)
+            check_int("fit", "seed", seed)
         seed = self.config["seed"] if seed is None else int(seed)
         X, y = self._check(X, y, "training data")
         if validation_data is not None and validation_split:
@@ -288,7 +277,7 @@ class Model:
 
             # the values may have changed since the model was built; the shards need the same data everywhere
             check_same(self.world, self.graph, arrays={"training data X": X, "training data y": y})
-        stop = _early(early_stopping, val is not None)
+        stop = resolve_early_stopping(early_stopping, val is not None)
         best = None  # (value, epoch, snapshot)
         wait = 0
         first, last = self.epoch, self.epoch + epochs
@@ -385,7 +374,7 @@ class Model:
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, X, y, batch_size: int = 512) -> dict:
         """Mean loss and metrics over (X, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
-        _check_int("evaluate", "batch_size", batch_size, 1)
+        check_int("evaluate", "batch_size", batch_size, 1)
         X, y = self._check(X, y, "evaluation data")
         names = ["loss", *self.metrics]
         sums = np.zeros(len(names))
@@ -404,7 +393,7 @@ class Model:
         probability of 1 (sigmoid), shaped like the output; mse: the outputs. With
         `logits=True`, the network's raw outputs instead.
         """
-        _check_int("predict", "batch_size", batch_size, 1)
+        check_int("predict", "batch_size", batch_size, 1)
         X, _ = self._check(X, None, "prediction data")
         lo, hi = shard_range(len(X), self.world)  # each rank predicts its part; gathered in order
         parts = [self._predict(x=X[s : min(s + batch_size, hi)])[1 if logits else 0] for s in range(lo, hi, batch_size)]
@@ -507,59 +496,3 @@ class Model:
     def __repr__(self):
         return (f"<Model {self.graph.name!r}: loss={self.loss}, backend={self.backend}, "
                 f"{len(self.graph.trainable())} parameters, {self.epoch} epochs>")  # fmt: skip
-
-
-def _world(config: dict):
-    """The world a model trains in: graphc.distributed's for a distributed model, else a world
-    of one (no MPI)."""
-    from graphc.distributed import World, init
-
-    return init() if config.get("distributed") else World()
-
-
-def _check_int(op: str, name: str, value, minimum: int | None = None) -> None:
-    """InputError naming `op`, the argument and its value unless `value` is an int (>= minimum)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        want = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise InputError(f"{op}: {name} must be {want}, got {value!r} ({type(value).__name__})")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _early(spec, has_val):
-    if spec is None or spec is False:
-        return None
-    if isinstance(spec, bool) or not isinstance(spec, int | EarlyStopping):
-        raise InputError(f"fit: early_stopping must be a patience (int) or EarlyStopping, got {spec!r}")
-    stop = EarlyStopping(patience=spec) if isinstance(spec, int) else EarlyStopping(**vars(spec))
-    if stop.patience < 1:
-        raise InputError(f"fit: early stopping patience must be >= 1, got {stop.patience}")
-    if stop.monitor is None:
-        stop.monitor = "val_loss" if has_val else "loss"
-    if stop.monitor.startswith("val_") and not has_val:
-        raise InputError(f"fit: early stopping monitors {stop.monitor!r} but no validation data was given")
-    return stop
-
-
-def _loss(nn, kind, out, y):
-    if kind == "cross_entropy":
-        return nn.losses.cross_entropy(out, y)
-    if kind == "binary_cross_entropy":
-        return nn.losses.binary_cross_entropy_with_logits(out, y)
-    return nn.losses.mse(out, y)
-
-
-def _metric(nn, name, kind, out, y):
-    if kind == "binary_cross_entropy":
-        return nn.metrics.binary_accuracy(out, y)
-    return nn.metrics.accuracy(out, y)
-
-
-def _predictions(kind, out):
-    import graphc as gc
-
-    if kind == "cross_entropy":
-        return gc.softmax(out, axis=-1)
-    if kind == "binary_cross_entropy":
-        return gc.sigmoid(out)
-    return out
