@@ -37,11 +37,30 @@ from graphc.viz import dot_source  # noqa: F401  (importing graphc.viz registers
 __version__ = "0.1.0"
 
 __all__ = [
-    "Graph", "Node", "grad", "gradients", "compile", "run", "constant", "render", "load_graph",
-    "GraphcError", "ShapeError", "DTypeError", "AttributeValueError", "InputError", "IndexRangeError",
-    "GradientError", "GraphFileError", "GraphStructureError", "SymbolicValueError", "OptionError", "TrainingError",
-    "FileWriteError", "DistributedError",
-]  # fmt: skip
+    "Graph",
+    "Node",
+    "grad",
+    "gradients",
+    "compile",
+    "run",
+    "constant",
+    "render",
+    "load_graph",
+    "GraphcError",
+    "ShapeError",
+    "DTypeError",
+    "AttributeValueError",
+    "InputError",
+    "IndexRangeError",
+    "GradientError",
+    "GraphFileError",
+    "GraphStructureError",
+    "SymbolicValueError",
+    "OptionError",
+    "TrainingError",
+    "FileWriteError",
+    "DistributedError",
+]
 
 
 def render(graph, path, *args, **kw):

@@ -162,8 +162,9 @@ class Executable:
         writes = [(old, new) for old, new in writes if new is not old]
         if len(writes) > 1:
             targets = {id(old) for old, _ in writes}
-            writes = [(old, np.array(new) if id(new) in targets or id(new.base) in targets else new)
-                      for old, new in writes]  # fmt: skip
+            writes = [
+                (old, np.array(new) if id(new) in targets or id(new.base) in targets else new) for old, new in writes
+            ]
         for old, new in writes:
             np.copyto(old, new, casting="unsafe")
 

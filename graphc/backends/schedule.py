@@ -219,8 +219,11 @@ class Schedule:
                 cands = [v for v in k.inputs if v in nbytes] + ([k.anchor] if k.anchor in writes else [])
                 for w in writes:
                     if w != k.anchor:
-                        inplace[w] = [r for r in cands if self.shape[r] == self.shape[w]
-                                      and self.nodes[r].dtype == self.nodes[w].dtype]  # fmt: skip
+                        inplace[w] = [
+                            r
+                            for r in cands
+                            if self.shape[r] == self.shape[w] and self.nodes[r].dtype == self.nodes[w].dtype
+                        ]
             reads = list(k.inputs) + ([k.anchor] if k.anchor in writes else [])
             reads += [b for v in k.inputs for b in mayalias.get(v, ())]
             if how in (Lowering.REFERENCE, Lowering.REFERENCE_ANCHOR, Lowering.PROJECTION) or any(

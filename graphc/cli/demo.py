@@ -25,15 +25,24 @@ def demo_network(width: int = 32, hidden: int = 128):
     dense ReLU layer, dropout and the dense classifier."""
     from graphc import nn
 
-    return nn.Sequential([
-        nn.Conv2D(width, 3, padding=1), nn.BatchNorm2D(), nn.Activation("relu"), nn.MaxPool2D(2),
-        nn.Conv2D(2 * width, 3, padding=1), nn.BatchNorm2D(), nn.Activation("relu"), nn.MaxPool2D(2),
-        nn.Flatten(),
-        nn.Dropout(0.3),
-        nn.Dense(hidden, activation="relu"),
-        nn.Dropout(0.3),
-        nn.Dense(10),
-    ], name="cnn")  # fmt: skip
+    return nn.Sequential(
+        [
+            nn.Conv2D(width, 3, padding=1),
+            nn.BatchNorm2D(),
+            nn.Activation("relu"),
+            nn.MaxPool2D(2),
+            nn.Conv2D(2 * width, 3, padding=1),
+            nn.BatchNorm2D(),
+            nn.Activation("relu"),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Dense(hidden, activation="relu"),
+            nn.Dropout(0.3),
+            nn.Dense(10),
+        ],
+        name="cnn",
+    )
 
 
 def draw_training_step(model, out_dir: Path) -> list[Path]:
@@ -58,8 +67,14 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     return files
 
 
-def demo(out: str, epochs: int = 20, backend: str | None = None, seed: int = 0, progress: bool = True,
-         distributed: bool | None = None) -> dict:  # fmt: skip
+def demo(
+    out: str,
+    epochs: int = 20,
+    backend: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    distributed: bool | None = None,
+) -> dict:
     """Train the demo CNN on digits; write the drawings and curves into `out`. Returns the results.
 
     distributed: data-parallel over the MPI world (default: when started by an MPI launcher);
@@ -87,13 +102,32 @@ def demo(out: str, epochs: int = 20, backend: str | None = None, seed: int = 0, 
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, seed=seed, stratify=True)
     steps = epochs * math.ceil(round(len(Xtr) * 0.9) / (32 * world.size))
     optimizer = nn.optim.Adam(lr=5e-3, schedule=nn.schedules.CosineDecay(steps))
-    model = nn.Model(demo_network(), input_shape=(1, 8, 8), loss="cross_entropy", optimizer=optimizer,
-                     backend=backend, seed=seed, name="digits_cnn", distributed=distributed)  # fmt: skip
+    model = nn.Model(
+        demo_network(),
+        input_shape=(1, 8, 8),
+        loss="cross_entropy",
+        optimizer=optimizer,
+        backend=backend,
+        seed=seed,
+        name="digits_cnn",
+        distributed=distributed,
+    )
     ranks = f", {world.size} ranks x 32 samples a step" if world.size > 1 else ""
-    say(f"graphc demo: CNN on {len(Xtr)} training / {len(Xte)} test digits (8x8), "
-        f"backend {model.backend}, {epochs} epochs{ranks}", flush=True)  # fmt: skip
-    model.fit(Xtr, ytr, epochs=epochs, batch_size=32, validation_split=0.1, seed=seed, progress=progress,
-              augment=random_shift(0.5))  # fmt: skip
+    say(
+        f"graphc demo: CNN on {len(Xtr)} training / {len(Xte)} test digits (8x8), "
+        f"backend {model.backend}, {epochs} epochs{ranks}",
+        flush=True,
+    )
+    model.fit(
+        Xtr,
+        ytr,
+        epochs=epochs,
+        batch_size=32,
+        validation_split=0.1,
+        seed=seed,
+        progress=progress,
+        augment=random_shift(0.5),
+    )
     result = model.evaluate(Xte, yte)
     files = draw_training_step(model, out_dir) if world.is_root else []
     curves = model.plot_history(out_dir / "curves.png", title="digits CNN: training and validation")
@@ -109,8 +143,11 @@ def demo(out: str, epochs: int = 20, backend: str | None = None, seed: int = 0, 
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a small CNN on the bundled 8x8 digits and draw its graphs",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = sub.add_parser(
+        "demo",
+        help="train a small CNN on the bundled 8x8 digits and draw its graphs",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--out", default="graphc_demo", help="output folder (default: graphc_demo)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")

@@ -22,8 +22,11 @@ BUILTIN = (("reference", "graphc.backends.reference", "NumPy"), ("numba", "graph
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="version, backends, devices, kernel cache and library versions",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = sub.add_parser(
+        "info",
+        help="version, backends, devices, kernel cache and library versions",
+        description=__doc__.split("\n\n")[0],
+    )
     p.set_defaults(run=run)
 
 

@@ -29,8 +29,9 @@ def load(path) -> object:
         return _saved_graph(path)
     if suffix == ".py":
         return _built(path)
-    raise CommandError(f"cannot draw {str(path)!r}: give a .py file that defines build() or a .json graph file "
-                       "(saved with g.save)")  # fmt: skip
+    raise CommandError(
+        f"cannot draw {str(path)!r}: give a .py file that defines build() or a .json graph file (saved with g.save)"
+    )
 
 
 def _saved_graph(path: Path):
@@ -46,16 +47,17 @@ def _built(path: Path):
     module = _imported(path)
     build = getattr(module, "build", None)
     if build is None:
-        raise CommandError(f"{path} defines no build(); add `def build():` returning {ACCEPTED} "
-                           "(see docs/drawings.md)")  # fmt: skip
+        raise CommandError(f"{path} defines no build(); add `def build():` returning {ACCEPTED} (see docs/drawings.md)")
     if not callable(build):
-        raise CommandError(f"build in {path} is a {type(build).__name__}, not a function; make it "
-                           f"`def build():` returning {ACCEPTED}")  # fmt: skip
+        raise CommandError(
+            f"build in {path} is a {type(build).__name__}, not a function; make it `def build():` returning {ACCEPTED}"
+        )
     try:
         obj = build()
     except Exception as exc:  # the user's code: any exception, told in one line with the line it came from
-        raise CommandError(f"build() in {path} raised {_what_happened(exc, path)}; fix it so that it returns "
-                           f"{ACCEPTED}") from None  # fmt: skip
+        raise CommandError(
+            f"build() in {path} raised {_what_happened(exc, path)}; fix it so that it returns {ACCEPTED}"
+        ) from None
     if not _drawable(obj):
         raise CommandError(f"build() in {path} returned {type(obj).__name__}; make it return {ACCEPTED}")
     return obj

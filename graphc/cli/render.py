@@ -29,41 +29,73 @@ VIEWS = ("train", "forward", "backward")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("render", help="draw a graph, compiled step or model (FILE.py with build(), or FILE.json)",
-                       description=__doc__.split("\n\n")[0], epilog="examples:\n" + __doc__.split("\n\n")[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "render",
+        help="draw a graph, compiled step or model (FILE.py with build(), or FILE.json)",
+        description=__doc__.split("\n\n")[0],
+        epilog="examples:\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", metavar="FILE", help="a .py file defining build(), or a graph saved as .json")
     p.add_argument("--view", default="train", help="train (default), forward or backward")
     p.add_argument("--fused", action="store_true", help="draw the fused kernels of the compiled step as clusters")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--collapse", action="store_true", help="one box per layer (name scope)")
-    group.add_argument("--expand", metavar="LAYER", default=None,
-                       help="draw LAYER in full and collapse the other layers")  # fmt: skip
+    group.add_argument(
+        "--expand", metavar="LAYER", default=None, help="draw LAYER in full and collapse the other layers"
+    )
     p.add_argument("--no-shapes", dest="shapes", action="store_false", help="no shapes and dtypes on the edges")
-    p.add_argument("--passes", action="store_true", default=None,
-                   help="draw after the optimization passes (default for a compiled step or a model)")  # fmt: skip
-    p.add_argument("--no-passes", dest="passes", action="store_false",
-                   help="draw before the optimization passes (default for a graph)")  # fmt: skip
-    p.add_argument("--max-nodes", type=int, default=None, metavar="N",
-                   help=f"past N nodes, summarise the drawing (default {MAX_NODES}; 0: draw every node)")  # fmt: skip
-    p.add_argument("-o", "--out", metavar="OUT", default=None,
-                   help="the drawing: .svg, .png, .pdf or .gv (default: FILE's name and the view, .svg)")  # fmt: skip
+    p.add_argument(
+        "--passes",
+        action="store_true",
+        default=None,
+        help="draw after the optimization passes (default for a compiled step or a model)",
+    )
+    p.add_argument(
+        "--no-passes",
+        dest="passes",
+        action="store_false",
+        help="draw before the optimization passes (default for a graph)",
+    )
+    p.add_argument(
+        "--max-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"past N nodes, summarise the drawing (default {MAX_NODES}; 0: draw every node)",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        metavar="OUT",
+        default=None,
+        help="the drawing: .svg, .png, .pdf or .gv (default: FILE's name and the view, .svg)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     try:
-        for path in render_file(args.file, view=args.view, fused=args.fused, collapse=args.collapse,
-                                expand=args.expand, shapes=args.shapes, passes=args.passes, out=args.out,
-                                max_nodes=args.max_nodes):  # fmt: skip
+        for path in render_file(
+            args.file,
+            view=args.view,
+            fused=args.fused,
+            collapse=args.collapse,
+            expand=args.expand,
+            shapes=args.shapes,
+            passes=args.passes,
+            out=args.out,
+            max_nodes=args.max_nodes,
+        ):
             print(f"wrote {path}")
     except GraphcError as exc:
         return report("render", exc)
     return 0
 
 
-def render_file(file, view="train", fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None,
-                max_nodes=None):  # fmt: skip
+def render_file(
+    file, view="train", fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None, max_nodes=None
+):
     """Draw what FILE stands for; return the paths written. Bad input is a CommandError naming
     the problem and the fix. max_nodes: None for gc.render's cap, 0 for none."""
     if view not in VIEWS:
@@ -77,8 +109,10 @@ def render_file(file, view="train", fused=False, collapse=False, expand=None, sh
     obj = load(file)
     obj, roots = _what_to_draw(obj, fused, passes)
     if view != "forward" and not _has_backward(obj):
-        raise CommandError(f"{file} gives a graph without a backward part, so there is no {view} view; use "
-                           "--view forward, or return a training graph or a model from build()")  # fmt: skip
+        raise CommandError(
+            f"{file} gives a graph without a backward part, so there is no {view} view; use "
+            "--view forward, or return a training graph or a model from build()"
+        )
     import graphc as gc
     from graphc.viz.render import DotNotFoundWarning
 
@@ -122,20 +156,24 @@ def _what_to_draw(obj, fused: bool, passes):
     from graphc.nn.model import Model
 
     if fused and passes is False:
-        raise CommandError("--fused draws the compiled step's kernels, which are made after the passes; "
-                           "drop --no-passes (or --fused)")  # fmt: skip
+        raise CommandError(
+            "--fused draws the compiled step's kernels, which are made after the passes; drop --no-passes (or --fused)"
+        )
     if isinstance(obj, Model):
         if passes is False:  # the declared graph also holds the evaluation outputs: draw the training step's
             g = obj.graph
             return g, [g.outputs["train/loss"], *g.updates.values()]
         if fused and obj.train_step.kernels is None:
-            raise CommandError(f"the model's backend {obj.backend!r} does not fuse kernels; build the model with "
-                               "backend='numba' for --fused")  # fmt: skip
+            raise CommandError(
+                f"the model's backend {obj.backend!r} does not fuse kernels; build the model with "
+                "backend='numba' for --fused"
+            )
         return obj, None
     if isinstance(obj, Executable):
         if fused and obj.kernels is None:
-            raise CommandError("the compiled step's backend does not fuse kernels; compile it with "
-                               "backend='numba' for --fused")  # fmt: skip
+            raise CommandError(
+                "the compiled step's backend does not fuse kernels; compile it with backend='numba' for --fused"
+            )
         return obj, None
     if fused:
         graph = getattr(obj, "graph", obj)  # a TrainingGraph's graph

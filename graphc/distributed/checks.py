@@ -57,8 +57,12 @@ def check_same(world: World, graph, values: dict | None = None, what: str = "mod
             shown = ", ".join(f"rank {r} has {every[r][key]}" for r in odd)
             problems.append(f"{key}: rank 0 has {every[0][key]}, {shown}")
     if problems:
-        hint = ("every rank must run the same graphc, build the same model with the same seed (or load the "
-                "same checkpoint) and load the same data")  # fmt: skip
-        raise DistributedError(f"distributed training on {world.size} ranks cannot start, the ranks differ: "
-                               + "; ".join(problems)
-                               + f"; {hint}")  # fmt: skip
+        hint = (
+            "every rank must run the same graphc, build the same model with the same seed (or load the "
+            "same checkpoint) and load the same data"
+        )
+        raise DistributedError(
+            f"distributed training on {world.size} ranks cannot start, the ranks differ: "
+            + "; ".join(problems)
+            + f"; {hint}"
+        )

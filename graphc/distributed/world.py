@@ -111,8 +111,7 @@ def init(quiet: bool = False) -> World:
         return _WORLD
     size = launched_size()
     if size is None:
-        note = ("graphc.distributed: not started by an MPI launcher (mpiexec); training as a world of one "
-                "(rank 0 of 1)")  # fmt: skip
+        note = "graphc.distributed: not started by an MPI launcher (mpiexec); training as a world of one (rank 0 of 1)"
         if not quiet:
             print(note, file=sys.stderr, flush=True)
         _WORLD = World(0, 1, None, note)

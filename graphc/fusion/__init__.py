@@ -251,8 +251,9 @@ def _finish(groups, group_of, consumers, root_ids) -> list[Kernel]:
         ops = [n.op for n in g.nodes]
         label = "_".join(dict.fromkeys(ops[:1] + ops[1:]))[:60] if g.kind != "elementwise" else _ew_label(ops)
         anchor = g.anchor.id if g.anchor is not None else None
-        kernels.append(Kernel(f"k{i}_{label}", g.kind, [n.id for n in g.nodes], anchor, outs, ins,
-                              loop_shape=tuple(g.loop or ())))  # fmt: skip
+        kernels.append(
+            Kernel(f"k{i}_{label}", g.kind, [n.id for n in g.nodes], anchor, outs, ins, loop_shape=tuple(g.loop or ()))
+        )
     return kernels
 
 

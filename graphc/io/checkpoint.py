@@ -171,20 +171,30 @@ def _manifest_problem(doc: dict) -> str | None:
     fields = [  # (field, the object holding it, required, check, what is expected)
         ("values_file", doc, True, _text, "a string"),
         ("values_sha256", doc, True, _text, "a string"),
-        ("values", doc, True, lambda v: isinstance(v, dict) and all(map(_value_spec, v.values())),
-         "an object of {key, shape, dtype} by value name"),
+        (
+            "values",
+            doc,
+            True,
+            lambda v: isinstance(v, dict) and all(map(_value_spec, v.values())),
+            "an object of {key, shape, dtype} by value name",
+        ),
         ("graph_file", doc, False, _optional(_text), "a string or null"),
         ("meta", doc, True, lambda v: isinstance(v, dict), "an object"),
         ("meta.training", doc.get("meta"), False, lambda v: isinstance(v, dict), "an object"),
         ("meta.training.epoch", training, False, _count, "a non-negative integer"),
         ("meta.training.step", training, False, _count, "a non-negative integer"),
         ("meta.training.history", training, False, lambda v: isinstance(v, dict), "an object"),
-        ("meta.training.history.epochs", history, False, lambda v: isinstance(v, list) and all(map(_int, v)),
-         "a list of integers"),
+        (
+            "meta.training.history.epochs",
+            history,
+            False,
+            lambda v: isinstance(v, list) and all(map(_int, v)),
+            "a list of integers",
+        ),
         ("meta.training.history.history", history, False, _columns, "lists of numbers (or null) by metric"),
         ("meta.training.history.best_epoch", history, False, _optional(_int), "an integer or null"),
         ("meta.training.history.stop_reason", history, False, _optional(_text), "a string or null"),
-    ]  # fmt: skip
+    ]
     for name, obj, required, check, expected in fields:
         key = name.rsplit(".", 1)[-1]
         if not isinstance(obj, dict) or key not in obj:
@@ -212,8 +222,13 @@ def _optional(check):
 
 
 def _value_spec(spec) -> bool:
-    return (isinstance(spec, dict) and _text(spec.get("key")) and _text(spec.get("dtype"))
-            and isinstance(spec.get("shape"), list) and all(map(_count, spec["shape"])))  # fmt: skip
+    return (
+        isinstance(spec, dict)
+        and _text(spec.get("key"))
+        and _text(spec.get("dtype"))
+        and isinstance(spec.get("shape"), list)
+        and all(map(_count, spec["shape"]))
+    )
 
 
 def _columns(v) -> bool:

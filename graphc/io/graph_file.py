@@ -92,8 +92,12 @@ class _Encoder:
         """The JSON of `nodes` (a graph's, or a body's), numbered by `index` (id(node) -> position)."""
         out = []
         for i, n in enumerate(nodes):
-            spec = {"id": i, "op": n.op, "inputs": [_ref(index, x, n) for x in n.inputs],
-                    "attrs": {k: self.value(v, f"{n.label}.{k}") for k, v in n.attrs.items()}}  # fmt: skip
+            spec = {
+                "id": i,
+                "op": n.op,
+                "inputs": [_ref(index, x, n) for x in n.inputs],
+                "attrs": {k: self.value(v, f"{n.label}.{k}") for k, v in n.attrs.items()},
+            }
             if n.is_tuple:
                 spec["types"] = [[list(shape), dtype] for shape, dtype in n.types]
             else:
@@ -106,10 +110,12 @@ class _Encoder:
         nodes = sub.nodes
         index = {id(n): i for i, n in enumerate(nodes)}
         return {
-            "name": sub.graph.name, "nodes": self.nodes(nodes, index),
-            "inputs": [index[id(n)] for n in sub.inputs], "captured": [index[id(n)] for n in sub.captured],
+            "name": sub.graph.name,
+            "nodes": self.nodes(nodes, index),
+            "inputs": [index[id(n)] for n in sub.inputs],
+            "captured": [index[id(n)] for n in sub.captured],
             "outputs": [index[id(n)] for n in sub.outputs],
-        }  # fmt: skip
+        }
 
 
 def graph_to_dict(graph) -> tuple[dict, dict[str, np.ndarray]]:
@@ -130,17 +136,24 @@ def graph_to_dict(graph) -> tuple[dict, dict[str, np.ndarray]]:
             raise GraphFileError(
                 f"graph {graph.name!r}: cannot save parameter {name!r}: its value contains {non_finite(value)}"
             )
-        params[name] = {"id": index[id(p)], "init": p.attrs["init"], "trainable": p.attrs["trainable"],
-                        "value": enc.array(value, inline_scalar=False)}  # fmt: skip
+        params[name] = {
+            "id": index[id(p)],
+            "init": p.attrs["init"],
+            "trainable": p.attrs["trainable"],
+            "value": enc.array(value, inline_scalar=False),
+        }
     doc = {
-        "format": FORMAT, "version": VERSION, "name": str(graph.name), "seed": graph.seed,
+        "format": FORMAT,
+        "version": VERSION,
+        "name": str(graph.name),
+        "seed": graph.seed,
         "nodes": nodes,
         "inputs": {k: index[id(v)] for k, v in graph.inputs.items()},
         "params": params,
         "outputs": {k: index[id(v)] for k, v in graph.outputs.items()},
         "updates": {k: index[id(v)] for k, v in graph.updates.items()},
         "scope_counts": dict(getattr(graph, "_scope_counts", {})),
-    }  # fmt: skip
+    }
     return doc, enc.arrays
 
 

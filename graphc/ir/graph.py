@@ -247,8 +247,9 @@ class Graph:
         self.inputs[name] = node
         return node
 
-    def param(self, name: str, shape, init="glorot_uniform", dtype: str = dtypes.DEFAULT_FLOAT,
-              trainable: bool = True) -> Node:  # fmt: skip
+    def param(
+        self, name: str, shape, init="glorot_uniform", dtype: str = dtypes.DEFAULT_FLOAT, trainable: bool = True
+    ) -> Node:
         """A parameter (trainable=True) or state variable, initialised now and kept in `values`."""
         loc = user_location()
         full = self._qualified(name)
@@ -332,8 +333,10 @@ class Graph:
         return self.text()
 
     def __repr__(self):
-        return (f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, "
-                f"{len(self.params)} params, {len(self.outputs)} outputs>")  # fmt: skip
+        return (
+            f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs, "
+            f"{len(self.params)} params, {len(self.outputs)} outputs>"
+        )
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         """Jupyter's display: the drawing as SVG when Graphviz's dot is installed, else the text form."""

@@ -77,14 +77,38 @@ class Node:
     """
 
     __slots__ = (
-        "graph", "id", "op", "inputs", "attrs", "shape", "dtype",
-        "name", "scope", "location", "phase", "grad_of", "__weakref__",
-    )  # fmt: skip
+        "graph",
+        "id",
+        "op",
+        "inputs",
+        "attrs",
+        "shape",
+        "dtype",
+        "name",
+        "scope",
+        "location",
+        "phase",
+        "grad_of",
+        "__weakref__",
+    )
 
     is_tuple = False  # True for a TupleNode (an op with several outputs)
 
-    def __init__(self, graph, id, op, inputs, attrs, shape, dtype, name=None, scope="", location=None,
-                 phase=Phase.FORWARD, grad_of=None):  # fmt: skip
+    def __init__(
+        self,
+        graph,
+        id,
+        op,
+        inputs,
+        attrs,
+        shape,
+        dtype,
+        name=None,
+        scope="",
+        location=None,
+        phase=Phase.FORWARD,
+        grad_of=None,
+    ):
         self._init(graph, id, op, inputs, attrs, name, scope, location, phase, grad_of)
         object.__setattr__(self, "shape", tuple(shape))
         object.__setattr__(self, "dtype", dtype)
@@ -93,10 +117,17 @@ class Node:
         if not isinstance(phase, Phase):
             raise TypeError(f"phase must be a graphc.ir.Phase, got {phase!r}")
         for slot, value in (
-            ("graph", graph), ("id", id), ("op", op), ("inputs", tuple(inputs)),
-            ("attrs", attrs if isinstance(attrs, Attrs) else Attrs(attrs)), ("name", name), ("scope", scope),
-            ("location", location), ("phase", phase), ("grad_of", grad_of),
-        ):  # fmt: skip
+            ("graph", graph),
+            ("id", id),
+            ("op", op),
+            ("inputs", tuple(inputs)),
+            ("attrs", attrs if isinstance(attrs, Attrs) else Attrs(attrs)),
+            ("name", name),
+            ("scope", scope),
+            ("location", location),
+            ("phase", phase),
+            ("grad_of", grad_of),
+        ):
             object.__setattr__(self, slot, value)
 
     def __setattr__(self, key, value):
@@ -320,8 +351,9 @@ class TupleNode(Node):
     __slots__ = ("types",)
     is_tuple = True
 
-    def __init__(self, graph, id, op, inputs, attrs, types, name=None, scope="", location=None,
-                 phase=Phase.FORWARD, grad_of=None):  # fmt: skip
+    def __init__(
+        self, graph, id, op, inputs, attrs, types, name=None, scope="", location=None, phase=Phase.FORWARD, grad_of=None
+    ):
         self._init(graph, id, op, inputs, attrs, name, scope, location, phase, grad_of)
         items = types.items if isinstance(types, TupleType) else TupleType(types).items
         object.__setattr__(self, "types", items)
@@ -353,10 +385,18 @@ class TupleNode(Node):
 
 # NumPy ufuncs that are Python operators on nodes: `array OP node` runs ufunc(array, node).
 _UFUNC_OPERATORS = {
-    "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "true_divide": "div",
-    "power": "pow", "matmul": "matmul", "less": "less", "less_equal": "less_equal",
-    "greater": "greater", "greater_equal": "greater_equal",
-}  # fmt: skip
+    "add": "add",
+    "subtract": "sub",
+    "multiply": "mul",
+    "divide": "div",
+    "true_divide": "div",
+    "power": "pow",
+    "matmul": "matmul",
+    "less": "less",
+    "less_equal": "less_equal",
+    "greater": "greater",
+    "greater_equal": "greater_equal",
+}
 
 
 # NumPy names whose graphc op is named otherwise (for the hint).

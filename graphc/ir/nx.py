@@ -10,10 +10,19 @@ import networkx as nx
 
 def _node_data(n) -> dict:
     return dict(
-        op=n.op, shape=None if n.is_tuple else n.shape, dtype=None if n.is_tuple else n.dtype, types=n.types,
-        role=n.role, phase=n.phase.value, grad_of=n.grad_of, name=n.name, scope=n.scope, location=n.location,
-        backward=n.is_backward, attrs={k: _attr(v) for k, v in n.attrs.items() if k != "value"},
-    )  # fmt: skip
+        op=n.op,
+        shape=None if n.is_tuple else n.shape,
+        dtype=None if n.is_tuple else n.dtype,
+        types=n.types,
+        role=n.role,
+        phase=n.phase.value,
+        grad_of=n.grad_of,
+        name=n.name,
+        scope=n.scope,
+        location=n.location,
+        backward=n.is_backward,
+        attrs={k: _attr(v) for k, v in n.attrs.items() if k != "value"},
+    )
 
 
 def _attr(v):
@@ -50,6 +59,7 @@ def body_to_networkx(sub) -> nx.DiGraph:
     """A SubGraph as a DiGraph: its nodes (as to_networkx makes them) and, in the graph data,
     `inputs`, `captured` and `outputs`: node ids in order."""
     g = _build(sub.graph.name, sub.nodes)
-    g.graph.update(inputs=[n.id for n in sub.inputs], captured=[n.id for n in sub.captured],
-                   outputs=[n.id for n in sub.outputs])  # fmt: skip
+    g.graph.update(
+        inputs=[n.id for n in sub.inputs], captured=[n.id for n in sub.captured], outputs=[n.id for n in sub.outputs]
+    )
     return g

@@ -45,8 +45,14 @@ class SubGraph:
             raise GraphStructureError(
                 f"body {graph.name!r} declares parameters ({', '.join(params)}); declare them outside the body"
             )
-        for slot, value in (("graph", graph), ("inputs", inputs), ("captured", captured), ("outputs", outputs),
-                            ("_key", None), ("_digest", None)):  # fmt: skip
+        for slot, value in (
+            ("graph", graph),
+            ("inputs", inputs),
+            ("captured", captured),
+            ("outputs", outputs),
+            ("_key", None),
+            ("_digest", None),
+        ):
             object.__setattr__(self, slot, value)
 
     def __setattr__(self, key, value):
@@ -80,8 +86,12 @@ class SubGraph:
                 (n.op, tuple(pos[x.id] for x in n.inputs), () if n.is_input else n.attrs.key(), _types_key(n))
                 for n in nodes
             )
-            key = (rows, tuple(pos[n.id] for n in self.inputs), tuple(pos[n.id] for n in self.captured),
-                   tuple(pos[n.id] for n in self.outputs))  # fmt: skip
+            key = (
+                rows,
+                tuple(pos[n.id] for n in self.inputs),
+                tuple(pos[n.id] for n in self.captured),
+                tuple(pos[n.id] for n in self.outputs),
+            )
             object.__setattr__(self, "_key", key)
         return self._key
 

@@ -59,8 +59,10 @@ def convert(a: np.ndarray, dtype, name: str, what: str) -> np.ndarray:
             out = np.ascontiguousarray(a, dtype=dtype)
         if a.dtype.kind == "f" and a.dtype.itemsize > dtype.itemsize and not np.isfinite(out).all():
             pos = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
-            raise InputError(f"{what}: {name} value {a[pos].item()!r} at index {pos} does not fit {dtype} "
-                             f"(largest magnitude {float(np.finfo(dtype).max):.4g})")  # fmt: skip
+            raise InputError(
+                f"{what}: {name} value {a[pos].item()!r} at index {pos} does not fit {dtype} "
+                f"(largest magnitude {float(np.finfo(dtype).max):.4g})"
+            )
         return out
     if dtype.kind in "iu":
         if a.dtype.kind == "f":
@@ -70,8 +72,10 @@ def convert(a: np.ndarray, dtype, name: str, what: str) -> np.ndarray:
             bad = (a < info.min) | (a > info.max)
             if bad.any():
                 pos = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise InputError(f"{what}: {name} value {int(a[pos])} at index {pos} does not fit {dtype} "
-                                 f"(range {info.min}..{info.max})")  # fmt: skip
+                raise InputError(
+                    f"{what}: {name} value {int(a[pos])} at index {pos} does not fit {dtype} "
+                    f"(range {info.min}..{info.max})"
+                )
         return np.ascontiguousarray(a, dtype=dtype)
     if a.dtype.kind != "b":
         raise InputError(f"{what}: {name} must hold bools for the model's bool input, got dtype {a.dtype}")
@@ -150,8 +154,10 @@ def check_labels(y, n: int, num_classes: int, what: str = "data", probabilities:
     if probabilities:
         neg = np.flatnonzero((y < 0).any(axis=1))
         if len(neg):
-            raise InputError(f"{what}: probability targets must be >= 0, got {y[neg[0]].min().item()!r} in "
-                             f"{len(neg)} row(s), e.g. index {_first(neg, 3)}")  # fmt: skip
+            raise InputError(
+                f"{what}: probability targets must be >= 0, got {y[neg[0]].min().item()!r} in "
+                f"{len(neg)} row(s), e.g. index {_first(neg, 3)}"
+            )
         return y.astype(np.float64)
     rows = _one_hot_rows(y)
     if len(rows):
@@ -178,8 +184,9 @@ def check_targets(y, n: int, target_shape, dtype, what: str = "data") -> np.ndar
     return convert(y, dtype, "y", what)
 
 
-def check_arrays(X, y=None, *, num_classes: int | None = None, sample_shape=None, target_shape=None,
-                 what: str = "data"):  # fmt: skip
+def check_arrays(
+    X, y=None, *, num_classes: int | None = None, sample_shape=None, target_shape=None, what: str = "data"
+):
     """Validate (X, y) for training or evaluation and return them as arrays.
 
     Raises InputError naming the values when X is empty, X and y differ in length, X (or a
@@ -230,8 +237,16 @@ class Batches:
     than `size` is joined to the batch before it, so that no rank is ever left without samples.
     """
 
-    def __init__(self, X, y=None, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, shard: tuple[int, int] = (0, 1)):  # fmt: skip
+    def __init__(
+        self,
+        X,
+        y=None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
+    ):
         X = np.asarray(X)
         if y is not None:
             y = np.asarray(y)

@@ -42,8 +42,7 @@ class History:
     def to_dict(self) -> dict:
         """JSON-able form (NaN as None), for checkpoints."""
         clean = {k: [None if math.isnan(x) else x for x in v] for k, v in self.history.items()}
-        return {"epochs": self.epochs, "history": clean, "best_epoch": self.best_epoch,
-                "stop_reason": self.stop_reason}  # fmt: skip
+        return {"epochs": self.epochs, "history": clean, "best_epoch": self.best_epoch, "stop_reason": self.stop_reason}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
@@ -107,8 +106,9 @@ def history_figure(histories: dict, title: str | None = None, metrics=None):
             if f"val_{metric}" in h.history:
                 ax.plot(h.epochs, h.history[f"val_{metric}"], "--", color=c, label=f"{prefix}validation")
             if h.best_epoch is not None:
-                ax.axvline(h.best_epoch, color=c, linestyle=":", linewidth=1,
-                           label=f"{prefix}restored (epoch {h.best_epoch})")  # fmt: skip
+                ax.axvline(
+                    h.best_epoch, color=c, linestyle=":", linewidth=1, label=f"{prefix}restored (epoch {h.best_epoch})"
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(metric)

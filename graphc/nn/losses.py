@@ -13,9 +13,15 @@ from graphc.ops.losses import binary_cross_entropy, binary_cross_entropy_with_lo
 from graphc.ops.registry import error
 
 __all__ = [
-    "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse",
-    "entropy", "accuracy", "binary_accuracy", "REDUCTIONS",
-]  # fmt: skip
+    "cross_entropy",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse",
+    "entropy",
+    "accuracy",
+    "binary_accuracy",
+    "REDUCTIONS",
+]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -34,9 +40,12 @@ def accuracy(logits: Node, labels: Node) -> Node:
     if labels.shape == logits.shape and dtypes.is_float(labels.dtype):
         labels = F.argmax(labels, -1)
     if labels.shape != logits.shape[:-1] or not dtypes.is_int(labels.dtype):
-        error(ShapeError, "accuracy",
-              f"labels {labels.type_str} must be integer classes of shape {shapes.fmt(logits.shape[:-1])} "
-              f"or one-hot of shape {shapes.fmt(logits.shape)} (logits {logits.type_str})")  # fmt: skip
+        error(
+            ShapeError,
+            "accuracy",
+            f"labels {labels.type_str} must be integer classes of shape {shapes.fmt(logits.shape[:-1])} "
+            f"or one-hot of shape {shapes.fmt(logits.shape)} (logits {logits.type_str})",
+        )
     pred = F.argmax(logits, -1)
     return F.mean(F.cast(F.equal(pred, F.cast(labels, "int64")), "float32"))
 

@@ -67,8 +67,9 @@ class Optimizer:
         extra = {k: v for k, v in options.items() if k not in self._options()}
         if extra:
             bad = next(iter(extra))
-            error(AttributeValueError, owner,
-                  f"unknown option {bad!r}; options are {', '.join(['lr', *self._options()])}")  # fmt: skip
+            error(
+                AttributeValueError, owner, f"unknown option {bad!r}; options are {', '.join(['lr', *self._options()])}"
+            )
         values = {"lr": lr, "weight_decay": 0.0, "clip_norm": None, "schedule": None, **options}
         for k, v in values.items():
             if k == "schedule":
@@ -123,8 +124,12 @@ class Optimizer:
             if name not in grads:
                 error(GraphStructureError, owner, f"no gradient given for parameter {name!r}")
             if name in g.updates:
-                error(GraphStructureError, owner, f"parameter {name!r} already has an update in graph {g.name!r} "
-                      "(is training_graph called twice on it?)")  # fmt: skip
+                error(
+                    GraphStructureError,
+                    owner,
+                    f"parameter {name!r} already has an update in graph {g.name!r} "
+                    "(is training_graph called twice on it?)",
+                )
         try:
             # A failure half-way removes the variables and updates made so far (undo_on_error).
             with g.undo_on_error(), g.scope(self.name, unique=True) as scope, _marked(anchor):
@@ -262,8 +267,15 @@ class AdamW(Adam):
     name = "adamw"
     decoupled_weight_decay = True
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.01, **options):  # fmt: skip
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        **options,
+    ):
         super().__init__(lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, **options)
 
 
@@ -301,5 +313,8 @@ def get(optimizer, **options) -> Optimizer:
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _BY_NAME:
         return _BY_NAME[optimizer.lower()](**options)
-    error(AttributeValueError, "optimizer",
-          f"unknown optimizer {optimizer!r}; expected an Optimizer or one of {', '.join(_BY_NAME)}")  # fmt: skip
+    error(
+        AttributeValueError,
+        "optimizer",
+        f"unknown optimizer {optimizer!r}; expected an Optimizer or one of {', '.join(_BY_NAME)}",
+    )

@@ -127,6 +127,7 @@ def check_schedule(owner: str, schedule):
     if schedule is None or isinstance(schedule, Schedule):
         return schedule
     error(
-        AttributeValueError, owner,
+        AttributeValueError,
+        owner,
         f"schedule must be a graphc.nn.schedules.Schedule (StepDecay, CosineDecay, ...), got {schedule!r}",
-    )  # fmt: skip
+    )

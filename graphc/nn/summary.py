@@ -42,8 +42,15 @@ def model_summary(model) -> str:
     opt = model.config.get("optimizer")
     opt = opt.get("optimizer") if isinstance(opt, dict) else None
     head = f'Model "{graph.name}" (loss {model.loss}' + (f", optimizer {opt})" if opt else ")")
-    return _table(head, rows, [f"Total params: {total:,}", f"Trainable params: {n_trainable:,}",
-                               f"Non-trainable params: {total - n_trainable:,}"])  # fmt: skip
+    return _table(
+        head,
+        rows,
+        [
+            f"Total params: {total:,}",
+            f"Trainable params: {n_trainable:,}",
+            f"Non-trainable params: {total - n_trainable:,}",
+        ],
+    )
 
 
 def _layers(net, forward) -> list[tuple[str, str]]:

@@ -47,24 +47,51 @@ def _declare(name, ref, vjp, scalar, doc, sign=None):
     register(OpDef(name, Kind.ELEMENTWISE, _infer_float, ref, vjp, scalar, doc=doc, sign=sign))
 
 
-_declare("relu", lambda n, a, c: np.maximum(a[0], 0), lambda n, g, needs: [F.where(n.inputs[0] > 0, g, 0)],
-         "max({0}, 0.0)", "max(x, 0)", sign="nonnegative")  # fmt: skip
 _declare(
-    "leaky_relu", lambda n, a, c: np.where(a[0] > 0, a[0], a[0] * n.attrs["alpha"]),
+    "relu",
+    lambda n, a, c: np.maximum(a[0], 0),
+    lambda n, g, needs: [F.where(n.inputs[0] > 0, g, 0)],
+    "max({0}, 0.0)",
+    "max(x, 0)",
+    sign="nonnegative",
+)
+_declare(
+    "leaky_relu",
+    lambda n, a, c: np.where(a[0] > 0, a[0], a[0] * n.attrs["alpha"]),
     lambda n, g, needs: [F.where(n.inputs[0] > 0, g, g * n.attrs["alpha"])],
-    lambda attrs: f"({{0}} if {{0}} > 0 else {attrs['alpha']!r} * {{0}})", "x if x > 0 else alpha * x",
-)  # fmt: skip
-_declare("sigmoid", lambda n, a, c: _stable_sigmoid(a[0]), lambda n, g, needs: [g * n * (1.0 - n)],
-         "(1.0 / (1.0 + math.exp(-{0})))",  # exp overflow gives inf, so 1/inf = 0: no NaN
-         "1 / (1 + exp(-x)), without overflow", sign="positive")  # fmt: skip
-_declare("tanh", lambda n, a, c: np.tanh(a[0]), lambda n, g, needs: [g * (1.0 - n * n)],
-         "math.tanh({0})", "hyperbolic tangent")  # fmt: skip
-_declare("softplus", lambda n, a, c: np.logaddexp(0, a[0]).astype(a[0].dtype),
-         lambda n, g, needs: [g * F.sigmoid(n.inputs[0])],
-         "(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))", "log(1 + exp(x)), without overflow",
-         sign="nonnegative")  # fmt: skip
-_declare("gelu", lambda n, a, c: _gelu(a[0]), _vjp_gelu,
-         "(0.5 * {0} * (1.0 + math.erf({0} * 0.7071067811865476)))", "x * Phi(x) (exact, erf form)")  # fmt: skip
+    lambda attrs: f"({{0}} if {{0}} > 0 else {attrs['alpha']!r} * {{0}})",
+    "x if x > 0 else alpha * x",
+)
+_declare(
+    "sigmoid",
+    lambda n, a, c: _stable_sigmoid(a[0]),
+    lambda n, g, needs: [g * n * (1.0 - n)],
+    "(1.0 / (1.0 + math.exp(-{0})))",  # exp overflow gives inf, so 1/inf = 0: no NaN
+    "1 / (1 + exp(-x)), without overflow",
+    sign="positive",
+)
+_declare(
+    "tanh",
+    lambda n, a, c: np.tanh(a[0]),
+    lambda n, g, needs: [g * (1.0 - n * n)],
+    "math.tanh({0})",
+    "hyperbolic tangent",
+)
+_declare(
+    "softplus",
+    lambda n, a, c: np.logaddexp(0, a[0]).astype(a[0].dtype),
+    lambda n, g, needs: [g * F.sigmoid(n.inputs[0])],
+    "(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))",
+    "log(1 + exp(x)), without overflow",
+    sign="nonnegative",
+)
+_declare(
+    "gelu",
+    lambda n, a, c: _gelu(a[0]),
+    _vjp_gelu,
+    "(0.5 * {0} * (1.0 + math.erf({0} * 0.7071067811865476)))",
+    "x * Phi(x) (exact, erf form)",
+)
 
 
 def _unary(op):
@@ -109,10 +136,27 @@ def _vjp_log_softmax(n, g, needs):
     return [g - F.exp(n) * F.sum(g, ax, keepdims=True)]
 
 
-register(OpDef("softmax", Kind.REDUCTION, _infer_float, _softmax_ref, _vjp_softmax, sign="positive",
-               doc="exp(x - max) / sum(exp(x - max)) along axis"))  # fmt: skip
-register(OpDef("log_softmax", Kind.REDUCTION, _infer_float, _log_softmax_ref, _vjp_log_softmax,
-               doc="x - logsumexp(x) along axis"))  # fmt: skip
+register(
+    OpDef(
+        "softmax",
+        Kind.REDUCTION,
+        _infer_float,
+        _softmax_ref,
+        _vjp_softmax,
+        sign="positive",
+        doc="exp(x - max) / sum(exp(x - max)) along axis",
+    )
+)
+register(
+    OpDef(
+        "log_softmax",
+        Kind.REDUCTION,
+        _infer_float,
+        _log_softmax_ref,
+        _vjp_log_softmax,
+        doc="x - logsumexp(x) along axis",
+    )
+)
 
 
 def softmax(x, axis: int = -1):

@@ -22,8 +22,11 @@ def inline(body, args) -> list[Node]:
     for i, (node, arg) in enumerate(zip(inputs, args)):
         if not isinstance(arg, Node) or arg.is_tuple or arg.types != node.types:
             got = arg.type_str if isinstance(arg, Node) else type(arg).__name__
-            error(GraphStructureError, "inline", f"input {i} ({node.name}) of body {body.graph.name!r} is "
-                                                 f"{node.type_str}, got {got}")  # fmt: skip
+            error(
+                GraphStructureError,
+                "inline",
+                f"input {i} ({node.name}) of body {body.graph.name!r} is {node.type_str}, got {got}",
+            )
     new = {n.id: a for n, a in zip(inputs, args)}
     graph = args[0].graph if args else None
     for n in body.nodes:

@@ -56,13 +56,20 @@ def _vjp(node, g, needs):
     return [allreduce(g, node.attrs["op"])]
 
 
-register(OpDef(
-    "allreduce", Kind.OPAQUE, _infer, _ref, _vjp,
-    # Its value is not a function of its inputs alone (it is the other ranks' data too): it must
-    # never be folded at compile time or merged with another all-reduce.
-    external=True, reads_values=False,
-    doc="sum (or mean) of x over every process of graphc.distributed.world(); its gradient is itself",
-))  # fmt: skip
+register(
+    OpDef(
+        "allreduce",
+        Kind.OPAQUE,
+        _infer,
+        _ref,
+        _vjp,
+        # Its value is not a function of its inputs alone (it is the other ranks' data too): it must
+        # never be folded at compile time or merged with another all-reduce.
+        external=True,
+        reads_values=False,
+        doc="sum (or mean) of x over every process of graphc.distributed.world(); its gradient is itself",
+    )
+)
 
 
 def allreduce(x: Node, op: str = "sum", inplace: bool = False) -> Node:

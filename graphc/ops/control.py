@@ -181,8 +181,13 @@ def _vjp_scan(n, g, needs):
     types = [*carry0, *((x.shape[1:], x.dtype) for x in bxs)]
     names = [f"d{i}" for i in range(nf + nkc)] + [f"x{i}" for i in range(len(bxs))]
     bbody, captures = trace(backward_step, types, names, op="scan", name=f"{n.graph.name}/scan_grad", enclosing=n.graph)
-    attrs = {"body": bbody, "num_carry": nf + nkc, "num_xs": len(bxs), "length": n.attrs["length"],
-             "reverse": not n.attrs["reverse"]}  # fmt: skip
+    attrs = {
+        "body": bbody,
+        "num_carry": nf + nkc,
+        "num_xs": len(bxs),
+        "length": n.attrs["length"],
+        "reverse": not n.attrs["reverse"],
+    }
     back = apply("scan", [*carry0, *bxs, *captures], attrs)
     out = [None] * len(n.inputs)
     for pos, i in enumerate(fc):
@@ -194,10 +199,16 @@ def _vjp_scan(n, g, needs):
     return out
 
 
-register(OpDef(
-    "scan", Kind.OPAQUE, _infer_scan, _ref_scan, _vjp_scan,
-    doc="a loop over a body sub-graph: carries, per-step outputs stacked along a leading time axis",
-))  # fmt: skip
+register(
+    OpDef(
+        "scan",
+        Kind.OPAQUE,
+        _infer_scan,
+        _ref_scan,
+        _vjp_scan,
+        doc="a loop over a body sub-graph: carries, per-step outputs stacked along a leading time axis",
+    )
+)
 
 
 # -- the user's function ----------------------------------------------------------------------------
@@ -297,9 +308,12 @@ def scan(f, init, xs=None, length=None, reverse=False):
         new_carry, y = result
         new_leaves, new_kind = _leaves("the body's new carry", new_carry)
         if new_kind is not carry_kind or len(new_leaves) != nc:
-            error(GraphStructureError, "scan",
-                  f"the body returned as new carry {_struct_text(new_kind, new_leaves)}, but init is "
-                  f"{_struct_text(carry_kind, carry_leaves)}")  # fmt: skip
+            error(
+                GraphStructureError,
+                "scan",
+                f"the body returned as new carry {_struct_text(new_kind, new_leaves)}, but init is "
+                f"{_struct_text(carry_kind, carry_leaves)}",
+            )
         y_leaves, _ = _leaves("the body's y", y, allow_none=True)
         y_kind.append(None if y is None else Node if isinstance(y, Node) else type(y))
         return [*new_leaves, *y_leaves]

@@ -59,8 +59,12 @@ def scatter_windows(out: np.ndarray, cols, k, stride, dilation=(1, 1)) -> np.nda
         for q in range(k[1]):
             c = cols(p, q)
             r0, c0 = p * dilation[0], q * dilation[1]
-            out[:, :, r0 : r0 + stride[0] * (c.shape[2] - 1) + 1 : stride[0],
-                c0 : c0 + stride[1] * (c.shape[3] - 1) + 1 : stride[1]] += c  # fmt: skip
+            out[
+                :,
+                :,
+                r0 : r0 + stride[0] * (c.shape[2] - 1) + 1 : stride[0],
+                c0 : c0 + stride[1] * (c.shape[3] - 1) + 1 : stride[1],
+            ] += c
     return out
 
 
@@ -229,12 +233,36 @@ def _vjp_grad_weight(n, k, needs):
     return [_grad_input(gy, k, a, x.shape[2:]) if needs[0] else None, _conv(x, k, a) if needs[1] else None]
 
 
-register(OpDef("conv2d", Kind.OUT_FUSABLE, _infer_conv, _ref_conv, _vjp_conv,
-               doc="2-D cross-correlation, NCHW input, (O, C/groups, kh, kw) weight, no bias"))  # fmt: skip
-register(OpDef("conv2d_grad_input", Kind.OUT_FUSABLE, _infer_grad_input, _ref_grad_input, _vjp_grad_input,
-               doc="gradient of conv2d wrt its input (the transposed convolution)"))  # fmt: skip
-register(OpDef("conv2d_grad_weight", Kind.OUT_FUSABLE, _infer_grad_weight, _ref_grad_weight, _vjp_grad_weight,
-               doc="gradient of conv2d wrt its weight"))  # fmt: skip
+register(
+    OpDef(
+        "conv2d",
+        Kind.OUT_FUSABLE,
+        _infer_conv,
+        _ref_conv,
+        _vjp_conv,
+        doc="2-D cross-correlation, NCHW input, (O, C/groups, kh, kw) weight, no bias",
+    )
+)
+register(
+    OpDef(
+        "conv2d_grad_input",
+        Kind.OUT_FUSABLE,
+        _infer_grad_input,
+        _ref_grad_input,
+        _vjp_grad_input,
+        doc="gradient of conv2d wrt its input (the transposed convolution)",
+    )
+)
+register(
+    OpDef(
+        "conv2d_grad_weight",
+        Kind.OUT_FUSABLE,
+        _infer_grad_weight,
+        _ref_grad_weight,
+        _vjp_grad_weight,
+        doc="gradient of conv2d wrt its weight",
+    )
+)
 
 
 # -- builders -------------------------------------------------------------------------------
@@ -264,8 +292,12 @@ def _attrs(op, w_shape, stride, padding, dilation, groups):
     k = tuple(w_shape[2:]) if len(w_shape) == 4 else None
     if isinstance(padding, str) and padding == "same" and k is None:
         error(ShapeError, op, f"weight must be 4-D (O, C/groups, kh, kw), got shape {shapes.fmt(w_shape)}")
-    return {"stride": stride, "padding": _padding(op, padding, k, dilation, stride), "dilation": dilation,
-            "groups": int(groups)}  # fmt: skip
+    return {
+        "stride": stride,
+        "padding": _padding(op, padding, k, dilation, stride),
+        "dilation": dilation,
+        "groups": int(groups),
+    }
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1):

@@ -8,10 +8,33 @@ from graphc.ir.node import Node
 from graphc.ops.registry import F, Kind, OpDef, apply, as_node, const_value, error, is_tracing, register
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "erf", "sin", "cos",
-    "maximum", "minimum", "where", "less", "less_equal", "greater", "greater_equal",
-    "equal", "not_equal", "logical_not", "cast", "square",
-]  # fmt: skip
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "pow",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "sign",
+    "erf",
+    "sin",
+    "cos",
+    "maximum",
+    "minimum",
+    "where",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+    "logical_not",
+    "cast",
+    "square",
+]
 
 
 def _infer_elementwise(float_only=False, out_dtype=None):
@@ -32,12 +55,36 @@ def _infer_elementwise(float_only=False, out_dtype=None):
 
 def _declare(name, ref, vjp, scalar, float_only=False, out_dtype=None, kind=None, doc="", **facts):
     kind = kind or (Kind.BROADCAST if name in _BINARY_NAMES else Kind.ELEMENTWISE)
-    register(OpDef(name, kind, _infer_elementwise(float_only, out_dtype),
-                   lambda node, args, ctx, f=ref: f(*args), vjp, scalar, doc=doc, **facts))  # fmt: skip
+    register(
+        OpDef(
+            name,
+            kind,
+            _infer_elementwise(float_only, out_dtype),
+            lambda node, args, ctx, f=ref: f(*args),
+            vjp,
+            scalar,
+            doc=doc,
+            **facts,
+        )
+    )
 
 
-_BINARY_NAMES = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "less",
-                 "less_equal", "greater", "greater_equal", "equal", "not_equal"}  # fmt: skip
+_BINARY_NAMES = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "maximum",
+    "minimum",
+    "where",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+}
 
 
 def coerce(op: str, *xs) -> list[Node]:
@@ -157,15 +204,16 @@ def _erf_ref(x):
 
 _declare("exp", np.exp, lambda n, g, needs: [g * n], "math.exp({0})", float_only=True, sign="positive")
 _declare("log", np.log, lambda n, g, needs: [g / n.inputs[0]], "math.log({0})", float_only=True)
-_declare("sqrt", np.sqrt, lambda n, g, needs: [g * 0.5 / n], "math.sqrt({0})", float_only=True,
-         sign="nonnegative")  # fmt: skip
+_declare("sqrt", np.sqrt, lambda n, g, needs: [g * 0.5 / n], "math.sqrt({0})", float_only=True, sign="nonnegative")
 _declare("abs", np.abs, lambda n, g, needs: [g * sign(n.inputs[0])], "abs({0})", sign="nonnegative")
 _declare("sign", np.sign, None, "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0))")
 _declare(
-    "erf", _erf_ref,
+    "erf",
+    _erf_ref,
     lambda n, g, needs: [g * (2.0 / np.sqrt(np.pi)) * exp(-(n.inputs[0] * n.inputs[0]))],
-    "math.erf({0})", float_only=True,
-)  # fmt: skip
+    "math.erf({0})",
+    float_only=True,
+)
 
 _declare("sin", np.sin, lambda n, g, needs: [g * cos(n.inputs[0])], "math.sin({0})", float_only=True)
 _declare("cos", np.cos, lambda n, g, needs: [-g * sin(n.inputs[0])], "math.cos({0})", float_only=True)
@@ -185,24 +233,27 @@ def _vjp_max_min(pick):
         a, b = n.inputs
         take_a = pick(a, b)  # ties go to a
         zero = 0
-        return [_sum_to(where(take_a, g, zero), a) if needs[0] else None,
-                _sum_to(where(take_a, zero, g), b) if needs[1] else None]  # fmt: skip
+        return [
+            _sum_to(where(take_a, g, zero), a) if needs[0] else None,
+            _sum_to(where(take_a, zero, g), b) if needs[1] else None,
+        ]
 
     return vjp
 
 
-_declare("maximum", np.maximum, _vjp_max_min(lambda a, b: greater_equal(a, b)),
-         "max({0}, {1})")  # fmt: skip
-_declare("minimum", np.minimum, _vjp_max_min(lambda a, b: less_equal(a, b)),
-         "min({0}, {1})")  # fmt: skip
+_declare("maximum", np.maximum, _vjp_max_min(lambda a, b: greater_equal(a, b)), "max({0}, {1})")
+_declare("minimum", np.minimum, _vjp_max_min(lambda a, b: less_equal(a, b)), "min({0}, {1})")
 maximum, minimum = _binary("maximum"), _binary("minimum")
 
 
 def _vjp_where(n, g, needs):
     c, a, b = n.inputs
     zero = 0
-    return [None, _sum_to(where(c, g, zero), a) if needs[1] else None,
-            _sum_to(where(c, zero, g), b) if needs[2] else None]  # fmt: skip
+    return [
+        None,
+        _sum_to(where(c, g, zero), a) if needs[1] else None,
+        _sum_to(where(c, zero, g), b) if needs[2] else None,
+    ]
 
 
 _declare("where", np.where, _vjp_where, "({1} if {0} else {2})", out_dtype="cond")
@@ -221,10 +272,13 @@ def where(cond, a, b):
 
 # -- comparisons ----------------------------------------------------------------------------
 _COMPARISONS = {
-    "less": (np.less, "<"), "less_equal": (np.less_equal, "<="), "greater": (np.greater, ">"),
-    "greater_equal": (np.greater_equal, ">="), "equal": (np.equal, "=="),
+    "less": (np.less, "<"),
+    "less_equal": (np.less_equal, "<="),
+    "greater": (np.greater, ">"),
+    "greater_equal": (np.greater_equal, ">="),
+    "equal": (np.equal, "=="),
     "not_equal": (np.not_equal, "!="),
-}  # fmt: skip
+}
 for _name, (_f, _sym) in _COMPARISONS.items():
     _declare(_name, _f, None, f"({{0}} {_sym} {{1}})", out_dtype="bool")
 less, less_equal = _binary("less"), _binary("less_equal")
@@ -250,13 +304,17 @@ def _vjp_cast(n, g, needs):
     return [cast(g, x.dtype) if dtypes.is_float(x.dtype) else None]
 
 
-register(OpDef(
-    "cast", Kind.ELEMENTWISE, _infer_cast,
-    lambda node, args, ctx: args[0].astype(node.dtype),
-    _vjp_cast,
-    scalar=lambda attrs: f"np.{attrs['dtype'] if attrs['dtype'] != 'bool' else 'bool_'}({{0}})",
-    doc="convert to another dtype",
-))  # fmt: skip
+register(
+    OpDef(
+        "cast",
+        Kind.ELEMENTWISE,
+        _infer_cast,
+        lambda node, args, ctx: args[0].astype(node.dtype),
+        _vjp_cast,
+        scalar=lambda attrs: f"np.{attrs['dtype'] if attrs['dtype'] != 'bool' else 'bool_'}({{0}})",
+        doc="convert to another dtype",
+    )
+)
 
 
 def cast(x, dtype):

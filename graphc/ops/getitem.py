@@ -67,11 +67,17 @@ def getitem(x, index):
         else:
             i = operator.index(it)
             if not isinstance(dim, int):
-                error(ShapeError, "getitem", f"cannot index symbolic dimension {dim!r} (axis {axis} of "
-                                             f"{x.type_str}) with the integer {i}")  # fmt: skip
+                error(
+                    ShapeError,
+                    "getitem",
+                    f"cannot index symbolic dimension {dim!r} (axis {axis} of {x.type_str}) with the integer {i}",
+                )
             if not -dim <= i < dim:
-                error(IndexRangeError, "getitem", f"index {i} is out of range for axis {axis} of size {dim} "
-                                                  f"({x.type_str})")  # fmt: skip
+                error(
+                    IndexRangeError,
+                    "getitem",
+                    f"index {i} is out of range for axis {axis} of size {dim} ({x.type_str})",
+                )
             i %= dim
             entries.append((i, i + 1, 1))
             out_dims.append(("drop",))

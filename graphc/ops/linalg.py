@@ -30,8 +30,16 @@ def _vjp_matmul(n, g, needs):
     return [ga, gb]
 
 
-register(OpDef("matmul", Kind.OUT_FUSABLE, _infer_matmul, lambda n, a, c: np.matmul(a[0], a[1]),
-               _vjp_matmul, doc="matrix product over the last two axes, batch axes broadcast"))  # fmt: skip
+register(
+    OpDef(
+        "matmul",
+        Kind.OUT_FUSABLE,
+        _infer_matmul,
+        lambda n, a, c: np.matmul(a[0], a[1]),
+        _vjp_matmul,
+        doc="matrix product over the last two axes, batch axes broadcast",
+    )
+)
 
 
 def matmul(a, b):

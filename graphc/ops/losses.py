@@ -108,10 +108,16 @@ def _vjp_ce_labels(n, g, needs):
     return [(F.softmax(logits, ax) - onehot) * _expand(g, n), None]
 
 
-register(OpDef(
-    "cross_entropy_labels", Kind.REDUCTION, _infer_ce_labels, _ref_ce_labels, _vjp_ce_labels,
-    doc="logsumexp(x) - x[label] along axis, per example",
-))  # fmt: skip
+register(
+    OpDef(
+        "cross_entropy_labels",
+        Kind.REDUCTION,
+        _infer_ce_labels,
+        _ref_ce_labels,
+        _vjp_ce_labels,
+        doc="logsumexp(x) - x[label] along axis, per example",
+    )
+)
 
 
 # -- cross-entropy with probability targets -------------------------------------------------
@@ -143,10 +149,16 @@ def _vjp_ce_probs(n, g, needs):
     return [gx, gt]
 
 
-register(OpDef(
-    "cross_entropy_probs", Kind.REDUCTION, _infer_ce_probs, _ref_ce_probs, _vjp_ce_probs,
-    doc="sum(t * (logsumexp(x) - x)) along axis, per example",
-))  # fmt: skip
+register(
+    OpDef(
+        "cross_entropy_probs",
+        Kind.REDUCTION,
+        _infer_ce_probs,
+        _ref_ce_probs,
+        _vjp_ce_probs,
+        doc="sum(t * (logsumexp(x) - x)) along axis, per example",
+    )
+)
 
 
 def cross_entropy(logits, target, axis: int = -1, reduction: str = "mean"):
@@ -171,13 +183,18 @@ def cross_entropy(logits, target, axis: int = -1, reduction: str = "mean"):
     if dtypes.is_int(target.dtype):
         want = _drop(logits.shape, ax)
         if target.shape != want:
-            error(ShapeError, op, f"labels {target.type_str} do not match logits {logits.type_str}: "
-                                  f"labels need shape {shapes.fmt(want)} (logits without class axis {ax})")  # fmt: skip
+            error(
+                ShapeError,
+                op,
+                f"labels {target.type_str} do not match logits {logits.type_str}: "
+                f"labels need shape {shapes.fmt(want)} (logits without class axis {ax})",
+            )
         per = apply("cross_entropy_labels", [logits, target], {"axis": ax})
     else:
         if target.shape != logits.shape:
-            error(ShapeError, op, f"probability targets {target.type_str} must have the shape of logits "
-                                  f"{logits.type_str}")  # fmt: skip
+            error(
+                ShapeError, op, f"probability targets {target.type_str} must have the shape of logits {logits.type_str}"
+            )
         per = apply("cross_entropy_probs", [logits, F.cast(target, logits.dtype)], {"axis": ax})
     return _reduce(op, per, reduction)
 
@@ -197,15 +214,23 @@ def _ref_bce(n, a, c):
 
 def _vjp_bce(n, g, needs):
     x, t = n.inputs
-    return [F.sum_to((F.sigmoid(x) - t) * g, x.shape) if needs[0] else None,
-            F.sum_to(-x * g, t.shape) if needs[1] else None]  # fmt: skip
+    return [
+        F.sum_to((F.sigmoid(x) - t) * g, x.shape) if needs[0] else None,
+        F.sum_to(-x * g, t.shape) if needs[1] else None,
+    ]
 
 
-register(OpDef(
-    "bce_with_logits", Kind.BROADCAST, _infer_bce, _ref_bce, _vjp_bce,
-    scalar="(max({0}, 0.0) - {0} * {1} + math.log1p(math.exp(-abs({0}))))",
-    doc="-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), without overflow",
-))  # fmt: skip
+register(
+    OpDef(
+        "bce_with_logits",
+        Kind.BROADCAST,
+        _infer_bce,
+        _ref_bce,
+        _vjp_bce,
+        scalar="(max({0}, 0.0) - {0} * {1} + math.log1p(math.exp(-abs({0}))))",
+        doc="-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), without overflow",
+    )
+)
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean"):

@@ -152,16 +152,51 @@ def _vjp_avg_grad(n, k, needs):
     return [apply("avg_pool2d", [k], {key: v for key, v in n.attrs.items() if key != "input_hw"})]
 
 
-register(OpDef("max_pool2d", Kind.OUT_FUSABLE, _infer_pool, _ref_max, _vjp_max,
-               doc="max over kh x kw windows of NCHW input (padding counts as -inf)"))  # fmt: skip
-register(OpDef("max_pool2d_grad", Kind.OPAQUE, _infer_max_grad, _ref_max_grad, _vjp_max_grad,
-               doc="routes each window's gradient to the first max of that window of x"))  # fmt: skip
-register(OpDef("max_pool2d_gather", Kind.OPAQUE, _infer_gather, _ref_gather, _vjp_gather,
-               doc="reads h at the first max of each window of x (adjoint of max_pool2d_grad)"))  # fmt: skip
-register(OpDef("avg_pool2d", Kind.OUT_FUSABLE, _infer_pool, _ref_avg, _vjp_avg,
-               doc="mean over kh x kw windows of NCHW input"))  # fmt: skip
-register(OpDef("avg_pool2d_grad", Kind.OPAQUE, _infer_avg_grad, _ref_avg_grad, _vjp_avg_grad,
-               doc="spreads each window's gradient evenly over the window (adjoint of avg_pool2d)"))  # fmt: skip
+register(
+    OpDef(
+        "max_pool2d",
+        Kind.OUT_FUSABLE,
+        _infer_pool,
+        _ref_max,
+        _vjp_max,
+        doc="max over kh x kw windows of NCHW input (padding counts as -inf)",
+    )
+)
+register(
+    OpDef(
+        "max_pool2d_grad",
+        Kind.OPAQUE,
+        _infer_max_grad,
+        _ref_max_grad,
+        _vjp_max_grad,
+        doc="routes each window's gradient to the first max of that window of x",
+    )
+)
+register(
+    OpDef(
+        "max_pool2d_gather",
+        Kind.OPAQUE,
+        _infer_gather,
+        _ref_gather,
+        _vjp_gather,
+        doc="reads h at the first max of each window of x (adjoint of max_pool2d_grad)",
+    )
+)
+register(
+    OpDef(
+        "avg_pool2d", Kind.OUT_FUSABLE, _infer_pool, _ref_avg, _vjp_avg, doc="mean over kh x kw windows of NCHW input"
+    )
+)
+register(
+    OpDef(
+        "avg_pool2d_grad",
+        Kind.OPAQUE,
+        _infer_avg_grad,
+        _ref_avg_grad,
+        _vjp_avg_grad,
+        doc="spreads each window's gradient evenly over the window (adjoint of avg_pool2d)",
+    )
+)
 
 
 # -- builders -------------------------------------------------------------------------------

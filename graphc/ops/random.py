@@ -37,10 +37,17 @@ def _ref_mask(n, a, c):
     return keep.astype(n.dtype) * np.asarray(1.0 / (1.0 - p), n.dtype)
 
 
-register(OpDef(
-    "dropout_mask", Kind.OPAQUE, _infer_mask, _ref_mask, None, random=True,
-    doc="0 with probability p, else 1/(1-p); drawn from default_rng([*seed, step, *loop indices])",
-))  # fmt: skip
+register(
+    OpDef(
+        "dropout_mask",
+        Kind.OPAQUE,
+        _infer_mask,
+        _ref_mask,
+        None,
+        random=True,
+        doc="0 with probability p, else 1/(1-p); drawn from default_rng([*seed, step, *loop indices])",
+    )
+)
 
 
 def _check_p(op, p):

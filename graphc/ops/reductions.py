@@ -114,11 +114,16 @@ def _infer_argmax(inputs, attrs):
     return _reduced_shape(x.shape, (attrs["axis"],), attrs["keepdims"]), "int64"
 
 
-register(OpDef(
-    "argmax", Kind.REDUCTION, _infer_argmax,
-    lambda n, a, c: np.asarray(np.argmax(a[0], axis=n.attrs["axis"], keepdims=n.attrs["keepdims"]), "int64"),
-    None, doc="index of the max along axis (not differentiable)",
-))  # fmt: skip
+register(
+    OpDef(
+        "argmax",
+        Kind.REDUCTION,
+        _infer_argmax,
+        lambda n, a, c: np.asarray(np.argmax(a[0], axis=n.attrs["axis"], keepdims=n.attrs["keepdims"]), "int64"),
+        None,
+        doc="index of the max along axis (not differentiable)",
+    )
+)
 
 
 def argmax(x, axis: int = -1, keepdims: bool = False):
@@ -131,11 +136,17 @@ def _infer_shape_size(inputs, attrs):
     return (), attrs["dtype"]
 
 
-register(OpDef(
-    "shape_size", Kind.OPAQUE, _infer_shape_size,
-    lambda n, a, c: np.asarray(math.prod(a[0].shape[i] for i in n.attrs["axes"]), n.dtype),
-    None, reads_values=False, doc="product of x's dimensions along axes, as a scalar (for symbolic dims)",
-))  # fmt: skip
+register(
+    OpDef(
+        "shape_size",
+        Kind.OPAQUE,
+        _infer_shape_size,
+        lambda n, a, c: np.asarray(math.prod(a[0].shape[i] for i in n.attrs["axes"]), n.dtype),
+        None,
+        reads_values=False,
+        doc="product of x's dimensions along axes, as a scalar (for symbolic dims)",
+    )
+)
 
 
 def shape_size(x, axis=None, dtype: str = dtypes.DEFAULT_FLOAT, *, axes=None):

@@ -262,8 +262,7 @@ def checked_value(op: str, value, dtype: str | None) -> np.ndarray:
         error(DTypeError, op, f"cannot make an array from {value!r:.80}: {exc}")
     if dtype is None:
         kind = arr.dtype.kind
-        dtype = (dtypes.DEFAULT_FLOAT if kind == "f" else "int64" if kind in "iu"
-                 else "bool" if kind == "b" else None)  # fmt: skip
+        dtype = dtypes.DEFAULT_FLOAT if kind == "f" else "int64" if kind in "iu" else "bool" if kind == "b" else None
         if dtype is None and kind == "O" and all(isinstance(v, int) for v in arr.flat):
             dtype = "int64"  # Python ints past int64: refused below, naming the value
         if dtype is None:

@@ -22,8 +22,19 @@ from graphc.ops.registry import (
     register,
 )
 
-__all__ = ["reshape", "flatten", "expand_dims", "squeeze", "transpose", "permute", "swapaxes",
-           "broadcast_to", "zeros_like", "ones_like", "full_like"]  # fmt: skip
+__all__ = [
+    "reshape",
+    "flatten",
+    "expand_dims",
+    "squeeze",
+    "transpose",
+    "permute",
+    "swapaxes",
+    "broadcast_to",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+]
 
 
 # -- reshape --------------------------------------------------------------------------------
@@ -60,12 +71,16 @@ def _infer_reshape(inputs, attrs):
     return _target_shape(inputs[0].shape, attrs["shape"]), inputs[0].dtype
 
 
-register(OpDef(
-    "reshape", Kind.INJECTIVE, _infer_reshape,
-    lambda n, a, c: np.reshape(a[0], c.concrete(n.shape)),
-    lambda n, g, needs: [reshape(g, n.inputs[0].shape)],
-    doc="same elements, new shape (C order)",
-))  # fmt: skip
+register(
+    OpDef(
+        "reshape",
+        Kind.INJECTIVE,
+        _infer_reshape,
+        lambda n, a, c: np.reshape(a[0], c.concrete(n.shape)),
+        lambda n, g, needs: [reshape(g, n.inputs[0].shape)],
+        doc="same elements, new shape (C order)",
+    )
+)
 
 
 def reshape(x, shape):
@@ -116,12 +131,16 @@ def _infer_transpose(inputs, attrs):
     return tuple(x.shape[p] for p in perm), x.dtype
 
 
-register(OpDef(
-    "transpose", Kind.INJECTIVE, _infer_transpose,
-    lambda n, a, c: np.transpose(a[0], n.attrs["perm"]),
-    lambda n, g, needs: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["perm"])))],
-    doc="permute axes",
-))  # fmt: skip
+register(
+    OpDef(
+        "transpose",
+        Kind.INJECTIVE,
+        _infer_transpose,
+        lambda n, a, c: np.transpose(a[0], n.attrs["perm"]),
+        lambda n, g, needs: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["perm"])))],
+        doc="permute axes",
+    )
+)
 
 
 def transpose(x, perm=None):
@@ -152,12 +171,16 @@ def _infer_broadcast_to(inputs, attrs):
     return shape, x.dtype
 
 
-register(OpDef(
-    "broadcast_to", Kind.BROADCAST, _infer_broadcast_to,
-    lambda n, a, c: np.broadcast_to(a[0], c.concrete(n.shape)),
-    lambda n, g, needs: [F.sum_to(g, n.inputs[0].shape)],
-    doc="repeat along size-1 and new leading axes",
-))  # fmt: skip
+register(
+    OpDef(
+        "broadcast_to",
+        Kind.BROADCAST,
+        _infer_broadcast_to,
+        lambda n, a, c: np.broadcast_to(a[0], c.concrete(n.shape)),
+        lambda n, g, needs: [F.sum_to(g, n.inputs[0].shape)],
+        doc="repeat along size-1 and new leading axes",
+    )
+)
 
 
 def broadcast_to(x, shape):
@@ -172,12 +195,18 @@ def _infer_full_like(inputs, attrs):
     return inputs[0].shape, attrs["dtype"]
 
 
-register(OpDef(
-    "full_like", Kind.ELEMENTWISE, _infer_full_like,
-    lambda n, a, c: np.full(a[0].shape, n.attrs["value"], n.dtype),
-    None, scalar=lambda attrs: repr(attrs["value"]), reads_values=False,
-    doc="an array of x's (run-time) shape filled with value; reads only x's shape",
-))  # fmt: skip
+register(
+    OpDef(
+        "full_like",
+        Kind.ELEMENTWISE,
+        _infer_full_like,
+        lambda n, a, c: np.full(a[0].shape, n.attrs["value"], n.dtype),
+        None,
+        scalar=lambda attrs: repr(attrs["value"]),
+        reads_values=False,
+        doc="an array of x's (run-time) shape filled with value; reads only x's shape",
+    )
+)
 
 
 def full_like(x, value, dtype=None):

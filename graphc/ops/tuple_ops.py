@@ -30,10 +30,17 @@ def _vjp_tuple_get(n, g, needs):
     return [tuple(g if i == n.attrs["index"] else None for i in range(len(t.types)))]
 
 
-register(OpDef(
-    "tuple_get", Kind.OPAQUE, _infer_tuple_get, lambda n, a, c: np.asarray(a[0][n.attrs["index"]]),
-    _vjp_tuple_get, takes_tuple=True, doc="output `index` of a node with several outputs",
-))  # fmt: skip
+register(
+    OpDef(
+        "tuple_get",
+        Kind.OPAQUE,
+        _infer_tuple_get,
+        lambda n, a, c: np.asarray(a[0][n.attrs["index"]]),
+        _vjp_tuple_get,
+        takes_tuple=True,
+        doc="output `index` of a node with several outputs",
+    )
+)
 
 
 def tuple_get(t: Node, index: int) -> Node:

@@ -11,6 +11,20 @@ from graphc.passes.simplify import SIMPLIFY_RULES, simplify
 from graphc.passes.stabilize import STABILIZE_RULES, stabilize
 
 __all__ = [
-    "optimize", "run_passes", "Optimized", "PASSES", "Summary", "check_pass_names", "rewrite", "Rewriter", "table_rule",
-    "dce", "cse", "fold", "simplify", "stabilize", "SIMPLIFY_RULES", "STABILIZE_RULES",
-]  # fmt: skip
+    "optimize",
+    "run_passes",
+    "Optimized",
+    "PASSES",
+    "Summary",
+    "check_pass_names",
+    "rewrite",
+    "Rewriter",
+    "table_rule",
+    "dce",
+    "cse",
+    "fold",
+    "simplify",
+    "stabilize",
+    "SIMPLIFY_RULES",
+    "STABILIZE_RULES",
+]

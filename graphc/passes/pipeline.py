@@ -113,8 +113,9 @@ class Optimized:
 _KEEP = "__graphc_keep_{}"
 
 
-def run_passes(graph: Graph, passes=None, disable=(), trace: Callable[[str], None] | None = None,
-               keep: Iterable[Node] = ()) -> Optimized:  # fmt: skip
+def run_passes(
+    graph: Graph, passes=None, disable=(), trace: Callable[[str], None] | None = None, keep: Iterable[Node] = ()
+) -> Optimized:
     """Run `passes` (names, default all of PASSES in order) minus `disable` on a copy of `graph`.
 
     Returns an Optimized: the new graph, the new nodes of `keep` (nodes of `graph` that must

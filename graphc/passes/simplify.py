@@ -97,8 +97,15 @@ def _broadcast_to(rw, node, inputs):
 
 
 # Casting through a wider type and back is exact: (from, via) pairs.
-_EXACT_ROUNDTRIPS = {("float32", "float64"), ("int32", "int64"), ("int32", "float64"), ("bool", "int32"),
-                     ("bool", "int64"), ("bool", "float32"), ("bool", "float64")}  # fmt: skip
+_EXACT_ROUNDTRIPS = {
+    ("float32", "float64"),
+    ("int32", "int64"),
+    ("int32", "float64"),
+    ("bool", "int32"),
+    ("bool", "int64"),
+    ("bool", "float32"),
+    ("bool", "float64"),
+}
 
 
 def _cast(rw, node, inputs):

@@ -60,8 +60,13 @@ def analyse(graph, nodes) -> Analysis:
         for x in n.inputs:
             consumers.setdefault(x.id, []).append(n)
     _update_regions(graph, nodes, by_id, consumers, a)
-    a.saved = {x.id for n in nodes if n.id in a.tainted and n.id not in a.owner and n.opdef.reads_values
-               for x in n.inputs if x.id not in a.tainted and not x.is_source}  # fmt: skip
+    a.saved = {
+        x.id
+        for n in nodes
+        if n.id in a.tainted and n.id not in a.owner and n.opdef.reads_values
+        for x in n.inputs
+        if x.id not in a.tainted and not x.is_source
+    }
     # The loss: a named output called loss, or what the seed of a backward pass differentiates.
     labels = {n.label: n for n in nodes}
     for name, v in graph.outputs.items():

@@ -40,8 +40,9 @@ class Grouping:
     """Which box each node belongs to: group[node id] = (layer key, part) or None (drawn alone),
     hidden = ids not drawn (constants), order = layer keys in forward order."""
 
-    def __init__(self, graph, nodes, an, expand: str | None = None, fold_runs: bool = False,
-                 fold_all_updates: bool = False):  # fmt: skip
+    def __init__(
+        self, graph, nodes, an, expand: str | None = None, fold_runs: bool = False, fold_all_updates: bool = False
+    ):
         self.graph, self.nodes, self.an = graph, nodes, an
         depth = layer_depth(nodes, an)
         self.group: dict[int, tuple | None] = {}
@@ -195,8 +196,9 @@ def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror
         part = an.part(n)
         cluster = part_cluster(part) if not n.is_input else part_cluster("forward")
         if grouping.expand is not None and n.scope and n.scope.startswith(grouping.expand):
-            cluster = pic.cluster((*cluster, "expanded:" + part), label=f"{grouping.expand} ({part}, expanded)",
-                                  **SCOPE_CLUSTER)  # fmt: skip
+            cluster = pic.cluster(
+                (*cluster, "expanded:" + part), label=f"{grouping.expand} ({part}, expanded)", **SCOPE_CLUSTER
+            )
         attrs = dict(STYLE[role])
         label = f"{value_name(n)}\\n{n.type_str}" if n.is_source else f"{value_name(n)} = {n.op}\\n{n.type_str}"
         if n.id in grad_param:

@@ -51,12 +51,21 @@ class Picture:
             self.ranks.append(names)
 
     def digraph(self) -> graphviz.Digraph:
-        dot = graphviz.Digraph(self.name, graph_attr={
-            "rankdir": "TB", "newrank": "true",  # newrank: same-rank groups across clusters (dot 2.43 needs it)
-            "fontname": "Helvetica", "labelloc": "t", "fontsize": "16", "label": self.title,
-            "nodesep": "0.3", "ranksep": "0.35",
-        }, node_attr={"fontname": "Helvetica", "fontsize": "11"},
-           edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"})  # fmt: skip
+        dot = graphviz.Digraph(
+            self.name,
+            graph_attr={
+                "rankdir": "TB",
+                "newrank": "true",  # newrank: same-rank groups across clusters (dot 2.43 needs it)
+                "fontname": "Helvetica",
+                "labelloc": "t",
+                "fontsize": "16",
+                "label": self.title,
+                "nodesep": "0.3",
+                "ranksep": "0.35",
+            },
+            node_attr={"fontname": "Helvetica", "fontsize": "11"},
+            edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"},
+        )
         children: dict[tuple, list[tuple]] = {}
         for key in sorted(self.clusters, key=len):
             children.setdefault(key[:-1], []).append(key)

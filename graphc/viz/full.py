@@ -35,8 +35,9 @@ def body_of(n):
 class FullDrawing:
     """Builds the Picture of `nodes` (see module doc); `an` is their graphc.viz.analysis.Analysis."""
 
-    def __init__(self, graph, nodes, an, pic: Picture, kernels=None, fold_scalars=True, fold_updates=True,
-                 parts: bool = False):  # fmt: skip
+    def __init__(
+        self, graph, nodes, an, pic: Picture, kernels=None, fold_scalars=True, fold_updates=True, parts: bool = False
+    ):
         self.graph, self.nodes, self.an, self.pic = graph, nodes, an, pic
         self.parts = parts
         self.ids = {n.id for n in nodes}
@@ -44,8 +45,9 @@ class FullDrawing:
         for n in nodes:
             for x in n.inputs:
                 consumers[x.id] = consumers.get(x.id, 0) + 1
-        self.folded = {n.id: s for n in nodes if fold_scalars and (s := scalar_const(n)) is not None
-                       and n.id in consumers}  # fmt: skip
+        self.folded = {
+            n.id: s for n in nodes if fold_scalars and (s := scalar_const(n)) is not None and n.id in consumers
+        }
         self.box: dict[int, str] = {}  # node id -> the update box standing for it
         if fold_updates:
             self._fold_updates()
@@ -99,8 +101,9 @@ class FullDrawing:
         ops = ", ".join(dict.fromkeys(m.op for m in members))
         where = "" if len(layers) <= 1 and "/".join(common) in layers + [""] else f"\\n(layers {', '.join(layers)})"
         label = f"kernel {k.name}: {ops}{where}"
-        return self.pic.cluster((*self._scope_path(base, "/".join(common)), f"kernel:{ki}"), label=label,
-                                **style.KERNEL_CLUSTER)  # fmt: skip
+        return self.pic.cluster(
+            (*self._scope_path(base, "/".join(common)), f"kernel:{ki}"), label=label, **style.KERNEL_CLUSTER
+        )
 
     # -- the update boxes ------------------------------------------------------------------
     def _fold_updates(self) -> None:
@@ -130,8 +133,9 @@ class FullDrawing:
                 p = g.params[owner]
                 label = f"update {owner}\\n⇒ {owner} {p.type_str}\\n{by}{ops} ops folded"
             if state:
-                label += "\\nstate: " + ", ".join(s.rsplit("/", 1)[-1] if owner is None else short_state_name(s, owner)
-                                                   for s in state)  # fmt: skip
+                label += "\\nstate: " + ", ".join(
+                    s.rsplit("/", 1)[-1] if owner is None else short_state_name(s, owner) for s in state
+                )
             ran_in = [str(k.name) for k, _ in self.kernels if set(members) & set(k.node_ids)]
             if ran_in:  # the kernels this folded work runs in (their clusters would be empty)
                 more = f" … ({len(ran_in) - 2} more)" if len(ran_in) > 2 else ""
@@ -185,8 +189,7 @@ class FullDrawing:
             elif role == "update":
                 tip.append("update")
             self.roles_drawn.add(role)
-            self.pic.node(self.name(n), self.cluster_of(n), label=label, tooltip="; ".join(tip),
-                          **attrs)  # fmt: skip
+            self.pic.node(self.name(n), self.cluster_of(n), label=label, tooltip="; ".join(tip), **attrs)
         self._edges(self.nodes, "")
         for var, v in g.updates.items():
             p = g.params[var]
@@ -267,15 +270,15 @@ class FullDrawing:
         head = "reverse scan" if reverse else "scan"
         label = f"{value_name(n) if not prefix else n.label} = {head} ×{length}"
         label += "  (t = T-1 … 0)" if reverse else "  (t = 0 … T-1)"
-        key = self.pic.cluster((*cluster, f"loop:{inner}"), label=label + "\\nbody drawn once",
-                               **style.LOOP_CLUSTER)  # fmt: skip
+        key = self.pic.cluster((*cluster, f"loop:{inner}"), label=label + "\\nbody drawn once", **style.LOOP_CLUSTER)
         self.loops += 1
         op_role = "backward" if role in ("backward", "gradient") else "update" if role == "update" else "forward"
         kinds = ["carry"] * nc + ["x_t"] * nx
         for i, b in enumerate(body.all_inputs):
             what = kinds[i] if i < len(kinds) else "captured"
-            self.pic.node(f"{inner}n{b.id}", key, label=f"{what} {b.name}\\n{b.type_str}",
-                          **{**STYLE["input"], "fontsize": "9"})  # fmt: skip
+            self.pic.node(
+                f"{inner}n{b.id}", key, label=f"{what} {b.name}\\n{b.type_str}", **{**STYLE["input"], "fontsize": "9"}
+            )
         for b in body.nodes:
             if b.is_input:
                 continue
@@ -292,8 +295,9 @@ class FullDrawing:
                 src = self.source_name(outer, n, prefix)
                 self.pic.edge(src, f"{inner}n{b.id}", "data", label=outer.type_str if not outer.is_tuple else None)
         for i in range(nc):
-            self.pic.edge(f"{inner}n{body.outputs[i].id}", f"{inner}n{body.inputs[i].id}", "loop",
-                          label=f"next step ×{length}")  # fmt: skip
+            self.pic.edge(
+                f"{inner}n{body.outputs[i].id}", f"{inner}n{body.inputs[i].id}", "loop", label=f"next step ×{length}"
+            )
 
 
 def short_state_name(state: str, owner: str) -> str:

@@ -18,8 +18,15 @@ def add_legend(pic, roles, saved: bool, extra=()) -> None:
             names.append(pic.node(f"legend_{role}", LEGEND_KEY, label=MEANING[role], fontsize="9", **STYLE[role]))
     if saved:
         attrs = {**STYLE["forward"], **SAVED}
-        names.append(pic.node("legend_saved", LEGEND_KEY, label="saved for backward\\n(red border, dashed edge)",
-                              fontsize="9", **attrs))  # fmt: skip
+        names.append(
+            pic.node(
+                "legend_saved",
+                LEGEND_KEY,
+                label="saved for backward\\n(red border, dashed edge)",
+                fontsize="9",
+                **attrs,
+            )
+        )
     for i, (label, attrs) in enumerate(extra):
         names.append(pic.node(f"legend_extra{i}", LEGEND_KEY, label=label, fontsize="9", **attrs))
     # A column, kept in order by invisible edges.

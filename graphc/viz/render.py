@@ -29,8 +29,23 @@ from graphc.viz.write import INSTALL_HINT, DotNotFoundError, DotNotFoundWarning,
 
 MAX_NODES = 150  # the default cap: past it a drawing is summarised (collapsed, then folded)
 
-OPTIONS = ("roots", "part", "kernels", "title", "fold_scalars", "require_dot", "view", "collapse", "expand",
-           "shapes", "passes", "legend", "max_nodes", "fold_updates", "parts")  # fmt: skip
+OPTIONS = (
+    "roots",
+    "part",
+    "kernels",
+    "title",
+    "fold_scalars",
+    "require_dot",
+    "view",
+    "collapse",
+    "expand",
+    "shapes",
+    "passes",
+    "legend",
+    "max_nodes",
+    "fold_updates",
+    "parts",
+)
 
 VIEW_TITLES = {"train": "training step", "forward": "forward", "backward": "backward"}
 
@@ -41,9 +56,23 @@ def _flag(name, value):
     return bool(value)
 
 
-def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=True, view=None, collapse=False,
-            expand=None, shapes=True, passes=None, legend=True, max_nodes=MAX_NODES, fold_updates=True,
-            parts=None) -> Picture:  # fmt: skip
+def picture(
+    obj,
+    roots=None,
+    part=None,
+    kernels=None,
+    title=None,
+    fold_scalars=True,
+    view=None,
+    collapse=False,
+    expand=None,
+    shapes=True,
+    passes=None,
+    legend=True,
+    max_nodes=MAX_NODES,
+    fold_updates=True,
+    parts=None,
+) -> Picture:
     """The Picture of `obj` (see render for the arguments); `parts`: draw the forward, backward
     and update parts apart (default: for the training-step view)."""
     if part is not None and view is not None:
@@ -52,11 +81,17 @@ def picture(obj, roots=None, part=None, kernels=None, title=None, fold_scalars=T
     kernels = views.checked_kernels(kernels)
     if title is not None and not isinstance(title, str):
         views.bad("title", title, "a str or None")
-    for name, value in (("fold_scalars", fold_scalars), ("collapse", collapse), ("shapes", shapes),
-                        ("legend", legend), ("fold_updates", fold_updates)):  # fmt: skip
+    for name, value in (
+        ("fold_scalars", fold_scalars),
+        ("collapse", collapse),
+        ("shapes", shapes),
+        ("legend", legend),
+        ("fold_updates", fold_updates),
+    ):
         _flag(name, value)
-    if max_nodes is not None and (isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer))
-                                  or max_nodes < 1):  # fmt: skip
+    if max_nodes is not None and (
+        isinstance(max_nodes, bool) or not isinstance(max_nodes, (int, np.integer)) or max_nodes < 1
+    ):
         views.bad("max_nodes", max_nodes, "a positive int or None")
     if expand is not None and not isinstance(expand, str):
         views.bad("expand", expand, "a layer name (str) or None")
@@ -121,10 +156,12 @@ def _summary(graph, nodes, an, head, max_nodes) -> Picture:
         if not n.is_source:
             ops[n.op] = ops.get(n.op, 0) + 1
     top = sorted(ops.items(), key=lambda kv: -kv[1])[:10]
-    lines = [f"{len(nodes)} nodes: " + ", ".join(f"{c} {r}" for r, c in counts.items()),
-             "most used ops: " + ", ".join(f"{op}×{c}" for op, c in top),
-             f"even collapsed, the drawing has more than max_nodes={max_nodes} nodes;",
-             "draw it all with max_nodes=None, one layer with expand=, or a part with roots="]  # fmt: skip
+    lines = [
+        f"{len(nodes)} nodes: " + ", ".join(f"{c} {r}" for r, c in counts.items()),
+        "most used ops: " + ", ".join(f"{op}×{c}" for op, c in top),
+        f"even collapsed, the drawing has more than max_nodes={max_nodes} nodes;",
+        "draw it all with max_nodes=None, one layer with expand=, or a part with roots=",
+    ]
     pic = Picture(graph.name, head)
     pic.node("summary", (), label="\\n".join(lines), shape="note", style="filled", fillcolor="#f2f2f2")
     return pic
@@ -153,8 +190,17 @@ def _check_unknown(options, exclude=()):
             raise AttributeValueError(f"render: unknown argument {name!r}; expected one of {', '.join(OPTIONS)}")
 
 
-def render(graph, path, roots=None, part=None, kernels=None, title=None, fold_scalars: bool = True,
-           require_dot: bool = False, **options) -> list[Path]:  # fmt: skip
+def render(
+    graph,
+    path,
+    roots=None,
+    part=None,
+    kernels=None,
+    title=None,
+    fold_scalars: bool = True,
+    require_dot: bool = False,
+    **options,
+) -> list[Path]:
     """Draw a Graph, a compiled step, a Model or a TrainingGraph with Graphviz; return the paths written.
 
     path: 'g.svg' / 'g.png' / 'g.pdf' writes 'g.gv' and the image; 'g.gv' (or '.dot') writes
@@ -183,6 +229,16 @@ def render(graph, path, roots=None, part=None, kernels=None, title=None, fold_sc
 
 
 __all__ = [
-    "render", "dot_source", "picture", "build", "select", "DotNotFoundError", "DotNotFoundWarning", "INSTALL_HINT",
-    "STYLE", "PARTS", "VIEWS", "MAX_NODES",
-]  # fmt: skip
+    "render",
+    "dot_source",
+    "picture",
+    "build",
+    "select",
+    "DotNotFoundError",
+    "DotNotFoundWarning",
+    "INSTALL_HINT",
+    "STYLE",
+    "PARTS",
+    "VIEWS",
+    "MAX_NODES",
+]

@@ -42,8 +42,9 @@ def target_paths(path) -> tuple[Path, Path, str | None]:
         raise AttributeValueError(f"render: path must be a str or a path, got {path!r}")
     path = Path(path)
     if path.is_dir():
-        raise AttributeValueError(f"render: path {str(path)!r} is a folder; give a file name such as "
-                                  f"{str(path / 'graph.svg')!r}")  # fmt: skip
+        raise AttributeValueError(
+            f"render: path {str(path)!r} is a folder; give a file name such as {str(path / 'graph.svg')!r}"
+        )
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("gv", "dot"):
         return path, path, None
@@ -108,8 +109,9 @@ def run_dot(dot_exe: str, fmt: str, gv: Path, path: Path, tmp: Path) -> None:
     """dot writes the image to `tmp`, which then replaces `path` in one step."""
     try:
         try:
-            proc = subprocess.run([dot_exe, f"-T{fmt}", str(gv), "-o", str(tmp)], capture_output=True, text=True,
-                                  timeout=DOT_TIMEOUT_S)  # fmt: skip
+            proc = subprocess.run(
+                [dot_exe, f"-T{fmt}", str(gv), "-o", str(tmp)], capture_output=True, text=True, timeout=DOT_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
             raise GraphcError(f"render: dot took more than {DOT_TIMEOUT_S} s on {gv}") from None
         if proc.returncode != 0:

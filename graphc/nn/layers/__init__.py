@@ -8,7 +8,20 @@ from graphc.nn.layers.norm import BatchNorm
 BatchNorm1D = BatchNorm2D = BatchNorm
 
 __all__ = [
-    "Layer", "Sequential", "Activation", "Lambda", "get_activation", "ACTIVATIONS",
-    "Dense", "dense", "Flatten", "Dropout", "Conv2D", "MaxPool2D", "AvgPool2D",
-    "BatchNorm", "BatchNorm1D", "BatchNorm2D",
-]  # fmt: skip
+    "Layer",
+    "Sequential",
+    "Activation",
+    "Lambda",
+    "get_activation",
+    "ACTIVATIONS",
+    "Dense",
+    "dense",
+    "Flatten",
+    "Dropout",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "BatchNorm",
+    "BatchNorm1D",
+    "BatchNorm2D",
+]

@@ -38,10 +38,11 @@ def get_activation(activation, owner: str = "Activation"):
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             error(
-                AttributeValueError, owner,
+                AttributeValueError,
+                owner,
                 f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}, "
                 "'linear', or a function of a node",
-            )  # fmt: skip
+            )
         return ACTIVATIONS[activation]
     if callable(activation):
         return activation

@@ -28,9 +28,21 @@ class Conv2D(Layer):
     The input channel count C is read from the first input.
     """
 
-    def __init__(self, filters: int, kernel, stride=1, padding=0, activation=None, use_bias: bool = True,
-                 dilation=1, groups: int = 1, init="glorot_uniform", bias_init="zeros",
-                 dtype: str | None = None, name: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        filters: int,
+        kernel,
+        stride=1,
+        padding=0,
+        activation=None,
+        use_bias: bool = True,
+        dilation=1,
+        groups: int = 1,
+        init="glorot_uniform",
+        bias_init="zeros",
+        dtype: str | None = None,
+        name: str | None = None,
+    ):
         self.filters = check_int("Conv2D", "filters", filters)
         self.kernel = check_pair("Conv2D", "kernel", kernel)
         self.stride = check_pair("Conv2D", "stride", stride)

@@ -27,8 +27,16 @@ class Dense(Layer):
     float dtype unless `dtype` is given.
     """
 
-    def __init__(self, units: int, activation=None, use_bias: bool = True, init="glorot_uniform",
-                 bias_init="zeros", dtype: str | None = None, name: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        units: int,
+        activation=None,
+        use_bias: bool = True,
+        init="glorot_uniform",
+        bias_init="zeros",
+        dtype: str | None = None,
+        name: str | None = None,
+    ):
         self.units = check_int("Dense", "units", units)
         self.activation = get_activation(activation, "Dense")
         self.use_bias = bool(use_bias)

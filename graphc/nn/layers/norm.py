@@ -21,8 +21,14 @@ class BatchNorm(Layer):
     Parameters: `<scope>/gamma`, `<scope>/beta`; state: `<scope>/running_mean`, `<scope>/running_var`.
     """
 
-    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
-                 dtype: str | None = None, name: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+        dtype: str | None = None,
+        name: str | None = None,
+    ):
         if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0.0 <= momentum <= 1.0:
             error(AttributeValueError, "BatchNorm", f"momentum must be in [0, 1], got {momentum!r}")
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not (eps > 0 and math.isfinite(eps)):
