@@ -12,7 +12,7 @@ shapes, a deep MLP's hidden layers) can be folded into one box (fold_runs).
 from graphc.ir.text import value_name
 from graphc.viz.emit import Picture
 from graphc.viz.full import body_of, short_state_name
-from graphc.viz.style import OUTPUT, PART_CLUSTER, SAVED, SCOPE_CLUSTER, STYLE, UPDATE_RESULT
+from graphc.viz.style import PART_CLUSTER, SAVED, SCOPE_CLUSTER, STYLE, UPDATE_RESULT, marked
 
 SHARED = "(shared)"
 
@@ -199,16 +199,8 @@ def collapsed_picture(graph, nodes, an, pic: Picture, grouping: Grouping, mirror
             cluster = pic.cluster(
                 (*cluster, "expanded:" + part), label=f"{grouping.expand} ({part}, expanded)", **SCOPE_CLUSTER
             )
-        attrs = dict(STYLE[role])
         label = f"{value_name(n)}\\n{n.type_str}" if n.is_source else f"{value_name(n)} = {n.op}\\n{n.type_str}"
-        if n.id in grad_param:
-            label += f"\\n∇ {grad_param[n.id]}"
-        if n.id in outputs:
-            attrs.update(OUTPUT)
-            label += "\\n→ " + ", ".join(outputs[n.id])
-        if n.id in an.saved:
-            attrs.update(SAVED)
-            label += "\\n(saved for backward)"
+        label, attrs = marked(role, label, grad_param.get(n.id), outputs.get(n.id, ()), saved=n.id in an.saved)
         pic.node(f"n{n.id}", cluster, label=label, **attrs)
 
     def item(n):

@@ -10,7 +10,7 @@ from graphc.ir import dtypes
 from graphc.ir.text import attr_text, value_name
 from graphc.viz import style
 from graphc.viz.emit import Picture
-from graphc.viz.style import OUTPUT, SAVED, STYLE, UPDATE_RESULT
+from graphc.viz.style import STYLE, UPDATE_RESULT
 
 
 def scalar_const(n) -> str | None:
@@ -166,19 +166,14 @@ class FullDrawing:
                 self._draw_loop(n, "", self.cluster_of(n), an.role[n.id])
                 continue
             role = an.role[n.id]
-            attrs = dict(STYLE[role])
-            label = self._label(n)
-            if n.id in grad_of_param:
-                label += f"\\n∇ {grad_of_param[n.id]}"
-            if n.id in outputs:
-                attrs.update(OUTPUT)
-                label += "\\n→ " + ", ".join(outputs[n.id])
-            if n.id in updates:
-                attrs.update(UPDATE_RESULT)
-                label += "\\n⇒ " + ", ".join(updates[n.id])
-            if n.id in an.saved:
-                attrs.update(SAVED)
-                label += "\\n(saved for backward)"
+            label, attrs = style.marked(
+                role,
+                self._label(n),
+                grad_of_param.get(n.id),
+                outputs.get(n.id, ()),
+                updates.get(n.id, ()),
+                n.id in an.saved,
+            )
             tip = [f"{n.op}: {n.type_str}"]
             if n.scope:
                 tip.append(f"scope {n.scope}")

@@ -33,6 +33,25 @@ OUTPUT = {"penwidth": "2.5", "peripheries": "2"}
 UPDATE_RESULT = {"fillcolor": "#d9c2f0", "penwidth": "2"}
 SAVED = {"color": "#d62728", "penwidth": "2.5"}
 
+
+def marked(role: str, label: str, gradient_of=None, outputs=(), updates=(), saved=False) -> tuple[str, dict]:
+    """A value's label and attributes with its marks (full and collapsed drawings alike): the
+    parameter it is the gradient of, the outputs it is, the variables it updates, saved for backward."""
+    attrs = dict(STYLE[role])
+    if gradient_of is not None:
+        label += f"\\n∇ {gradient_of}"
+    if outputs:
+        attrs.update(OUTPUT)
+        label += "\\n→ " + ", ".join(outputs)
+    if updates:
+        attrs.update(UPDATE_RESULT)
+        label += "\\n⇒ " + ", ".join(updates)
+    if saved:
+        attrs.update(SAVED)
+        label += "\\n(saved for backward)"
+    return label, attrs
+
+
 # edge kind -> attributes. No edge uses constraint=false (dot 2.43 with newrank fails on such
 # edges between clusters, "trouble in init_rank"): an edge that points against the flow is
 # written from head to tail with dir=back instead (REVERSED), and weight 0 keeps it from
