@@ -8,26 +8,9 @@ with gc.Graph("mlp") as g:
 tg = nn.training_graph(loss, nn.optim.Adam(1e-3))
 """
 
-from graphc.nn import losses, metrics, optim, schedules
+from graphc.nn import layers, losses, metrics, optim, schedules
 from graphc.nn.early_stopping import EarlyStopping
-from graphc.nn.layers import (
-    ACTIVATIONS,
-    Activation,
-    AvgPool2D,
-    BatchNorm,
-    BatchNorm1D,
-    BatchNorm2D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    Lambda,
-    Layer,
-    MaxPool2D,
-    Sequential,
-    dense,
-    get_activation,
-)
+from graphc.nn.layers import *  # noqa: F403  (the layers, listed once in layers.__all__)
 from graphc.nn.losses import accuracy, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
 from graphc.nn.model import Model, TrainingError
 from graphc.nn.optim import GD, SGD, Adam, AdamW, Optimizer, RMSprop
@@ -38,22 +21,7 @@ __all__ = [
     "metrics",
     "optim",
     "schedules",
-    "Layer",
-    "Sequential",
-    "Activation",
-    "Lambda",
-    "Dense",
-    "dense",
-    "Flatten",
-    "Dropout",
-    "Conv2D",
-    "MaxPool2D",
-    "AvgPool2D",
-    "BatchNorm",
-    "BatchNorm1D",
-    "BatchNorm2D",
-    "ACTIVATIONS",
-    "get_activation",
+    *layers.__all__,
     "cross_entropy",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
