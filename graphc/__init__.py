@@ -28,8 +28,8 @@ from graphc.errors import (
     SymbolicValueError,
     TrainingError,
 )
-from graphc.io import load_graph
 from graphc.ir import Graph, Node
+from graphc.ir.graph import use_file_format
 from graphc.ops.api import *  # noqa: F403
 from graphc.ops.registry import constant
 from graphc.viz import dot_source  # noqa: F401  (importing graphc.viz registers the notebook display)
@@ -61,6 +61,31 @@ __all__ = [
     "FileWriteError",
     "DistributedError",
 ]
+
+
+class _GraphFilesOnFirstUse:
+    """Graph.save/Graph.load until graphc.io is imported (it then registers itself): the file
+    code (JSON checks, atomic writes) loads on first use, so `import graphc` stays fast."""
+
+    @staticmethod
+    def save_graph(graph, path):
+        from graphc.io import save_graph
+
+        return save_graph(graph, path)
+
+    @staticmethod
+    def load_graph(path):
+        from graphc.io import load_graph
+
+        return load_graph(path)
+
+
+use_file_format(_GraphFilesOnFirstUse)
+
+
+def load_graph(path) -> Graph:
+    """Rebuild a graph saved by Graph.save (graphc.io.load_graph)."""
+    return _GraphFilesOnFirstUse.load_graph(path)
 
 
 def render(graph, path, *args, **kw):
