@@ -117,7 +117,7 @@ def _params(g, loss, params) -> dict[str, Node]:
     out = {}
     for p in params:
         node = g.params.get(p) if isinstance(p, str) else p
-        if not isinstance(node, Node) or node.op != "param" or node.graph is not g:
+        if not isinstance(node, Node) or not node.is_param or node.graph is not g:
             error(AttributeValueError, "training_graph", f"{p!r} is not a parameter of graph {g.name!r}")
         if not node.attrs["trainable"]:
             msg = f"{node.name!r} is a state variable, not a trainable parameter"

@@ -246,7 +246,7 @@ class FullDrawing:
         if body is None:
             return self.name(x, prefix)
         inner = f"{prefix}s{x.id}_"
-        index = reader.attrs.get("index", 0) if reader.op == "tuple_get" else 0
+        index = reader.attrs.get("index", 0) if reader.opdef.takes_tuple else 0
         nc = x.attrs.get("num_carry", 0)
         outs = body.outputs
         if index < len(outs):
