@@ -11,6 +11,7 @@ process, never imports MPI (mpi4py need not be installed), and `init` says so on
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -143,6 +144,9 @@ def _abort_on_uncaught_exception(comm) -> None:
     def hook(kind, value, tb):
         previous(kind, value, tb)
         sys.stderr.flush()
+        # mpiexec's forwarder drops what it has not yet read from a rank's pipe once the job
+        # aborts; a moment's pause lets the traceback reach the user's terminal whole.
+        time.sleep(0.5)
         comm.Abort(1)
 
     sys.excepthook = hook
