@@ -140,13 +140,11 @@ def test_a_rank_that_dies_ends_the_job_with_an_error_not_a_hang(tmp_path, case, 
     proc = launch("failures.py", case, tmp_path, timeout=120, runner=runner)
     assert proc.returncode != 0
     assert not list(tmp_path.glob("done*.npy"))
-    if case == "raise" and runner:
-        # mpi4py's runner aborts straight after printing; mpiexec may drop the traceback's tail
-        assert "Traceback (most recent call last)" in proc.stderr
-        assert "MPI_Abort" in proc.stderr + proc.stdout
-    elif case == "raise":  # graphc's own hook pauses before it aborts: the whole traceback arrives
+    # What a rank prints just before or as it aborts races mpiexec ending the job (mpi4py's
+    # runner aborts straight after printing the traceback); graphc's own hook pauses first, so
+    # there the whole traceback arrives.
+    if case == "raise" and not runner:
         assert "RuntimeError: rank 1 fails on purpose" in proc.stderr
-        assert "MPI_Abort" in proc.stderr + proc.stdout
     else:
         assert "Killed" in proc.stdout + proc.stderr or proc.returncode in (9, -9, 137)
 
