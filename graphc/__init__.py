@@ -99,6 +99,7 @@ _LAZY = {
     "nn": ("graphc.nn", None),
     "optim": ("graphc.nn.optim", None),
     "datasets": ("graphc.datasets", None),
+    "onnx": ("graphc.onnx", None),
     "distributed": ("graphc.distributed", None),
     "training_graph": ("graphc.nn.training", "training_graph"),
     "optimize": ("graphc.passes", "optimize"),

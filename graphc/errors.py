@@ -38,6 +38,11 @@ class FileWriteError(GraphFileError, OSError):
     permission, a full disk); the message names the target, and a file that was there before is intact."""
 
 
+class UnsupportedOpError(GraphcError, ValueError):
+    """A graph holds ops that a target format has no form for (gradient ops in an ONNX export, say);
+    the message lists every such node with its op, its line and why, in one error."""
+
+
 class GraphStructureError(GraphcError, ValueError):
     """Nodes from different graphs were mixed, or a name was declared twice."""
 
