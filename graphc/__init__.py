@@ -27,6 +27,7 @@ from graphc.errors import (
     ShapeError,
     SymbolicValueError,
     TrainingError,
+    UnsupportedOpError,
 )
 from graphc.ir import Graph, Node
 from graphc.ir.graph import use_file_format
@@ -60,6 +61,7 @@ __all__ = [
     "TrainingError",
     "FileWriteError",
     "DistributedError",
+    "UnsupportedOpError",
 ]
 
 
