@@ -282,14 +282,14 @@ def stack(xs, axis: int = 0):
 
 # -- take / gather and its scatter-add ------------------------------------------------------
 def _check_indices(n, idx, dim, what="index", allow_negative=True):
-    """Raise IndexRangeError naming the op, the bad value and the declaration line."""
-    lo = -dim if allow_negative else 0
+    """Raise IndexRangeError naming the op (or its `caller`), the bad value and the declaration line."""
+    lo = -dim if allow_negative and n.attrs.get("negative", True) else 0
     bad = (idx < lo) | (idx >= dim)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         value = int(idx[pos])
         raise IndexRangeError(
-            f"{n.op}: {what} {value} at position {pos} is out of range [{lo}, {dim}) for axis "
+            f"{n.attrs.get('caller', n.op)}: {what} {value} at position {pos} is out of range [{lo}, {dim}) for axis "
             f"{n.attrs['axis']} of size {dim}" + where(n.location)
         )
 
@@ -345,10 +345,11 @@ def _take_grad(g, indices, axis, shape):
     return apply("take_grad", [g, indices], {"axis": axis, "shape": tuple(shape)})
 
 
-def take(x, indices, axis: int = 0):
+def take(x, indices, axis: int = 0, negative: bool = True, caller: str | None = None):
     """x's entries at `indices` (int32/int64, any shape) along axis; like np.take.
 
-    Indices outside [-size, size) raise an error naming the op and the index when run.
+    Indices outside [-size, size) (with negative=False: [0, size)) raise an error naming the op
+    (or `caller`, e.g. the layer that made this take) and the index when run.
     """
     if not isinstance(indices, Node):
         arr = np.asarray(indices)
@@ -356,7 +357,8 @@ def take(x, indices, axis: int = 0):
             error(DTypeError, "take", f"indices must be ints, got {indices!r}")
         indices = constant(arr, "int64", graph=x.graph)
     ax = checked_axis("take", axis, x)
-    return apply("take", [x, indices], {"axis": ax})
+    extra = {} if negative else {"negative": False}  # attrs only when set: old graphs keep their hash
+    return apply("take", [x, indices], {"axis": ax, **extra, **({"caller": caller} if caller else {})})
 
 
 gather = take

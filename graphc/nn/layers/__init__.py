@@ -3,6 +3,8 @@
 from graphc.nn.layers.base import ACTIVATIONS, Activation, Lambda, Layer, Sequential, get_activation
 from graphc.nn.layers.conv import AvgPool2D, Conv2D, MaxPool2D
 from graphc.nn.layers.dense import Dense, Dropout, Flatten, dense
+from graphc.nn.layers.embedding import Embedding
+from graphc.nn.layers.layernorm import LayerNorm
 from graphc.nn.layers.norm import BatchNorm
 
 BatchNorm1D = BatchNorm2D = BatchNorm
@@ -24,4 +26,6 @@ __all__ = [
     "BatchNorm",
     "BatchNorm1D",
     "BatchNorm2D",
+    "Embedding",
+    "LayerNorm",
 ]
