@@ -14,11 +14,8 @@ Conditional expressions are computed on both sides and selected (branch-free), s
 vectorises the loop; templates are pure, so evaluating both sides is harmless.
 """
 
-import ast
-
-import numpy as np
-
-from graphc.backends.loopgen import LoopSpec, ReduceSpec, expression
+from graphc.backends.loopgen import LoopSpec, ReduceSpec
+from graphc.backends.templates import CAST, body_lines, literal, node_statements  # noqa: F401  (re-exported)
 
 FASTMATH = "{'contract'}"
 HEADER = """# graphc generated kernel: {label} (source is a pure function of the fused group)
@@ -33,84 +30,20 @@ F = np.float32
 @njit(parallel={parallel}, fastmath={fastmath}, error_model="numpy", nogil=True)
 """
 
-_CAST = {"float32": "F", "float64": "np.float64", "int32": "np.int32", "int64": "np.int64", "bool": "np.bool_"}
 _VMATH = {"exp": "_vexp", "tanh": "_vtanh"}
-
-
-def literal(value, dtype: str) -> str:
-    """Source for a scalar constant of `dtype`."""
-    v = np.asarray(value).item()
-    if dtype == "bool":
-        return repr(bool(v))
-    if dtype.startswith("int"):
-        return f"{_CAST[dtype]}({int(v)})"
-    v = float(v)
-    text = "np.inf" if v == np.inf else "-np.inf" if v == -np.inf else "np.nan" if v != v else repr(v)
-    return f"{_CAST[dtype]}({text})"
-
-
-class _Lower(ast.NodeTransformer):
-    """Float literals to the kernel's float type, exp/tanh to vector math, if-expressions hoisted."""
-
-    def __init__(self, f32: bool, names):
-        self.f32, self.names, self.stmts = f32, names, []
-
-    def visit_Constant(self, node):
-        if self.f32 and isinstance(node.value, float):
-            return ast.Call(ast.Name("F", ast.Load()), [node], [])
-        return node
-
-    def visit_Call(self, node):
-        if isinstance(node.func, ast.Name) and node.func.id == "F":
-            return node  # already a float32 literal
-        self.generic_visit(node)
-        f = node.func
-        if self.f32 and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "math":
-            if f.attr in _VMATH:
-                node.func = ast.Name(_VMATH[f.attr], ast.Load())
-        return node
-
-    def visit_IfExp(self, node):
-        self.generic_visit(node)
-        a, b = next(self.names), next(self.names)
-        self.stmts.append(f"{a} = {ast.unparse(node.body)}")
-        self.stmts.append(f"{b} = {ast.unparse(node.orelse)}")
-        return ast.IfExp(node.test, ast.Name(a, ast.Load()), ast.Name(b, ast.Load()))
-
-
-def _temps():
-    i = 0
-    while True:
-        yield f"t{i}"
-        i += 1
-
-
-def node_statements(node, operands: list[str], target: str, temps) -> list[str]:
-    """Statements computing `target` = node's scalar template applied to `operands`."""
-    text = expression(node, operands)
-    f32 = node.dtype == "float32" or any(x.dtype == "float32" for x in node.inputs)
-    low = _Lower(f32, temps)
-    tree = low.visit(ast.parse(text, mode="eval"))
-    return [*low.stmts, f"{target} = {_CAST[node.dtype]}({ast.unparse(tree.body)})"]
+_CAST = CAST
 
 
 def _body(spec: LoopSpec, idx: list[str], indent: str):
     """Loads, statements and stores of one loop iteration; returns (lines, name of node id)."""
-    temps = _temps()
-    names: dict[int, str] = {}
-    lines = []
-    for k, (x, mask) in enumerate(zip(spec.inputs, spec.bcast)):
-        sub = ", ".join("0" if b else i for b, i in zip(mask, idx))
-        names[x.id] = f"x{k}"
-        lines.append(f"x{k} = a{k}[{sub}]")
-    for k, n in enumerate(spec.nodes):
-        ops = [names[x.id] if x.id in names else spec.scalars[x.id] for x in n.inputs]
-        names[n.id] = f"v{k}"
-        lines.extend(node_statements(n, ops, f"v{k}", temps))
-    sub = ", ".join(idx)
-    for k, n in enumerate(spec.outputs):
-        lines.append(f"o{k}[{sub}] = {names[n.id]}")
-    return [indent + s for s in lines], names
+
+    def load(k, mask):
+        return f"a{k}[{', '.join('0' if b else i for b, i in zip(mask, idx))}]"
+
+    def store(k):
+        return f"o{k}[{', '.join(idx)}]"
+
+    return body_lines(spec, load, store, indent, _VMATH)
 
 
 def elementwise_source(spec: LoopSpec, label: str) -> str:
