@@ -19,6 +19,7 @@ from graphc.ops.random import *  # noqa: F403
 from graphc.ops.collective import *  # noqa: F403
 from graphc.ops.tuple_ops import *  # noqa: F403
 from graphc.ops.control import *  # noqa: F403
+from graphc.ops.sequence_mask import *  # noqa: F403
 from graphc.ops import registry as _registry
 
 # Gradient rules and builders reach the op functions through registry.F, bound here once every

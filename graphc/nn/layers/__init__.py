@@ -6,6 +6,8 @@ from graphc.nn.layers.dense import Dense, Dropout, Flatten, dense
 from graphc.nn.layers.embedding import Embedding
 from graphc.nn.layers.layernorm import LayerNorm
 from graphc.nn.layers.norm import BatchNorm
+from graphc.nn.layers.recurrent import GRU, LSTM, SimpleRNN
+from graphc.nn.layers.sequence import current_lengths, sequence_lengths
 
 BatchNorm1D = BatchNorm2D = BatchNorm
 
@@ -28,4 +30,9 @@ __all__ = [
     "BatchNorm2D",
     "Embedding",
     "LayerNorm",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "sequence_lengths",
+    "current_lengths",
 ]
