@@ -8,7 +8,9 @@ dims, everything a runtime needs that does not depend on how kernels are made:
   element of a tuple value, or the NumPy reference at every call;
 - where each value lives (`Storage`): a fed array, memory fixed for the specialisation (a
   variable, a constant, a planned buffer or a view of one), an output pool, or a fresh array
-  (or tuple of arrays) made at each call;
+  (or tuple of arrays) made at each call; a node with several outputs whose library call
+  writes them into memory it is given (`WritesOutputs`: a native scan) has each output as a
+  value of its own (`Element`), planned like any other (an output pool where it is returned);
 - which updates are written in place by their kernel (`safe_in_place`) and which are copied
   into the variables after the call;
 - the memory plan's input (`PlanInput`: graphc.backends.plan's steps, byte sizes, views and
@@ -20,8 +22,10 @@ feeds, copies the outputs out and writes the remaining updates.
 """
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,7 +35,17 @@ from graphc.ir import shapes
 from graphc.ops.context import RunContext
 from graphc.ops.registry import Kind
 
-__all__ = ["Lowering", "Storage", "KernelStep", "PlanInput", "Schedule", "readers_of", "safe_in_place"]
+__all__ = [
+    "Lowering",
+    "Storage",
+    "Element",
+    "WritesOutputs",
+    "KernelStep",
+    "PlanInput",
+    "Schedule",
+    "readers_of",
+    "safe_in_place",
+]
 
 
 class Lowering(enum.Enum):
@@ -66,6 +80,28 @@ class Storage(enum.Enum):
     STATIC = "static"  # fixed per specialisation: variable, constant, planned buffer, view of one
     POOL = "pool"  # an output written by a generated kernel into an OutputPool array
     FRESH = "fresh"  # made at each call: a reference op's result, a tuple value, an element of one
+
+
+class Element(NamedTuple):
+    """Output `index` of the node `tuple_id` (a node with several outputs), as a value of its own."""
+
+    tuple_id: int
+    index: int
+
+
+class WritesOutputs:
+    """A library-call lowering of a node with several outputs whose run function writes them into
+    arrays it is given: `builder(node, in_shapes, out_shapes)` returns `fn` with
+    `fn.into(outs, *inputs)`, or None to decline (the reference's results are then copied in).
+    The schedule gives each output (an Element) a planned buffer, or an output pool where the
+    call returns it, so no call allocates them."""
+
+    def __init__(self, builder):
+        self.builder = builder
+        functools.update_wrapper(self, builder)
+
+    def __call__(self, node, in_shapes, out_shapes):
+        return self.builder(node, in_shapes, out_shapes)
 
 
 @dataclass
@@ -111,19 +147,30 @@ class Schedule:
         for n in nodes:
             if n.is_param or n.is_const:
                 self.storage[n.id] = Storage.STATIC
-        self.alias: dict[int, int] = {}  # view id -> the value it is a view of
+        self.alias: dict = {}  # view id -> the value it is a view of (a projection: its Element)
+        # the outputs of each node whose call writes them into memory given to it (WritesOutputs)
+        self.elements: dict[int, list[Element]] = {}
+        self._returned = {Element(n.inputs[0].id, n.attrs["index"]) for n in outputs if n.opdef.takes_tuple}
         probes = _Probes(self, values)
         self.steps: list[KernelStep] = []
         for k in kernels:  # in order: a view is found only of values fixed by the groups before it
             how = self._classify(k, probes)
             self.steps.append(KernelStep(k, how))
+            if how is Lowering.CALL and self._writes_outputs(self.nodes[k.node_ids[0]]):
+                self._add_elements(self.nodes[k.node_ids[0]])
+            elif how is Lowering.PROJECTION and self.nodes[k.node_ids[0]].inputs[0].id in self.elements:
+                n = self.nodes[k.node_ids[0]]
+                self.alias[n.id] = Element(n.inputs[0].id, n.attrs["index"])
             if how is Lowering.REFERENCE_ANCHOR:
                 self.storage[k.anchor] = Storage.FRESH
             elif how is Lowering.CALL and k.anchor is not None:
                 self.storage[k.anchor] = Storage.STATIC  # a planned buffer unless an output
             for v in k.outputs:
                 fresh = how in (Lowering.REFERENCE, Lowering.PROJECTION) or self.nodes[v].is_tuple
-                if fresh or (how is Lowering.REFERENCE_ANCHOR and v == k.anchor):
+                element = self.alias.get(v)
+                if isinstance(element, Element):  # a projection shows its Element's memory, fixed or pooled
+                    self.storage[v] = Storage.STATIC if self.storage[element] is Storage.STATIC else Storage.FRESH
+                elif fresh or (how is Lowering.REFERENCE_ANCHOR and v == k.anchor):
                     self.storage[v] = Storage.FRESH
                 elif v in out_ids and how is not Lowering.VIEW:
                     self.storage[v] = Storage.POOL
@@ -131,6 +178,7 @@ class Schedule:
                     self.storage[v] = Storage.STATIC
         self._decide_updates(updates, variables, out_ids)
         self.pool_ids = list(dict.fromkeys(v for v in self.outputs if self.storage.get(v) is Storage.POOL))
+        self.pool_ids += [e for es in self.elements.values() for e in es if self.storage[e] is Storage.POOL]
         self.plan_input = self._plan_input()
         self.plan = self.plan_input.plan()
 
@@ -142,8 +190,24 @@ class Schedule:
     def inplace_ids(self) -> set:
         return set(self.inplace_updates.values())
 
+    def dtype(self, v) -> str:
+        """The dtype of value v (a node id or an Element)."""
+        if isinstance(v, Element):
+            return self.nodes[v.tuple_id].types[v.index][1]
+        return self.nodes[v].dtype
+
     def nbytes(self, v) -> int:
-        return math.prod(self.shape[v]) * np.dtype(self.nodes[v].dtype).itemsize
+        return math.prod(self.shape[v]) * np.dtype(self.dtype(v)).itemsize
+
+    # -- nodes whose call writes their outputs into given memory ---------------------------
+    def _writes_outputs(self, n) -> bool:
+        return n.is_tuple and isinstance(n.opdef.lowerings.get(self.backend), WritesOutputs)
+
+    def _add_elements(self, n) -> None:
+        es = self.elements[n.id] = [Element(n.id, i) for i in range(len(n.types))]
+        for e, shape in zip(es, self.shape[n.id]):
+            self.shape[e] = shape
+            self.storage[e] = Storage.POOL if e in self._returned else Storage.STATIC
 
     # -- how each group runs ---------------------------------------------------------------
     def _library_call(self, node) -> bool:
@@ -211,6 +275,7 @@ class Schedule:
                 writes = [v for v in k.outputs if self.storage[v] is Storage.STATIC and v not in inplace_ids]
                 if k.kind == OUT_FUSABLE and k.anchor not in k.outputs and how is not Lowering.REFERENCE_ANCHOR:
                     writes = [k.anchor, *writes]
+                writes += [e for v in k.outputs for e in self.elements.get(v, ()) if self.storage[e] is Storage.STATIC]
             st.writes = writes
             for v in writes:
                 nbytes[v] = self.nbytes(v)
@@ -227,7 +292,7 @@ class Schedule:
             reads = list(k.inputs) + ([k.anchor] if k.anchor in writes else [])
             reads += [b for v in k.inputs for b in mayalias.get(v, ())]
             if how in (Lowering.REFERENCE, Lowering.REFERENCE_ANCHOR, Lowering.PROJECTION) or any(
-                self.nodes[v].is_tuple for v in k.outputs
+                self.nodes[v].is_tuple and v not in self.elements for v in k.outputs
             ):
                 for v in k.outputs:
                     mayalias[v] = set(k.inputs) | {b for x in k.inputs for b in mayalias.get(x, ())}

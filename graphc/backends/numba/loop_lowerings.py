@@ -3,7 +3,8 @@
 Key IN_LOOP: a builder `f(node, in_shapes, out_shape) -> LoopCall | None` gives a statement that
 the loop's driver runs on the op's arguments (its inputs, then its outputs: planned buffers),
 inside compiled code; None declines those shapes (the scan then runs its reference loop). Key
-"numba" on the scan itself: its native loop (scan_loop.numba_scan).
+"numba" on the scan itself: its native loop (scan_loop.numba_scan), writing the scan's outputs
+into the memory the enclosing schedule gives them (schedule.WritesOutputs).
 """
 
 import math
@@ -12,6 +13,7 @@ import numpy as np
 
 from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative, copy_loops, fill_loops
 from graphc.backends.numba.scan_loop import DRIVER_PARAMS, ScanLoop, numba_scan
+from graphc.backends.schedule import WritesOutputs
 from graphc.ops.registry import lowering
 
 __all__ = ["NestedScan"]
@@ -128,4 +130,4 @@ def _nested_scan(node, in_shapes, out_shapes):
         raise NotNative(f"nested {e}") from None
 
 
-lowering("scan", "numba")(numba_scan)
+lowering("scan", "numba")(WritesOutputs(numba_scan))  # into memory the enclosing schedule plans

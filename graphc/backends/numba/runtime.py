@@ -11,8 +11,8 @@ import numpy as np
 
 from graphc.backends import plan as planning
 from graphc.backends.numba import blas, loops
-from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall
-from graphc.backends.schedule import OUT_FUSABLE, Lowering, Schedule
+from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall, TupleInto
+from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
 from graphc.ops.context import RunContext
 
 __all__ = ["Runtime"]
@@ -35,17 +35,17 @@ class Runtime:
                 static[n.id] = np.array(n.attrs["value"], dtype=n.dtype)
         for var, vid in s.inplace_updates.items():
             static[vid] = self.values_ref[var]  # the kernel writes the variable's own array
-        self.pools = {i: planning.OutputPool(s.shape[i], s.node(i).dtype) for i in s.pool_ids}
+        self.pools = {i: planning.OutputPool(s.shape[i], s.dtype(i)) for i in s.pool_ids}
         bufs = s.plan.allocate()
         for v, b in s.plan.buffer_of.items():
-            static[v] = bufs[b][: s.plan_input.nbytes[v]].view(s.node(v).dtype).reshape(s.shape[v])
+            static[v] = bufs[b][: s.plan_input.nbytes[v]].view(s.dtype(v)).reshape(s.shape[v])
         self.static = static
         self.ctx = RunContext({}, variables, s.env, 0)
         self.steps: list = []
         for st in s.steps:
             self._bind(st)
         self.first = True
-        calls = (LibraryCall, TupleCall)
+        calls = (LibraryCall, TupleCall, TupleInto)
         large = any(isinstance(st, calls) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
         self.tuner = blas.Tuner(large)
 
@@ -60,6 +60,8 @@ class Runtime:
     def _library(self, n):
         fn = n.opdef.lowerings[self.schedule.backend](n, [self.shape[x.id] for x in n.inputs], self.shape[n.id])
         # a builder may decline a case: the reference then writes the planned result
+        if n.id in self.schedule.elements:  # it writes its outputs into the Elements' memory
+            return TupleInto(n, fn, self.schedule.elements[n.id])
         if fn is None:
             return Reference(n, into=True)
         return TupleCall(n, fn) if n.is_tuple else LibraryCall(n, fn, self.shape[n.id])
@@ -72,7 +74,12 @@ class Runtime:
         elif how is Lowering.REFERENCE:
             self.steps.extend(Reference(self.node(v)) for v in k.node_ids)
         elif how is Lowering.PROJECTION:
-            self.steps.append(Projection(self.node(k.node_ids[0])))
+            n = self.node(k.node_ids[0])
+            element = self.schedule.alias.get(n.id)
+            if isinstance(element, Element) and self.schedule.storage[element] is Storage.STATIC:
+                self.static[n.id] = self.static[element]  # its planned buffer, bound once
+            else:
+                self.steps.append(Projection(n))
         elif how is Lowering.LOOP:
             self.steps.append(loops.loop_step(self, k, [self.node(v) for v in k.node_ids], []))
         elif how is Lowering.REDUCE:

@@ -167,9 +167,11 @@ class ScanLoop:
 
 
 class NativeScan:
-    """The run function of a scan's numba lowering: `fn(*inputs) -> (*final, *ys, *residuals)`.
+    """The run function of a scan's numba lowering: `fn.into(outs, *inputs)` writes the scan's
+    outputs (*final, *ys, *residuals) into `outs`, the arrays the schedule gives them (planned
+    buffers of the enclosing graph, or output pools where returned: see schedule.WritesOutputs);
+    `fn(*inputs)` returns them in arrays of its own output pools.
 
-    Outputs come from output pools (an array the caller still holds is never written again).
     The steps' arguments are bound at the first call and again when a captured array is
     another object than the last call's (a variable's array stays the same object; a value a
     reference op computes is new at every call). Should a view of a carried value turn out a
@@ -178,7 +180,7 @@ class NativeScan:
 
     def __init__(self, node, loop: ScanLoop):
         self.node, self.loop = node, loop
-        self.pools = [planning.OutputPool(s, d) for s, d in loop.out_types]
+        self.pools = None  # made on the first call that returns arrays of its own
         self._caps = None
         self._fixed = None
         self._stale = False
@@ -186,29 +188,39 @@ class NativeScan:
         self.flops = loop.plan.flops
 
     def __call__(self, *inputs):
+        if self.pools is None:
+            self.pools = [planning.OutputPool(s, d) for s, d in self.loop.out_types]
+        outs = tuple(p.get() for p in self.pools)
+        self.into(outs, *inputs)
+        return outs
+
+    def into(self, outs, *inputs) -> None:
+        """Run the scan on `inputs`, writing its outputs into `outs` (C-contiguous, of the
+        output types, not overlapping the inputs)."""
         lp = self.loop
         nc, nx = lp.nc, lp.nx
-        if self.fallback is not None:
-            return self._reference(inputs)
-        init = [np.ascontiguousarray(a) for a in inputs[:nc]]
-        xs = [np.ascontiguousarray(a) for a in inputs[nc : nc + nx]]
-        caps = inputs[nc + nx :]
-        outs = [p.get() for p in self.pools]
-        final, ys, rs = outs[:nc], outs[nc : nc + lp.ny], outs[nc + lp.ny :]
-        rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
-        if rebind:
-            try:
-                self._fixed, self._stale = lp.bind_body(caps)
-            except NotNative as e:
-                self.fallback = str(e)
-                return self._reference(inputs)
-            self._caps = tuple(caps)
-        args = lp.call_args(init, xs, final, ys, rs, self._fixed)
-        if rebind:
-            lp.compile(args)
-        blas.use(1 if self.flops < blas.SMALL_FLOPS else blas.large)
-        lp.driver(*args)
-        return tuple(outs)
+        if self.fallback is None:
+            init = [np.ascontiguousarray(a) for a in inputs[:nc]]
+            xs = [np.ascontiguousarray(a) for a in inputs[nc : nc + nx]]
+            caps = inputs[nc + nx :]
+            final, ys, rs = outs[:nc], outs[nc : nc + lp.ny], outs[nc + lp.ny :]
+            rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
+            if rebind:
+                try:
+                    self._fixed, self._stale = lp.bind_body(caps)
+                except NotNative as e:
+                    self.fallback = str(e)
+            if self.fallback is None:
+                if rebind:
+                    self._caps = tuple(caps)
+                args = lp.call_args(init, xs, final, ys, rs, self._fixed)
+                if rebind:
+                    lp.compile(args)
+                blas.use(1 if self.flops < blas.SMALL_FLOPS else blas.large)
+                lp.driver(*args)
+                return
+        for out, res in zip(outs, self._reference(inputs)):
+            out[...] = res
 
     def _reference(self, inputs):
         n = self.node
@@ -283,7 +295,7 @@ def loop_lines(exe) -> list[str]:
         native = {st.node.id: st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), NativeScan)}
         at = ", ".join(f"{k}={v}" for k, v in key)
         for n in exe.nodes:
-            if n.opdef.lowerings.get("numba") is not numba_scan:
+            if getattr(n.opdef.lowerings.get("numba"), "builder", None) is not numba_scan:
                 continue
             fn = native.get(n.id)
             text = fn.describe() if fn is not None else loop_summary(n, dict(key)).splitlines()

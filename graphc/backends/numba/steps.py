@@ -8,7 +8,7 @@ import numpy as np
 from graphc.backends.base import run_reference
 from graphc.backends.numba.cache import ensure_compiled
 
-__all__ = ["LoopKernel", "LibraryCall", "TupleCall", "Projection", "Reference", "EmptyReduction"]
+__all__ = ["LoopKernel", "LibraryCall", "TupleCall", "TupleInto", "Projection", "Reference", "EmptyReduction"]
 
 
 class LoopKernel:
@@ -58,6 +58,28 @@ class TupleCall:
     def run(self, vals, ctx, first):
         n = self.node
         vals[n.id] = tuple(self.fn(*[vals[x.id] for x in n.inputs]))
+
+
+class TupleInto:
+    """A library call of a node with several outputs that writes them into the arrays of its
+    Elements (planned buffers or output pools): fn.into(outs, *inputs); fn None (the builder
+    declined): the reference's results are copied in."""
+
+    __slots__ = ("node", "fn", "elements")
+
+    def __init__(self, node, fn, elements: list):
+        self.node, self.fn, self.elements = node, fn, elements
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        outs = tuple(vals[e] for e in self.elements)
+        ins = [vals[x.id] for x in n.inputs]
+        if self.fn is None:
+            for out, res in zip(outs, run_reference(n, ins, ctx)):
+                out[...] = res
+        else:
+            self.fn.into(outs, *ins)
+        vals[n.id] = outs
 
 
 class Projection:
