@@ -8,6 +8,7 @@ from graphc.nn.layers.layernorm import LayerNorm
 from graphc.nn.layers.norm import BatchNorm
 from graphc.nn.layers.recurrent import GRU, LSTM, SimpleRNN
 from graphc.nn.layers.sequence import current_lengths, sequence_lengths
+from graphc.nn.layers.torch_layout import load_torch_weights, torch_state_dict
 
 BatchNorm1D = BatchNorm2D = BatchNorm
 
@@ -35,4 +36,6 @@ __all__ = [
     "GRU",
     "sequence_lengths",
     "current_lengths",
+    "load_torch_weights",
+    "torch_state_dict",
 ]
