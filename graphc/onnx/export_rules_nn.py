@@ -90,6 +90,20 @@ def _one_hot(node, e, ins):
     return e.op("Cast", [hit], to=ONNX_DTYPES[a["dtype"]])
 
 
+@lowering("sequence_mask", ONNX)
+def _sequence_mask(node, e, ins):
+    maxlen = node.attrs["maxlen"]  # the lengths are not checked: ONNX has no error to raise
+    if isinstance(maxlen, str):
+        steps = e.op(
+            "Range", [e.const(np.int64(0)), e.op("Squeeze", [e.dim(maxlen), e.ints([0])]), e.const(np.int64(1))]
+        )
+    else:
+        steps = e.const(np.arange(maxlen, dtype=np.int64))
+    lengths = e.op("Cast", [ins[0]], to=ONNX_DTYPES["int64"]) if node.inputs[0].dtype != "int64" else ins[0]
+    mask = e.op("Less", [steps, e.op("Unsqueeze", [lengths, e.ints([-1])])])
+    return mask if node.dtype == "bool" else e.op("Cast", [mask], to=ONNX_DTYPES[node.dtype])
+
+
 @lowering("pad", ONNX)
 def _pad(node, e, ins):
     pads = node.attrs["pads"]
@@ -162,7 +176,8 @@ def _scan(node, e, ins):
         body=graph,
         num_scan_inputs=nx,
         scan_input_directions=[reverse] * nx,
-        scan_output_directions=[reverse] * (ny + len(residuals)),  # 1 prepends: index t holds step t's value
+        # 1 prepends: index t holds step t's value
+        scan_output_directions=[reverse] * (ny + len(residuals)) if ny + len(residuals) else None,
     )
     outs = outs if isinstance(outs, list) else [outs]
     values = outs[: nc + ny] + [None] * nc

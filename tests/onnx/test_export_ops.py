@@ -206,6 +206,13 @@ def _one_hot(g):
     return {"y": RNG.integers(0, 5, (4,))}
 
 
+def _sequence_mask(g):
+    n, x = g.input("n", ("batch",), "int32"), g.input("x", ("batch", "time", 2))
+    g.output("fixed", gc.sequence_mask(n, 5, "float32"))
+    g.output("masked", gc.where(gc.expand_dims(gc.sequence_mask(n, x.shape[1]), -1), x, 0.0))
+    return {"n": np.asarray([0, 3, 5], "int32"), "x": _f(3, 5, 2)}
+
+
 def _pad(g):
     x = g.input("x", ("batch", 3, 2))
     g.output("y", gc.pad(x, [(0, 0), (1, 2), (0, 1)], value=-1.5))
@@ -331,6 +338,7 @@ CASES = {
     "take": _take,
     "one_hot": _one_hot,
     "pad": _pad,
+    "sequence_mask": _sequence_mask,
     "cross_entropy_labels": _cross_entropy_labels,
     "cross_entropy_probs": _cross_entropy_probs,
     "bce_with_logits": _bce,
