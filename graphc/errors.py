@@ -33,6 +33,15 @@ class GraphFileError(GraphcError, ValueError):
     """A graph or checkpoint file is corrupt, from another version, or does not match."""
 
 
+class UnsupportedModelError(GraphFileError):
+    """A model file (ONNX) holds ops, attributes or dtypes graphc cannot import; the message lists every
+    such node (name, op type, what is missing) and `.problems` holds them as (node, op type, reason)."""
+
+    def __init__(self, msg, problems=()):
+        super().__init__(msg)
+        self.problems = list(problems)
+
+
 class FileWriteError(GraphFileError, OSError):
     """A graph file, checkpoint or drawing could not be written (a file where a folder should be, no
     permission, a full disk); the message names the target, and a file that was there before is intact."""

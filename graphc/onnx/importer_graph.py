@@ -1,0 +1,215 @@
+"""Building a graphc Graph from a checked ONNX ModelProto, node by node through the rule table."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import GraphProto, NodeProto
+
+from graphc.errors import GraphcError, UnsupportedModelError
+from graphc.ir.graph import Graph
+from graphc.ir.node import Node
+from graphc.onnx.importer_context import NodeContext, unsentinel
+from graphc.onnx.importer_registry import Const, NeedsValue, Unsupported, rule_for
+from graphc.onnx.importer_values import dim_name, dtype_of, tensor_array
+
+_POISONED = object()  # the output of a node that could not be imported: its consumers are skipped
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One node (or initializer, input) the import cannot take, and why."""
+
+    node: str
+    op_type: str
+    reason: str
+    needs_input: str | None = None  # the value a NeedsValue asked for
+
+    def __str__(self):
+        return f"node {self.node!r} ({self.op_type}): {self.reason}"
+
+
+class GraphBuilder:
+    """Imports one ONNX graph: initializers, inputs, then each node by its rule, then the outputs."""
+
+    def __init__(self, proto: GraphProto, opset: int, source: str, trainable, input_values: dict, name: str):
+        self.proto, self.opset, self.source = proto, opset, source
+        self.graph = Graph(name)
+        self.values: dict[str, object] = {}
+        self.problems: list[Problem] = []
+        self.input_values = dict(input_values or {})
+        self._trainable = trainable
+
+    def build(self) -> Graph:
+        with self.graph:
+            self._initializers()
+            self._inputs()
+            for index, node in enumerate(self.proto.node):
+                self._node(index, node)
+            self._outputs()
+        if self.problems:
+            n = len(self.problems)
+            lines = "\n".join(f"  {p}" for p in self.problems)
+            raise UnsupportedModelError(
+                f"cannot import {self.source}: {n} node{'s' if n != 1 else ''} graphc does not support "
+                f"(opset {self.opset}):\n{lines}",
+                self.problems,
+            )
+        return self.graph
+
+    # -- sources --------------------------------------------------------------------------------
+    def _initializers(self) -> None:
+        names = [t.name for t in self.proto.initializer]
+        trainable = self._trainable
+        if isinstance(trainable, set | frozenset | list | tuple):
+            wanted = set(trainable)
+            unknown = sorted(wanted - set(names))
+            if unknown:
+                raise GraphcError(
+                    f"load({self.source}): trainable names {', '.join(map(repr, unknown))} are not initializers of "
+                    f"the model (initializers: {', '.join(map(repr, names[:20])) or 'none'}"
+                    f"{', ...' if len(names) > 20 else ''})"
+                )
+        elif not isinstance(trainable, bool):
+            raise GraphcError(
+                f"load({self.source}): trainable must be True, False or a set of initializer names, got {trainable!r}"
+            )
+        for t in self.proto.initializer:
+            try:
+                value = tensor_array(t, f"initializer {t.name!r}")
+            except Unsupported as exc:
+                self.problems.append(Problem(t.name, "initializer", str(exc)))
+                self.values[t.name] = _POISONED
+                continue
+            if value.dtype.kind != "f":  # shapes, axes, indices: known at import, folded
+                self.values[t.name] = Const(value)
+                continue
+            train = trainable if isinstance(trainable, bool) else t.name in trainable
+            self.values[t.name] = self.graph.param(
+                t.name, value.shape, init=value, dtype=value.dtype.name, trainable=train
+            )
+
+    def _inputs(self) -> None:
+        for vi in self.proto.input:
+            if vi.name in self.values:  # an initializer listed as an input too (IR version < 4)
+                continue
+            t = vi.type
+            if not t.HasField("tensor_type"):
+                self.problems.append(Problem(vi.name, "graph input", f"is a {t.WhichOneof('value')}, not a tensor"))
+                self.values[vi.name] = _POISONED
+                continue
+            try:
+                dtype = dtype_of(t.tensor_type.elem_type, f"graph input {vi.name!r}")
+            except Unsupported as exc:
+                self.problems.append(Problem(vi.name, "graph input", str(exc)))
+                self.values[vi.name] = _POISONED
+                continue
+            if vi.name in self.input_values:
+                self.values[vi.name] = Const(np.array(self.input_values[vi.name], dtype=dtype, order="C"))
+                continue
+            dims = []
+            for axis, d in enumerate(t.tensor_type.shape.dim):
+                if d.HasField("dim_value"):
+                    dims.append(int(d.dim_value))
+                else:
+                    dims.append(dim_name(d.dim_param) if d.dim_param else dim_name(f"{vi.name}_{axis}"))
+            self.values[vi.name] = self.graph.input(vi.name, tuple(dims), dtype)
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def _node(self, index: int, proto: NodeProto) -> None:
+        label = proto.name or f"{proto.op_type}_{index}"
+        problem = self._check(proto, label)
+        inputs = []
+        for name in proto.input:
+            if not name:
+                inputs.append(None)
+            elif name not in self.values:
+                problem = problem or f"input {name!r} is not a graph input, an initializer or an earlier node's output"
+                inputs.append(None)
+            else:
+                inputs.append(self.values[name])
+        while inputs and inputs[-1] is None and not proto.input[len(inputs) - 1]:
+            inputs.pop()
+        if problem is None and any(v is _POISONED for v in inputs):
+            return self._poison(proto)  # an input's producer is reported already
+        if problem is not None:
+            self.problems.append(Problem(label, proto.op_type, problem))
+            return self._poison(proto)
+        rule = rule_for(proto.op_type, self.opset)
+        try:
+            with self.graph.scope(label.strip("/") or proto.op_type):
+                if rule.fold and inputs and all(isinstance(v, Const) for v in inputs):
+                    outs = _fold(rule, proto, self.opset, inputs)
+                else:
+                    outs = _outputs_of(rule.build(NodeContext(proto, self.opset, inputs)))
+            self._bind(proto, outs)
+        except NeedsValue as exc:
+            self.problems.append(Problem(label, proto.op_type, str(exc), exc.input_name))
+            self._poison(proto)
+        except Unsupported as exc:
+            self.problems.append(Problem(label, proto.op_type, str(exc)))
+            self._poison(proto)
+        except GraphcError as exc:
+            self.problems.append(Problem(label, proto.op_type, f"{type(exc).__name__}: {exc}"))
+            self._poison(proto)
+
+    def _check(self, proto: NodeProto, label: str) -> str | None:
+        if proto.domain not in ("", "ai.onnx"):
+            return f"domain {proto.domain!r} is not supported (graphc imports the default ONNX domain)"
+        rule = rule_for(proto.op_type, self.opset)
+        if rule is None:
+            from graphc.onnx.importer_registry import first_opset
+
+            first = first_opset(proto.op_type)
+            if first is None:
+                return f"graphc has no import rule for op type {proto.op_type!r}"
+            return f"graphc imports {proto.op_type} from opset {first} on, not in opset {self.opset}"
+        extra = [a.name for a in proto.attribute if a.name not in rule.attrs]
+        if extra:
+            return f"attribute{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} not supported"
+        return None
+
+    def _bind(self, proto: NodeProto, outs: list) -> None:
+        for i, name in enumerate(proto.output):
+            if not name:
+                continue
+            if i >= len(outs) or outs[i] is None:
+                raise Unsupported(f"output {i} ({name!r}) is not supported")
+            self.values[name] = outs[i]
+
+    def _poison(self, proto: NodeProto) -> None:
+        for name in proto.output:
+            if name:
+                self.values[name] = _POISONED
+
+    def _outputs(self) -> None:
+        for vi in self.proto.output:
+            v = self.values.get(vi.name, _POISONED)
+            if v is _POISONED:
+                if vi.name not in self.values:
+                    self.problems.append(Problem(vi.name, "graph output", "is not produced by any node"))
+                continue
+            if isinstance(v, Const):
+                v = NodeContext(NodeProto(), self.opset, [v]).input(0)
+            self.graph.output(vi.name, v)
+
+
+def _outputs_of(result) -> list:
+    """A rule's result as a list of Node / Const / None."""
+    if not isinstance(result, list | tuple):
+        result = [result]
+    return [Const(r) if isinstance(r, np.ndarray) else r for r in result]
+
+
+def _fold(rule, proto: NodeProto, opset: int, inputs: list) -> list:
+    """Evaluate a node whose inputs are all known at import (in a scratch graph, by the reference
+    interpreter): its outputs are known at import too."""
+    from graphc.backends.reference import run
+
+    sentinels: dict = {}
+    scratch = Graph("fold")
+    with scratch:
+        outs = _outputs_of(rule.build(NodeContext(proto, opset, inputs, sentinels)))
+        nodes = [o for o in outs if isinstance(o, Node)]
+        values = run(scratch, {}, outputs=nodes) if nodes else []
+    it = iter(values)
+    return [Const(unsentinel(np.asarray(next(it)), sentinels)) if isinstance(o, Node) else o for o in outs]
