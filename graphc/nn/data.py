@@ -85,7 +85,7 @@ def convert(a: np.ndarray, dtype, name: str, what: str) -> np.ndarray:
 def check_samples(X, sample_shape=None, dtype=None, what: str = "data") -> np.ndarray:
     """X as an array of samples of `sample_shape`, converted to `dtype` (see `convert`)."""
     X = _array(X, "X", what)
-    if sample_shape is not None and tuple(X.shape[1:]) != tuple(sample_shape):
+    if sample_shape is not None and not _fits(X.shape[1:], sample_shape):
         sample_shape = tuple(sample_shape)
         if X.shape == sample_shape:
             raise InputError(
@@ -101,6 +101,12 @@ def check_samples(X, sample_shape=None, dtype=None, what: str = "data") -> np.nd
             _check_finite(X, f"{what}: X")
         return X
     return convert(X, dtype, "X", what)
+
+
+def _fits(shape, sample_shape) -> bool:
+    """Whether a sample's shape is `sample_shape`, where None (a sequence's time axis) fits any length."""
+    shape, sample_shape = tuple(shape), tuple(sample_shape)
+    return len(shape) == len(sample_shape) and all(w is None or d == w for d, w in zip(shape, sample_shape))
 
 
 def _whole(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
@@ -229,6 +235,9 @@ class Batches:
     `epoch` first). `batch_size` must be between 1 and the number of samples. With
     `drop_last`, a final batch smaller than `batch_size` is skipped.
 
+    extra: named per-sample arrays (a sequence model's lengths) batched alike; `epoch_feeds`
+    yields (xb, yb, {name: batch of each}).
+
     shard=(rank, size), for data-parallel training: `batch_size` is per rank. Every rank
     shuffles alike (same seed), cuts the epoch's order into global batches of
     `size * batch_size` samples and yields its own contiguous part of each, so the ranks' shards
@@ -246,8 +255,13 @@ class Batches:
         seed: int = 0,
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
+        extra: dict | None = None,
     ):
         X = np.asarray(X)
+        self.extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
+        for k, v in self.extra.items():
+            if len(v) != len(X):
+                raise InputError(f"X and {k} have different lengths: X has {len(X)} samples, {k} has {len(v)}")
         if y is not None:
             y = np.asarray(y)
             if len(y) != len(X):
@@ -304,10 +318,15 @@ class Batches:
         return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_samples)
 
     def epoch_batches(self, epoch: int):
-        """Yield the batches of `epoch`."""
+        """Yield the batches (xb, yb) of `epoch`."""
+        for xb, yb, _ in self.epoch_feeds(epoch):
+            yield (xb, yb)
+
+    def epoch_feeds(self, epoch: int):
+        """Yield the batches of `epoch` with their extra arrays: (xb, yb, {name: batch})."""
         for idx in self.shard_indices(epoch):
             xb = self.X[idx]
-            yield (xb, None if self.y is None else self.y[idx])
+            yield (xb, None if self.y is None else self.y[idx], {k: v[idx] for k, v in self.extra.items()})
 
     def __iter__(self):
         epoch = self.epoch

@@ -21,12 +21,11 @@ from graphc.distributed.gradients import GLOBAL_LOSS
 from graphc.distributed.sharding import shard_range
 from graphc.errors import AttributeValueError, GraphFileError, InputError, TrainingError
 from graphc.ir.graph import Graph
-from graphc.nn.data import Batches, check_int, check_labels, check_samples, check_targets, split_validation
+from graphc.nn.data import Batches, check_int, check_labels, check_samples, split_validation
 from graphc.nn.early_stopping import resolve_early_stopping
-from graphc.nn.heads import LOSSES, METRICS, TARGETS, loss_of, metric_of, predictions_of
 from graphc.nn.history import History
-
-SHARD_WEIGHT = "shard_weight"  # input of a distributed model's step: the samples in this rank's shard
+from graphc.nn.model_graph import LENGTHS, SHARD_WEIGHT, build_model_graph, check_head
+from graphc.nn.sequences import SequenceData
 
 
 def default_backend() -> str:
@@ -58,56 +57,26 @@ class Model:
     `mpiexec`; a world of one otherwise): each rank trains on its shard of every batch, the
     gradients are all-reduced in the training step, rank 0 alone prints and writes files, and
     evaluate/predict are sharded and gathered. See docs/distributed.md.
+    Sequences (docs/nn.md, "Sequence training and generation"): a None in input_shape is the
+    time axis, of any length; lengths=True adds a lengths input (fit/evaluate/predict take
+    lengths=L, int (N,)); stateful=True carries the recurrent layers' state between calls
+    (fit/evaluate/predict take bptt=k: windows of k steps; nn.generate steps it).
     """
 
     def __init__(
         self, net, input_shape, loss: str = "cross_entropy", optimizer=None, metrics=None,
         backend: str | None = None, seed: int = 0, name: str = "model", input_dtype: str = "float32",
-        targets: str = "labels", distributed: bool = False,
+        targets: str = "labels", distributed: bool = False, lengths: bool = False, stateful: bool = False,
     ):  # fmt: skip
         from graphc import nn
 
-        if loss not in LOSSES:
-            raise AttributeValueError(f"Model: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-        if targets not in TARGETS:
-            raise AttributeValueError(f"Model: unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
-        if targets != "labels" and loss != "cross_entropy":
-            raise AttributeValueError(f"Model: targets={targets!r} is for loss 'cross_entropy', not {loss!r}")
+        metrics = check_head(loss, targets, metrics)
         check_int("Model", "seed", seed)
-        if metrics is None:
-            metrics = () if loss == "mse" else ("accuracy",)
-        metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-        for m in metrics:
-            if m not in METRICS:
-                raise AttributeValueError(f"Model: unknown metric {m!r}; expected one of {', '.join(METRICS)}")
-            if m == "accuracy" and loss == "mse":
-                raise AttributeValueError("Model: metric 'accuracy' needs a classification loss, not 'mse'")
         if isinstance(input_shape, int):
             input_shape = (input_shape,)
         self.optimizer = _optimizer(optimizer)
-        g = Graph(name, seed=seed)
-        with g:
-            x = g.input("x", ("batch", *tuple(input_shape)), input_dtype)
-            out = net(x, training=True)
-            eval_out = net(x, training=False)
-            if loss == "cross_entropy":
-                if out.ndim != 2 or not isinstance(out.shape[1], int):
-                    raise AttributeValueError(
-                        f"Model: loss 'cross_entropy' needs network outputs (batch, classes), got {out.type_str}"
-                    )
-                if targets == "probabilities":
-                    y = g.input("y", out.shape, out.dtype)
-                else:
-                    y = g.input("y", ("batch",), "int64")
-            else:
-                y = g.input("y", out.shape, out.dtype)
-            for prefix, o in (("train", out), ("eval", eval_out)):
-                g.output(f"{prefix}/loss", loss_of(nn, loss, o, y))
-                for m in metrics:
-                    g.output(f"{prefix}/{m}", metric_of(nn, m, loss, o, y))
-            g.output("eval/output", eval_out)
-            g.output("eval/predictions", predictions_of(loss, eval_out))
-            weight = g.input(SHARD_WEIGHT, (), "float32") if distributed else None
+        g, weight = build_model_graph(net, name, seed, input_shape, input_dtype, loss, targets, metrics, lengths,
+                                      stateful, distributed)  # fmt: skip
         training = nn.training_graph(g.outputs["train/loss"], self.optimizer, distributed=bool(distributed),
                                      weight=weight)  # fmt: skip
         state = set(getattr(training, "state_names", ()) or ())
@@ -116,7 +85,7 @@ class Model:
             "name": name, "loss": loss, "metrics": list(metrics), "input_shape": list(input_shape),
             "input_dtype": input_dtype, "seed": int(seed), "optimizer": self.optimizer.config,
             "optimizer_state": sorted(state), "backend": None, "targets": targets,
-            "distributed": bool(distributed),
+            "distributed": bool(distributed), "lengths": lengths, "stateful": stateful,
         }, backend)  # fmt: skip
 
     def _setup(self, graph: Graph, config: dict, backend: str | None) -> None:
@@ -128,7 +97,8 @@ class Model:
         y = graph.inputs["y"]
         self.target_shape = tuple(y.shape[1:])
         out = graph.outputs["eval/output"]
-        self.num_classes = int(out.shape[1]) if self.loss == "cross_entropy" else None
+        self.num_classes = int(out.shape[-1]) if self.loss == "cross_entropy" else None
+        self.sequences = SequenceData(graph)
         # Checkpoints from before `targets` existed hold a label model.
         self.targets = config.get("targets") or ("labels" if y.dtype.startswith("int") else "probabilities")
         if backend is None and config.get("backend"):
@@ -160,7 +130,8 @@ class Model:
         self.history = History()
 
     def _names(self, prefix):
-        return [f"{prefix}/loss", *(f"{prefix}/{m}" for m in self.metrics)]
+        """The step's outputs: loss, metrics, then a stateful model's final state."""
+        return [f"{prefix}/loss", *(f"{prefix}/{m}" for m in self.metrics), *self.sequences.state_outputs(prefix)]
 
     @property
     def _evaluate(self):
@@ -176,8 +147,8 @@ class Model:
         import graphc as gc
 
         if self._predict_fn is None:
-            self._predict_fn = gc.compile(self.graph, backend=self.backend,
-                                          outputs=["eval/predictions", "eval/output"], apply_updates=False)  # fmt: skip
+            outputs = ["eval/predictions", "eval/output", *self.sequences.state_outputs("eval")]
+            self._predict_fn = gc.compile(self.graph, backend=self.backend, outputs=outputs, apply_updates=False)
         return self._predict_fn
 
     @property
@@ -199,17 +170,21 @@ class Model:
         return model_summary(self)
 
     # -- data ---------------------------------------------------------------------------------
-    def _check(self, X, y, what):
-        """(X, y) checked and converted to the graph's inputs; InputError says what is expected."""
+    def _check(self, X, y, what, lengths=None):
+        """(X, y, {"lengths": L} or {}) checked and converted to the graph's inputs; InputError says
+        what is expected."""
         X = check_samples(X, self.input_shape, self.config["input_dtype"], what)
+        extra = self.sequences.extra(X, lengths, what)
         if y is None:
-            return X, None
+            return X, None, extra
         y_dtype = self.graph.inputs["y"].dtype
+        if self.sequences.per_step:
+            return X, self.sequences.labels(y, X, extra, self.num_classes, what), extra
         if self.loss == "cross_entropy":
             probs = self.targets == "probabilities"
             y = check_labels(y, len(X), self.num_classes, what, probabilities=probs)
-            return X, np.ascontiguousarray(y, dtype=y_dtype)
-        y = check_targets(y, len(X), self.target_shape, y_dtype, what)
+            return X, np.ascontiguousarray(y, dtype=y_dtype), extra
+        y = self.sequences.targets(y, X, self.target_shape, y_dtype, what)
         if self.loss == "binary_cross_entropy":
             bad = np.flatnonzero((y < 0) | (y > 1))
             if len(bad):
@@ -217,13 +192,13 @@ class Model:
                     f"{what}: binary_cross_entropy targets must be in [0, 1], got {y.reshape(-1)[bad[0]].item()!r} "
                     f"at {len(bad)} value(s)"
                 )
-        return X, y
+        return X, y, extra
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data=None, early_stopping=None, shuffle: bool = True, seed: int | None = None,
             progress: bool = True, drop_last: bool = False, augment=None,
-            initial_epoch: int | None = None) -> History:  # fmt: skip
+            initial_epoch: int | None = None, lengths=None, bptt: int | None = None) -> History:  # fmt: skip
         """Train for `epochs` more epochs; returns (and extends) `model.history`.
 
         `initial_epoch` (as in Keras): resume to a total. With it, `epochs` is the epoch to stop
@@ -238,6 +213,9 @@ class Model:
         `early_stopping`: patience (int) or EarlyStopping; the best epoch's weights are restored.
         A NaN or inf loss raises TrainingError naming the epoch and step, after putting back
         the values the model had at the start of that epoch.
+        `lengths` (a model built with lengths=True): each sequence's valid steps, int (N,);
+        validation_data may then be (X_val, y_val, lengths_val). `bptt=k` (a stateful model):
+        truncated backpropagation through time, each batch trained in windows of k steps.
         """
         check_int("fit", "epochs", epochs, 0)
         check_int("fit", "batch_size", batch_size, 1)
@@ -259,19 +237,22 @@ class Model:
         if seed is not None:
             check_int("fit", "seed", seed)
         seed = self.config["seed"] if seed is None else int(seed)
-        X, y = self._check(X, y, "training data")
+        self.sequences.check_bptt(bptt, "fit")
+        X, y, extra = self._check(X, y, "training data", lengths)
         if validation_data is not None and validation_split:
             raise InputError("fit: pass validation_data or validation_split, not both")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-                raise InputError("fit: validation_data must be a pair (X_val, y_val)")
-            val = self._check(*validation_data, "validation data")
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise InputError("fit: validation_data must be a pair (X_val, y_val) or (X_val, y_val, lengths_val)")
+            val = self._check(*validation_data[:2], "validation data", *validation_data[2:])
         elif validation_split:
             X, y, Xv, yv = split_validation(X, y, validation_split, seed)
-            val = (Xv, yv)
+            val = (Xv, yv, {})
+            for k, v in list(extra.items()):  # the same permutation: it depends on the length and seed only
+                _, extra[k], _, val[2][k] = split_validation(v, v, validation_split, seed)
         batches = Batches(X, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                          shard=(self.world.rank, self.world.size))  # fmt: skip
+                          shard=(self.world.rank, self.world.size), extra=extra)  # fmt: skip
         if self.world.size > 1:
             from graphc.distributed.checks import check_same
 
@@ -283,7 +264,7 @@ class Model:
         first, last = self.epoch, self.epoch + epochs
         self.history.stop_reason = None
         for e in range(first, last):
-            logs = self._train_epoch(batches, e, last, val, progress and self.world.is_root, augment, seed)
+            logs = self._train_epoch(batches, e, last, val, progress and self.world.is_root, augment, seed, bptt)
             self.epoch = e + 1
             self.history.append(self.epoch, logs)
             if stop is None:
@@ -304,7 +285,7 @@ class Model:
             self.history.best_epoch = best[1]
         return self.history
 
-    def _train_epoch(self, batches, e, last, val, progress, augment=None, seed=0) -> dict:
+    def _train_epoch(self, batches, e, last, val, progress, augment=None, seed=0, bptt=None) -> dict:
         from tqdm.auto import tqdm
 
         start, start_step = self._snapshot(self.graph.values), self._train.step
@@ -314,12 +295,12 @@ class Model:
         bar = tqdm(total=len(batches), desc=f"epoch {e + 1}/{last}", unit="batch", disable=not progress,
                    leave=True, dynamic_ncols=True)  # fmt: skip
         try:
-            for i, (xb, yb) in enumerate(batches.epoch_batches(e)):
+            for i, (xb, yb, extra) in enumerate(batches.epoch_feeds(e)):
                 if augment is not None:
                     rank = (self.world.rank,) if self.world.size > 1 else ()  # each rank its own draws
                     xb = self._augmented(augment, xb, np.random.default_rng((seed, e, i, *rank)))
                 feeds = {SHARD_WEIGHT: len(xb)} if SHARD_WEIGHT in self.graph.inputs else {}
-                vals = [float(v) for v in self._train(x=xb, y=yb, **feeds)]
+                vals = self.sequences.run(self._train, xb, yb, {**extra, **feeds}, bptt, len(names))
                 if not math.isfinite(vals[-1]):  # the global loss when distributed: every rank stops here
                     where_ = self._nonfinite_ranks(vals[0])
                     global_step = self._train.step
@@ -340,7 +321,8 @@ class Model:
                 *sums, seen = self.world.sum([*sums, seen])
             logs = {k: float(s / seen) for k, s in zip(names, sums)}
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in self.evaluate(*val).items()})
+                scores = self.evaluate(val[0], val[1], lengths=val[2].get(LENGTHS), bptt=bptt)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
         finally:
             bar.close()
@@ -372,41 +354,50 @@ class Model:
             np.copyto(self.graph.values[k], v)
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, X, y, batch_size: int = 512) -> dict:
-        """Mean loss and metrics over (X, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
+    def evaluate(self, X, y, batch_size: int = 512, lengths=None, bptt: int | None = None) -> dict:
+        """Mean loss and metrics over (X, y), in evaluation mode: {"loss": ..., "accuracy": ...}.
+        lengths, bptt: as in fit."""
         check_int("evaluate", "batch_size", batch_size, 1)
-        X, y = self._check(X, y, "evaluation data")
+        self.sequences.check_bptt(bptt, "evaluate")
+        X, y, extra = self._check(X, y, "evaluation data", lengths)
         names = ["loss", *self.metrics]
         sums = np.zeros(len(names))
         lo, hi = shard_range(len(X), self.world)  # each rank evaluates its part; sums all-reduced
         for s in range(lo, hi, batch_size):
-            xb, yb = X[s : min(s + batch_size, hi)], y[s : min(s + batch_size, hi)]
-            sums += np.asarray([float(v) for v in self._evaluate(x=xb, y=yb)]) * len(xb)
+            part = slice(s, min(s + batch_size, hi))
+            feeds = {k: v[part] for k, v in extra.items()}
+            vals = self.sequences.run(self._evaluate, X[part], y[part], feeds, bptt, len(names))
+            sums += np.asarray(vals) * (part.stop - part.start)
         if self.world.size > 1:
             sums = self.world.sum(sums)
         return {k: float(v / len(X)) for k, v in zip(names, sums)}
 
-    def predict(self, X, batch_size: int = 512, logits: bool = False) -> np.ndarray:
+    def predict(self, X, batch_size: int = 512, logits: bool = False, lengths=None, bptt=None) -> np.ndarray:
         """Predictions in evaluation mode.
 
         cross_entropy: class probabilities (N, classes) (softmax); binary_cross_entropy: the
         probability of 1 (sigmoid), shaped like the output; mse: the outputs. With
-        `logits=True`, the network's raw outputs instead.
+        `logits=True`, the network's raw outputs instead. lengths, bptt: as in fit.
         """
         check_int("predict", "batch_size", batch_size, 1)
-        X, _ = self._check(X, None, "prediction data")
+        self.sequences.check_bptt(bptt, "predict", per_step_only=False)
+        X, _, extra = self._check(X, None, "prediction data", lengths)
         lo, hi = shard_range(len(X), self.world)  # each rank predicts its part; gathered in order
-        parts = [self._predict(x=X[s : min(s + batch_size, hi)])[1 if logits else 0] for s in range(lo, hi, batch_size)]
+        parts = []
+        for s in range(lo, hi, batch_size):
+            part = slice(s, min(s + batch_size, hi))
+            feeds = {k: v[part] for k, v in extra.items()}
+            parts.append(self.sequences.predict(self._predict, X[part], feeds, bptt, 2)[1 if logits else 0])
         if self.world.size == 1:
             return np.concatenate(parts)
         return self.world.gather_rows(np.concatenate(parts) if parts else np.empty((0,), np.float32))
 
-    def predict_classes(self, X, batch_size: int = 512) -> np.ndarray:
+    def predict_classes(self, X, batch_size: int = 512, **sequences) -> np.ndarray:
         """Predicted labels: argmax for cross_entropy, probability > 0.5 for binary_cross_entropy."""
         if self.loss == "mse":
             raise AttributeValueError("predict_classes: a model trained with 'mse' has no classes")
-        p = self.predict(X, batch_size)
-        return p.argmax(axis=1) if self.loss == "cross_entropy" else (p > 0.5).astype(np.int64)
+        p = self.predict(X, batch_size, **sequences)
+        return p.argmax(axis=-1) if self.loss == "cross_entropy" else (p > 0.5).astype(np.int64)
 
     def plot_history(self, path, title: str | None = None):
         """Write training and validation curves (one panel per metric) as a PNG (rank 0 alone writes)."""
