@@ -11,6 +11,6 @@ Every step() runs one step synchronously (JAX: blocked until ready) and returns 
 check that the systems agree.
 """
 
-from . import cnn, ew, lstm, lstm_scan, mlp
+from . import cnn, ew, gru, lstm, lstm_scan, mlp
 
-WORKLOADS = {m.NAME: m for m in (ew, mlp, cnn, lstm, lstm_scan)}
+WORKLOADS = {m.NAME: m for m in (ew, mlp, cnn, lstm, lstm_scan, gru)}

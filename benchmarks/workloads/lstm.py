@@ -2,8 +2,8 @@
 softmax cross-entropy, one SGD training step.
 
 Gates are packed in PyTorch's order (input, forget, cell, output): W (in, 4H), U (H, 4H), one
-bias b (4H). graphc has no recurrent layer in its core, so the graph is unrolled from core ops
-(slicing x[t], matmul, split, sigmoid, tanh); JAX runs the same cell under lax.scan; PyTorch
+bias b (4H). graphc runs `nn.LSTM` (one `gc.scan`, its gradient a reverse scan, both native
+loops on the numba backend) and `nn.Dense`; JAX runs the same cell under lax.scan; PyTorch
 runs nn.LSTM (its native CPU kernel) with b as bias_ih and a frozen zero bias_hh.
 """
 
@@ -34,24 +34,31 @@ def make(rng):
     return params, data
 
 
-def graphc(gc, backend, params, data):
-    missing = [f for f in ("split", "getitem") if not hasattr(gc, f)]
-    if missing:
-        raise NotImplementedError(f"graphc has no {', '.join(missing)} op yet (needed to unroll the cell)")
+def graphc(gc, backend, params, data, seq=None):
+    """nn.LSTM (batch-first: the time-major data is transposed once, outside the timed step) ->
+    nn.Dense; `seq` builds it for another sequence length (benchmarks/scan_compile.py)."""
+    seq = SEQ if seq is None else seq
+    nn = gc.nn
+    lstm = nn.LSTM(HID, init=_given(params["W"]), recurrent_init=_given(params["U"]), bias_init=_given(params["b"]))
+    dense = nn.Dense(OUT, init=_given(params["wd"]), bias_init=_given(params["bd"]))
     with gc.Graph("lstm") as g:
-        x = g.input("x", (SEQ, BATCH, IN))
+        x = g.input("x", (BATCH, seq, IN))
         y = g.input("y", (BATCH,), dtype="int64")
-        W, U, b, wd, bd = (g.param(k, params[k].shape, init=params[k]) for k in ("W", "U", "b", "wd", "bd"))
-        h = c = gc.constant(np.zeros((BATCH, HID), np.float32))
-        for t in range(SEQ):
-            i, f, gg, o = gc.split(x[t] @ W + h @ U + b, 4, axis=1)
-            c = gc.sigmoid(f) * c + gc.sigmoid(i) * gc.tanh(gg)
-            h = gc.sigmoid(o) * gc.tanh(c)
-        loss = g.output("loss", graphc_cross_entropy(gc, h @ wd + bd, y, OUT))
+        loss = g.output("loss", graphc_cross_entropy(gc, dense(lstm(x)), y, OUT))
     graphc_sgd(gc, g, loss, LR)
     exe = gc.compile(g, backend=backend, outputs=[loss], apply_updates=True)  # a training step
-    xv, yv = data["x"], data["y"]
+    xv, yv = np.ascontiguousarray(_steps(data["x"], seq).transpose(1, 0, 2)), data["y"]
     return lambda: exe(x=xv, y=yv)[0]
+
+
+def _given(array):
+    """An initializer that returns the workload's array (the same weights as every peer)."""
+    return lambda shape, rng: array
+
+
+def _steps(x, seq):
+    """The batch's first `seq` steps, or its sequence repeated to `seq` steps."""
+    return x[:seq] if seq <= x.shape[0] else np.resize(x, (seq, *x.shape[1:]))
 
 
 def torch(torch, params, data):
