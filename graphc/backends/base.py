@@ -16,6 +16,7 @@ from graphc.ops.context import RunContext  # noqa: F401  (re-exported: backends 
 from graphc.ops.registry import Kind
 
 _BACKENDS: dict[str, type] = {}
+_UNAVAILABLE: dict[str, GraphcError] = {}  # backend name -> the error compiling for it gives here
 
 
 def register_backend(name: str):
@@ -27,6 +28,17 @@ def register_backend(name: str):
     return deco
 
 
+def register_unavailable(name: str, error: GraphcError) -> None:
+    """Record that backend `name` cannot run here (no device): compiling for it raises `error`."""
+    _UNAVAILABLE[name] = error
+
+
+def unavailable(name: str) -> GraphcError | None:
+    """The error of a backend that cannot run here, else None."""
+    _load_builtin()
+    return _UNAVAILABLE.get(name)
+
+
 def backend_names() -> list[str]:
     _load_builtin()
     return sorted(_BACKENDS)
@@ -35,7 +47,7 @@ def backend_names() -> list[str]:
 def _load_builtin():
     import importlib
 
-    for mod in ("graphc.backends.reference", "graphc.backends.numba"):
+    for mod in ("graphc.backends.reference", "graphc.backends.numba", "graphc.backends.cuda"):
         try:
             importlib.import_module(mod)
         except ImportError:
@@ -45,6 +57,9 @@ def _load_builtin():
 def get_backend(name: str):
     _load_builtin()
     if name not in _BACKENDS:
+        if name in _UNAVAILABLE:
+            err = _UNAVAILABLE[name]
+            raise type(err)(str(err))
         raise GraphcError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
     return _BACKENDS[name]
 
