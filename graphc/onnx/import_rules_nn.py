@@ -93,12 +93,25 @@ def _conv_transpose(n):
     w = n.input(1)
     if one_d:
         w = F.reshape(w, (w.shape[0], w.shape[1], 1, w.shape[2]))
-    if n.attr("output_shape") is not None or n.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        n.unsupported("output_shape and auto_pad SAME_* (give pads and output_padding)")
     strides = _per_axis(n, "strides", 1, one_d)
     dilations = _per_axis(n, "dilations", 1, one_d)
     extra = _per_axis(n, "output_padding", 0, one_d)
-    t, b, left, r = _explicit_pads(n, x.shape[2:], w.shape[2:], strides, dilations, one_d)
+    auto, shape = n.attr("auto_pad", "NOTSET"), n.attr("output_shape")
+    if shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        # The output size is given (or is input * stride): the pads follow from it, as ONNX defines.
+        if shape is None:
+            shape = tuple(size * s for size, s in zip(x.shape[2:], strides))
+        shape = tuple(shape)[-2:] if not one_d else (1, tuple(shape)[-1])
+        pads, grown = [], []
+        for size, s, d, k, e, out in zip(x.shape[2:], strides, dilations, w.shape[2:], extra, shape):
+            total = s * (size - 1) + e + (k - 1) * d + 1 - out
+            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads.append((lo, total - lo) if total >= 0 else (0, 0))
+            grown.append(e if total >= 0 else e - total)  # a larger output: rows and columns added at the end
+        (t, b), (left, r) = pads
+        extra = tuple(grown)
+    else:
+        t, b, left, r = _explicit_pads(n, x.shape[2:], w.shape[2:], strides, dilations, one_d)
     group = n.attr("group", 1)
     hw = [
         (size - 1) * s - lo - hi + d * (k - 1) + 1 + e

@@ -131,11 +131,12 @@ def _depth_to_space(n):
     return F.reshape(y, (N, C // (b * b), H * b, W * b))
 
 
-@onnx_op("SpaceToDepth", since=1, attrs={"blocksize"})
+@onnx_op("SpaceToDepth", since=1, attrs={"blocksize", "mode"})
 def _space_to_depth(n):
     x, b = n.input(0), n.attr("blocksize")
     N, C, H, W = x.shape
-    y = F.transpose(F.reshape(x, (N, C, H // b, b, W // b, b)), (0, 3, 5, 1, 2, 4))
+    perm = (0, 3, 5, 1, 2, 4) if n.attr("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
+    y = F.transpose(F.reshape(x, (N, C, H // b, b, W // b, b)), perm)
     return F.reshape(y, (N, C * b * b, H // b, W // b))
 
 
@@ -322,7 +323,8 @@ def _one_hot(n):
     if indices.dtype not in ("int32", "int64"):
         indices = F.cast(indices, "int64")
     indices = F.where(F.less(indices, 0), indices + depth, indices)
-    valid = F.where(F.less(indices, 0), F.less(indices, 0), F.less(indices, depth))
+    inside = F.greater_equal(indices, 0)
+    valid = F.where(inside, F.less(indices, depth), inside)
     axis = n.attr("axis", -1)
     hot = F.one_hot(F.where(valid, indices, 0), depth, values.dtype, axis)
     axis = axis % hot.ndim
