@@ -374,6 +374,24 @@ def take_grad(out, g, idx, three, k, bad, lo) -> None:
         _take_grad[_grid(g.size)](g.reshape(p, k, q), flat(idx), out.reshape(three), bad, lo)
 
 
+@cuda.jit
+def _sequence_mask(lengths, out, bad):
+    p_, t_ = out.shape
+    for e in range(cuda.grid(1), p_ * t_, cuda.gridsize(1)):
+        p = e // t_
+        t = e % t_
+        n = lengths[p]
+        if n < 0 or n > t_:
+            bad[0] = 1
+        out[p, t] = t < n
+
+
+def sequence_mask(out, lengths, bad) -> None:
+    if out.size:
+        p = lengths.size
+        _sequence_mask[_grid(out.size)](flat(lengths), out.reshape(p, out.size // p), bad)
+
+
 # -- convolution helpers: im2col, col2im (scatter-add), the sum over images ---------------------
 @cuda.jit
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw):

@@ -69,7 +69,7 @@ def _maps(node, in_shapes):
 class _Move:
     """One output: a gather from one input, or a fill then a scatter per input."""
 
-    def __init__(self, moved, src, in_sizes, dtype):
+    def __init__(self, moved, src, in_sizes):
         self.fill = None
         starts = np.cumsum([0, *in_sizes])
         if moved.all() and len(in_sizes) == 1:
@@ -104,7 +104,7 @@ def _moves(node, in_shapes, out_shape):
         return None
     sizes = [math.prod(s) for s in in_shapes]
     try:
-        moves = [_Move(m, s, sizes, node.dtype) for m, s in maps]
+        moves = [_Move(m, s, sizes) for m, s in maps]
     except ValueError:
         return None
     if node.is_tuple:
@@ -255,4 +255,15 @@ def _take_grad(node, in_shapes, out_shape):
     return _indexed(run, flag, 1, lo, three[1])
 
 
-from graphc.backends.cuda import lowerings_conv  # noqa: E402, F401  (convolution and pooling)
+@lowering("sequence_mask", CUDA)
+def _sequence_mask(node, in_shapes, out_shape):
+    flag = _Flag(node, in_shapes, out_shape)
+
+    def run(out, lengths):
+        lib.sequence_mask(out, lengths, flag.flag)
+        flag.check((lengths,))
+
+    return _indexed(run, flag, 0, 0, out_shape[-1] + 1)
+
+
+from graphc.backends.cuda import lowerings_conv, scan  # noqa: E402, F401  (convolution, pooling; the scan)

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from graphc.backends import loopgen
-from graphc.backends.base import run_reference
+from graphc.backends.base import backend_names, run_reference
 from graphc.backends.cuda import device, kernels
 from graphc.backends.schedule import ELEMENTWISE, OUT_FUSABLE, REDUCTION, Lowering, Schedule
 from graphc.errors import UnsupportedOpError, where
@@ -42,11 +42,10 @@ def check_lowerings(kernels_, nodes: dict) -> None:
         if k.kind != OUT_FUSABLE and (n.opdef.takes_tuple or (n.opdef.random and not n.inputs)):
             continue  # a projection; a random mask drawn on the host
         if not callable(n.opdef.lowerings.get(BACKEND)):
-            has = sorted(b for b, f in n.opdef.lowerings.items() if callable(f))
             raise UnsupportedOpError(
                 f"backend 'cuda': op {n.op!r} ({n.label}: {n.type_str}) has no CUDA lowering, and the cuda "
-                f"backend never runs an op on the host inside a step; run this graph on "
-                f"{', '.join(repr(b) for b in ['reference', *has])}" + where(n.location)
+                f"backend never runs an op on the host inside a step; run this graph on another backend "
+                f"({', '.join(repr(b) for b in backend_names() if b != BACKEND)})" + where(n.location)
             )
 
 
@@ -70,7 +69,7 @@ class Launch:
 
 class Call:
     """A library-call lowering: fn(out, *inputs) on device arrays (fn(*inputs) -> tuple for a
-    node with several outputs); `fed_index` (the index input is fed: checked on the host)."""
+    node with several outputs; fn(*inputs, ctx=) if fn.wants_ctx)."""
 
     __slots__ = ("node", "fn")
 
@@ -80,7 +79,9 @@ class Call:
     def run(self, vals, ctx):
         n = self.node
         ins = [vals[x.id] for x in n.inputs]
-        if n.is_tuple:
+        if getattr(self.fn, "wants_ctx", False):  # a scan: its body's random ops read the step
+            vals[n.id] = tuple(self.fn(*ins, ctx=ctx))
+        elif n.is_tuple:
             vals[n.id] = tuple(self.fn(*ins))
         else:
             self.fn(vals[n.id], *ins)
@@ -128,8 +129,9 @@ class Fill:
 class Runtime:
     """Schedule `schedule` bound to device memory and kernels; `run` computes one call."""
 
-    def __init__(self, schedule: Schedule, dvalues, transfers):
+    def __init__(self, schedule: Schedule, dvalues, transfers, host_feeds: bool = True):
         cu = device.cuda()
+        self.host_feeds = host_feeds  # the inputs are fed from the host (a scan body's are not)
         s = self.schedule = schedule
         self.env, self.shape, self.transfers, self.dvalues = s.env, s.shape, transfers, dvalues
         self.launch = device.launch()
@@ -190,7 +192,7 @@ class Runtime:
         if not n.is_tuple and n.id not in self.static:
             self.static[n.id] = device.cuda().device_array(self.shape[n.id], n.dtype)
         index = getattr(fn, "index", None)
-        if index is not None and n.inputs[index[0]].is_input:
+        if index is not None and self.host_feeds and n.inputs[index[0]].is_input:
             self.host_checks.append((n, *index))
             fn.flag.skip = True  # checked on the host: nothing read back
         return Call(n, fn)
@@ -322,6 +324,15 @@ class Runtime:
             if host.size:
                 vals[n.id].copy_to_device(host)
             self.transfers.add("h2d", "input", host.nbytes)
+        for st in self.steps:
+            st.run(vals, ctx)
+        return vals
+
+    def run_device(self, step: int, loop: tuple) -> dict:
+        """Every value of one run whose inputs are already in their device buffers (a scan body)."""
+        vals = dict(self.static)
+        ctx = self.ctx
+        ctx.step, ctx.loop = step, loop
         for st in self.steps:
             st.run(vals, ctx)
         return vals
