@@ -136,6 +136,11 @@ class Schedule:
     library-call lowerings (OpDef.lowerings).
     """
 
+    # where the values the call returns live (a loop body's schedule keeps them in planned buffers)
+    OUTPUT_STORAGE = Storage.POOL
+    # whether an elementwise kernel may write over an input that dies there (plan.Step.inplace)
+    IN_PLACE = True
+
     def __init__(self, nodes, kernels, outputs, updates: dict, env: dict, variables: dict, values, backend: str):
         self.env = dict(env)
         self.backend = backend
@@ -143,10 +148,7 @@ class Schedule:
         self.shape = {n.id: _concrete(n, env) for n in nodes}
         self.outputs = [n.id for n in outputs]
         out_ids = set(self.outputs)
-        self.storage: dict[int, Storage] = {n.id: Storage.INPUT for n in nodes if n.is_input}
-        for n in nodes:
-            if n.is_param or n.is_const:
-                self.storage[n.id] = Storage.STATIC
+        self.storage: dict = {n.id: self._source_storage(n) for n in nodes if n.is_source}
         self.alias: dict = {}  # view id -> the value it is a view of (a projection: its Element)
         # the outputs of each node whose call writes them into memory given to it (WritesOutputs)
         self.elements: dict[int, list[Element]] = {}
@@ -173,7 +175,7 @@ class Schedule:
                 elif fresh or (how is Lowering.REFERENCE_ANCHOR and v == k.anchor):
                     self.storage[v] = Storage.FRESH
                 elif v in out_ids and how is not Lowering.VIEW:
-                    self.storage[v] = Storage.POOL
+                    self.storage[v] = self.OUTPUT_STORAGE
                 else:
                     self.storage[v] = Storage.STATIC
         self._decide_updates(updates, variables, out_ids)
@@ -199,6 +201,10 @@ class Schedule:
     def nbytes(self, v) -> int:
         return math.prod(self.shape[v]) * np.dtype(self.dtype(v)).itemsize
 
+    def _source_storage(self, n) -> Storage:
+        """A source node's memory: the fed array for an input; variables and constants are fixed."""
+        return Storage.INPUT if n.is_input else Storage.STATIC
+
     # -- nodes whose call writes their outputs into given memory ---------------------------
     def _writes_outputs(self, n) -> bool:
         return n.is_tuple and isinstance(n.opdef.lowerings.get(self.backend), WritesOutputs)
@@ -207,7 +213,7 @@ class Schedule:
         es = self.elements[n.id] = [Element(n.id, i) for i in range(len(n.types))]
         for e, shape in zip(es, self.shape[n.id]):
             self.shape[e] = shape
-            self.storage[e] = Storage.POOL if e in self._returned else Storage.STATIC
+            self.storage[e] = self.OUTPUT_STORAGE if e in self._returned else Storage.STATIC
 
     # -- how each group runs ---------------------------------------------------------------
     def _library_call(self, node) -> bool:
@@ -280,7 +286,7 @@ class Schedule:
             for v in writes:
                 nbytes[v] = self.nbytes(v)
             inplace = {}
-            if how in (Lowering.LOOP, Lowering.CALL) and k.kind in _SAME_INDEX_KINDS:
+            if self.IN_PLACE and how in (Lowering.LOOP, Lowering.CALL) and k.kind in _SAME_INDEX_KINDS:
                 cands = [v for v in k.inputs if v in nbytes] + ([k.anchor] if k.anchor in writes else [])
                 for w in writes:
                     if w != k.anchor:
@@ -335,7 +341,7 @@ class _Probes:
     def __init__(self, schedule: Schedule, values):
         self.s, self.values = schedule, values
         self.arrays: dict[int, np.ndarray] = {}
-        self.ctx = RunContext({}, values, {}, 0)
+        self.ctx = RunContext({}, values, schedule.env, 0)
 
     def _array(self, n):
         a = self.arrays.get(n.id)
@@ -349,18 +355,36 @@ class _Probes:
             self.arrays[n.id] = a
         return a
 
+    def array(self, v):
+        """The stand-in array of value v (a node id or an Element), if one was made."""
+        return self.arrays.get(v)
+
+    def same_memory(self, v, of) -> None:
+        """Value v shows the memory of value `of` (a projection of an Element that is a view)."""
+        if of in self.arrays:
+            self.arrays[v] = self.arrays[of]
+
     def is_view(self, n) -> bool:
+        """Whether n's reference returns a view of its first input (for a node with several
+        outputs: every output, each then an Element with a stand-in of its own)."""
         if not all(self.s.storage.get(y.id) is Storage.STATIC for y in n.inputs):
             return False
         probe = [self._array(y) for y in n.inputs]
         try:
-            out = np.asarray(n.opdef.ref(n, probe, self.ctx))
+            out = n.opdef.ref(n, probe, self.ctx)
         except Exception:
             return False
-        if out.shape == self.s.shape[n.id] and out.dtype == n.dtype and np.shares_memory(out, probe[0]):
-            self.arrays[n.id] = out
-            return True
-        return False
+        outs = [np.asarray(o) for o in out] if n.is_tuple else [np.asarray(out)]
+        types = [(shapes.concrete(s, self.s.env), d) for s, d in n.types]
+        if len(outs) != len(types) or not all(
+            o.shape == s and o.dtype == d and np.shares_memory(o, probe[0]) for o, (s, d) in zip(outs, types)
+        ):
+            return False
+        if n.is_tuple:
+            self.arrays.update((Element(n.id, i), o) for i, o in enumerate(outs))
+        else:
+            self.arrays[n.id] = outs[0]
+        return True
 
 
 def _concrete(n, env):

@@ -1,22 +1,28 @@
-"""A scan body planned for a native loop: its kernels, its per-step memory, each step's arguments.
+"""A scan body planned for a native loop: its schedule, its per-step memory, each step's arguments.
 
-`BodyPlan(body, env)` fuses the body (graphc.fusion.fuse_body), decides how each kernel group
-runs inside compiled code, plans the per-step temporaries once (graphc.backends.plan) and
-generates the groups' loop kernels with the Numba codegen:
+`BodyPlan(body, env)` fuses the body (graphc.fusion.fuse_body) and schedules it like any graph:
+`BodySchedule` is a graphc.backends.schedule.Schedule over the in-loop lowerings (key IN_LOOP),
+with the same typed steps (Lowering), the same Storage, Elements for calls with several outputs,
+the memory plan's input and the plan. On top of it BodyPlan builds what the loop's driver runs:
 
   LOOP / REDUCE  generated elementwise / reduction kernels (graphc.backends.loopgen, codegen.py),
                  never parallel (a prange in every step would pay its thread start-up T times);
   CALL           the op's in-loop lowering (the `lowering` decorator's key IN_LOOP): a statement
                  the driver runs on the call's arguments (matmul: np.dot, which Numba lowers to
-                 BLAS; a nested scan: its own driver), then the group's generated epilogue;
-  VIEW           a view of its input (reshape, transpose, slice), cut once per binding;
-  PROJECTION     tuple_get of a value a CALL writes: that output's buffer.
+                 BLAS; a nested scan: its own driver, writing its Elements), then the group's
+                 generated epilogue;
+  VIEW           a view of its input (reshape, transpose, slice; split: each output), cut once
+                 per binding;
+  PROJECTION     tuple_get of an Element: a CALL's planned buffer, or a split's view.
 
-Every value of a step lives in memory fixed for the plan's lifetime (carries and x slices in
-buffers the driver copies into, captured values in the arrays bound, temporaries in planned
-buffers), so each step's arguments are bound once, not at every time step. A body that cannot
-run this way (an op with no in-loop lowering, a random op, unbound dims) raises NotNative
-saying why; its scan then runs the reference loop.
+What a body's schedule does otherwise than a graph's (BodySchedule): every input lives in memory
+fixed for the plan's lifetime (carries and x slices in buffers the driver copies into, captured
+values in the arrays bound), so views of them are cut once and each step's arguments are bound
+once, not at every time step; the outputs stay in planned buffers (the driver copies them out);
+no kernel writes over its input; a strided view that a generated kernel reads, or that is an
+output, is copied to a contiguous buffer (a `Contiguous` value, planned like the others) by a
+step of its own. A body that cannot run this way (a group with no in-loop lowering, a random
+op, unbound dims) raises NotNative saying why; its scan then runs the reference loop.
 """
 
 import math
@@ -28,15 +34,27 @@ import numpy as np
 from graphc.backends import loopgen
 from graphc.backends import plan as planning
 from graphc.backends.numba import cache, codegen
+from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, PlanInput, Schedule, Storage
 from graphc.fusion import fuse_body
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
-from graphc.ops.registry import Kind
 
-__all__ = ["IN_LOOP", "NotNative", "LoopCall", "Size", "Arr", "BodyStep", "BodyPlan", "copy_loops", "fill_loops"]
+__all__ = [
+    "IN_LOOP",
+    "NotNative",
+    "LoopCall",
+    "Size",
+    "Arr",
+    "BodyStep",
+    "Contiguous",
+    "BodySchedule",
+    "BodyPlan",
+    "copy_loops",
+    "fill_loops",
+    "external",
+]
 
 IN_LOOP = "numba-loop"  # the lowerings key of ops that run inside a compiled loop's driver
-ELEMENTWISE, REDUCTION, OUT_FUSABLE = Kind.ELEMENTWISE.value, Kind.REDUCTION.value, Kind.OUT_FUSABLE.value
 
 
 class NotNative(Exception):
@@ -135,46 +153,153 @@ def _concrete(n, env):
         ) from None
 
 
+class Contiguous(NamedTuple):
+    """The contiguous copy of value `of` (a strided view), made by a copy step of its own."""
+
+    of: object
+
+
+class BodySchedule(Schedule):
+    """The schedule of a scan body at the dims `env` (see the module doc); raises NotNative.
+
+    Adds to Schedule: `copies` (strided view -> its Contiguous copy), `copies_before` (step index
+    -> the views copied just before that step), `output_copies` (the outputs copied after the
+    last step) and `returned` (each output, or its copy: what the driver copies out)."""
+
+    OUTPUT_STORAGE = Storage.STATIC  # the driver copies the outputs out of their planned buffers
+    # never in place: an output sharing an input's buffer fails LLVM's run-time overlap check, and
+    # the loop runs unvectorised (measured 10x slower on LSTM gates); bodies' buffers are small
+    IN_PLACE = False
+
+    def __init__(self, body, env: dict):
+        for n in body.nodes:
+            _concrete(n, env)  # NotNative for a dim the scan's shapes do not bind
+        self.body = body
+        self._probes = None
+        kernels = fuse_body(body, lambda n: loopgen.reduce_spec(n) is not None)
+        super().__init__(body.nodes, kernels, body.outputs, {}, env, {}, {}, IN_LOOP)
+
+    def _source_storage(self, n) -> Storage:
+        # carries and x slices live in the driver's buffers, captured values in the arrays bound
+        return Storage.STATIC
+
+    def _writes_outputs(self, n) -> bool:
+        return n.is_tuple  # an in-loop call writes every output into the arguments it is given
+
+    def dtype(self, v) -> str:
+        return super().dtype(v.of if isinstance(v, Contiguous) else v)
+
+    def _classify(self, k, probes) -> Lowering:
+        self._probes = probes
+        how = super()._classify(k, probes)
+        n = self.nodes[k.node_ids[0]]
+        if how is Lowering.REFERENCE and n.is_tuple and n.inputs and probes.is_view(n):
+            self.elements[n.id] = es = [Element(n.id, i) for i in range(len(n.types))]
+            for e, shape in zip(es, self.shape[n.id]):  # split: every output a view of the input
+                self.shape[e], self.storage[e], self.alias[e] = shape, Storage.STATIC, n.inputs[0].id
+            return Lowering.VIEW
+        if how is Lowering.PROJECTION:
+            probes.same_memory(n.id, Element(n.inputs[0].id, n.attrs["index"]))
+        elif how is Lowering.REFERENCE and n.opdef.random:
+            raise NotNative(f"{n.op} {n.label} is random (its numbers are drawn by its NumPy reference)")
+        elif how in (Lowering.REFERENCE, Lowering.REFERENCE_ANCHOR):
+            a = self.nodes[k.anchor] if how is Lowering.REFERENCE_ANCHOR else n
+            raise NotNative(f"{a.op} {a.label} has no lowering that runs inside compiled code")
+        return how
+
+    # -- contiguous copies -----------------------------------------------------------------
+    def kernel_reads(self, st) -> list:
+        """The nodes step `st`'s generated code reads from outside its group (a CALL's own
+        inputs are read by the call, in whatever layout)."""
+        k, how = st.kernel, st.lowering
+        group = [self.nodes[v] for v in k.node_ids]
+        if how is Lowering.LOOP:
+            return external(group, [], self.nodes)[0]
+        if how is Lowering.REDUCE:
+            src = self.nodes[k.anchor].inputs[0]
+            body = [n for n in group if n.id != k.anchor]
+            return external(body, [] if any(n is src for n in body) else [src.id], self.nodes)[0]
+        if how is Lowering.CALL and k.kind == OUT_FUSABLE and len(group) > 1:
+            return external([n for n in group if n.id != k.anchor], [k.anchor], self.nodes)[0][1:]
+        return []
+
+    def _strided(self, v, any_rank: bool) -> bool:
+        """Whether value v is a view laid out with strides: Numba vectorises a kernel's loop only
+        over contiguous arrays (measured 12x faster on LSTM gates), and a copy costs one pass."""
+        probe = self._probes.array(v) if v in self.alias else None
+        if probe is None:
+            return False
+        return not (probe.flags.c_contiguous or (probe.ndim < 2 and not any_rank) or not probe.size)
+
+    def _copy(self, v, steps, nbytes):
+        c = self.copies[v] = Contiguous(v)
+        self.shape[c], self.storage[c] = self.shape[v], Storage.STATIC
+        nbytes[c] = self.nbytes(c)
+        steps.append(planning.Step([v], [c]))
+
+    def _plan_input(self) -> PlanInput:
+        pin = super()._plan_input()
+        self.copies, self.copies_before, self.output_copies = {}, {}, []
+        steps = []
+        for i, (st, ps) in enumerate(zip(self.steps, pin.steps)):
+            reads = [x.id for x in self.kernel_reads(st)]
+            for v in reads:
+                if v not in self.copies and self._strided(v, False):
+                    self._copy(v, steps, pin.nbytes)
+                    self.copies_before.setdefault(i, []).append(v)
+            steps.append(planning.Step(ps.reads + [self.copies[v] for v in reads if v in self.copies], ps.writes))
+        for v in self.outputs:
+            if v not in self.copies and self._strided(v, True):
+                self._copy(v, steps, pin.nbytes)
+                self.output_copies.append(v)
+        self.returned = [self.copies.get(v, v) for v in self.outputs]
+        return PlanInput(steps, pin.nbytes, pin.alias, list(dict.fromkeys(self.returned)))
+
+
+def external(group, extra_ids, nodes) -> tuple[list, dict]:
+    """The group's inputs from outside (the nodes of extra_ids first) and its inlined 0-d constants."""
+    ids = {n.id for n in group}
+    ins, scalars = [nodes[v] for v in extra_ids], {}
+    for n in group:
+        for x in n.inputs:
+            if x.id in ids or any(y is x for y in ins) or x.id in scalars:
+                continue
+            if x.is_const and x.shape == ():
+                scalars[x.id] = codegen.literal(x.attrs["value"], x.dtype)
+            else:
+                ins.append(x)
+    return ins, scalars
+
+
 class BodyPlan:
     """The body's steps, memory plan and buffers at the dims `env` (see the module doc).
 
-    Values are node ids of the body graph, and (tuple node id, index) for each output of a
-    CALL with several outputs. `bind(inputs)` gives every step's argument tuple.
+    `schedule` is its BodySchedule; values are node ids of the body graph, Elements (the outputs
+    of a CALL or a split with several) and Contiguous copies. `bind(inputs)` gives every step's
+    argument tuple.
     """
 
     def __init__(self, body, env: dict):
         self.body, self.env = body, dict(env)
-        self.nodes = {n.id: n for n in body.nodes}
-        self.shape = {v: _concrete(n, env) for v, n in self.nodes.items()}
-        self.kernels = fuse_body(body, lambda n: loopgen.reduce_spec(n) is not None)
-        self.inputs = {n.id for n in body.all_inputs}
-        self.alias: dict = {}  # view/projection -> the value whose memory it shows
+        s = self.schedule = BodySchedule(body, env)
+        self.nodes, self.shape, self.alias = s.nodes, s.shape, s.alias
         self.derived: list = []  # (value, view node or None, base): views and projections, in order
-        self.elements: dict = {}  # values that are not nodes: (tuple id, index), contiguous copies -> type
         self.steps: list[BodyStep] = []
-        self.nbytes: dict = {}
-        self._probe: dict = {}
-        self._plan_steps: list[planning.Step] = []  # in the order of self.steps
-        self._copies: dict = {}  # strided view -> its contiguous copy
-        for k in self.kernels:
-            self._plan_kernel(k)
-        # what the driver copies out at the end of a step, each contiguous (copied flat)
-        self.outputs = [self._contiguous(o.id, any_rank=True) for o in body.outputs]
-        keep = list(self.outputs)
-        self.plan = planning.plan_memory(self._plan_steps, self.nbytes, self.alias, keep=keep)
+        for i, st in enumerate(s.steps):
+            for v in s.copies_before.get(i, ()):
+                self._copy_step(v)
+            self._step(st)
+        for v in s.output_copies:
+            self._copy_step(v)
+        self.outputs = list(s.returned)  # what the driver copies out at the end of a step, each contiguous
+        self.plan = s.plan
         bufs = self.plan.allocate()
         self.buffers = {}
         for v, b in self.plan.buffer_of.items():
-            shp, dt = self._type(v)
-            self.buffers[v] = bufs[b][: self.nbytes[v]].view(dt).reshape(shp)
+            self.buffers[v] = bufs[b][: s.plan_input.nbytes[v]].view(s.dtype(v)).reshape(s.shape[v])
         self.consts = {v: np.array(n.attrs["value"], dtype=n.dtype) for v, n in self.nodes.items() if n.is_const}
 
     # -- reading ---------------------------------------------------------------------------
-    def _type(self, v):
-        if v in self.elements:
-            return self.elements[v]
-        return self.shape[v], self.nodes[v].dtype
-
     def base(self, v):
         while v in self.alias:
             v = self.alias[v]
@@ -185,46 +310,27 @@ class BodyPlan:
         """The largest product one step runs (for the BLAS thread count)."""
         return max([st.call.flops for st in self.steps if st.call is not None] or [0.0])
 
-    # -- planning --------------------------------------------------------------------------
-    def _plan_kernel(self, k) -> None:
+    # -- the steps -------------------------------------------------------------------------
+    def _step(self, st) -> None:
+        k, how = st.kernel, st.lowering
         nodes = [self.nodes[v] for v in k.node_ids]
-        if k.kind == ELEMENTWISE:
-            return self._loop(k, nodes, [])
-        if k.kind == REDUCTION and k.anchor is not None and loopgen.reduce_spec(self.nodes[k.anchor]):
-            return self._reduce(k)
-        if k.kind == OUT_FUSABLE:
-            a = self.nodes[k.anchor]
-            self._call(a, [a.id])
-            if len(nodes) > 1:
+        if how is Lowering.LOOP:
+            self._loop(k, nodes, [])
+        elif how is Lowering.REDUCE:
+            self._reduce(k)
+        elif how is Lowering.CALL:
+            a = self.nodes[k.anchor] if k.kind == OUT_FUSABLE else nodes[0]
+            self._call(a, self.schedule.elements.get(a.id, [a.id]))
+            if k.kind == OUT_FUSABLE and len(nodes) > 1:
                 self._loop(k, [n for n in nodes if n.id != a.id], [a.id])
-            return
-        (n,) = nodes
-        if n.opdef.random:
-            raise NotNative(f"{n.op} {n.label} is random (its numbers are drawn by its NumPy reference)")
-        if n.opdef.takes_tuple and n.inputs and (n.inputs[0].id, n.attrs["index"]) in self.elements:
-            key = (n.inputs[0].id, n.attrs["index"])
-            self._probe[n.id] = self._probe_array(key)
-            self._derive(n.id, None, key)
-            return
-        if callable(n.opdef.lowerings.get(IN_LOOP)):
-            outs = [(n.id, i) for i in range(len(n.types))] if n.is_tuple else [n.id]
-            return self._call(n, outs)
-        if (n.is_tuple or n.opdef.kind in (Kind.INJECTIVE, Kind.BROADCAST)) and n.inputs and self._is_view(n):
-            if n.is_tuple:  # split: every output a view of the input
-                for i, (s, d) in enumerate(n.types):
-                    self.elements[(n.id, i)] = (shapes.concrete(s, self.env), d)
-                    self.alias[(n.id, i)] = n.inputs[0].id
-            self._derive(n.id, n, n.inputs[0].id)
-            return
-        raise NotNative(f"{n.op} {n.label} has no lowering that runs inside compiled code")
+        elif how is Lowering.VIEW:
+            self.derived.append((nodes[0].id, nodes[0], nodes[0].inputs[0].id))
+        else:  # PROJECTION: an Element's memory
+            self.derived.append((nodes[0].id, None, self.alias[nodes[0].id]))
 
-    def _derive(self, v, view, base):
-        self.alias[v] = base
-        self.derived.append((v, view, base))
-
-    def _planned(self, v):
-        shp, dt = self._type(v)
-        self.nbytes[v] = math.prod(shp) * np.dtype(dt).itemsize
+    def _copy_step(self, v) -> None:
+        call = LoopCall(copy_loops("{p}[0]", "{p}[1]", len(self.shape[v])), label="contiguous copy")
+        self.steps.append(BodyStep(f"copy of {self.nodes[v].label}", call=call, ins=[v], outs=[Contiguous(v)]))
 
     def _call(self, n, outs) -> None:
         in_shapes = [self.shape[x.id] for x in n.inputs]
@@ -233,58 +339,35 @@ class BodyPlan:
         if call is None:
             ins = ", ".join(x.type_str for x in n.inputs)
             raise NotNative(f"{n.op} {n.label} ({ins}) has no lowering inside compiled code at these shapes")
-        if n.is_tuple:
-            for i, (s, d) in enumerate(n.types):
-                self.elements[(n.id, i)] = (shapes.concrete(s, self.env), d)
-        for v in outs:
-            self._planned(v)
         ins = [x.id for x in n.inputs]
         self.steps.append(BodyStep(f"{n.op}#{n.id}", call=call, ins=ins, outs=list(outs)))
-        self._plan_steps.append(planning.Step(ins, list(outs)))
-
-    def _external(self, body, extra_ids):
-        """The group's inputs from outside (extra first) and its inlined 0-d constants."""
-        ids = {n.id for n in body}
-        ins, scalars = [self.nodes[v] for v in extra_ids], {}
-        for n in body:
-            for x in n.inputs:
-                if x.id in ids or any(y is x for y in ins) or x.id in scalars:
-                    continue
-                if x.is_const and x.shape == ():
-                    scalars[x.id] = codegen.literal(x.attrs["value"], x.dtype)
-                else:
-                    ins.append(x)
-        return ins, scalars
 
     def _args(self, loop, loop_static, ins, outs, reduced):
-        """Sizes, inputs (size 1 where broadcast) and outputs, each loop dim its own loop: the
-        arrays are then seen through views that only insert size-1 dims, whatever their layout."""
+        """Sizes, inputs (size 1 where broadcast; contiguous copies of strided views) and outputs,
+        each loop dim its own loop: the arrays are then seen through views that only insert size-1
+        dims, whatever their layout."""
         masks = [loopgen.broadcast_mask(x.shape, loop_static) for x in ins]
         groups = loopgen.collapse_groups(loop, masks, reduced, False)
         sizes = [math.prod(loop[d] for d in g) for g in groups]
         args = [Size(s) for s in sizes]
         cmasks = []
+        copies = self.schedule.copies
         for x, m in zip(ins, masks):
             cm = tuple(bool(g) and m[g[0]] for g in groups)
             cmasks.append(cm)
-            args.append(Arr(self._contiguous(x.id), tuple(1 if b else s for b, s in zip(cm, sizes))))
+            args.append(Arr(copies.get(x.id, x.id), tuple(1 if b else s for b, s in zip(cm, sizes))))
         args += [Arr(n.id, tuple(sizes)) for n in outs]
         return args, groups, sizes, cmasks
 
     def _loop(self, k, body, extra_ids) -> None:
         loop_static = k.loop_shape
         loop = shapes.concrete(loop_static, self.env)
-        ins, scalars = self._external(body, extra_ids)
+        ins, scalars = external(body, extra_ids, self.nodes)
         outs = [n for n in body if n.id in k.outputs]
         args, _, sizes, cmasks = self._args(loop, loop_static, ins, outs, [False] * len(loop))
         spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
         source = codegen.elementwise_source(spec, _label(body))
         self.steps.append(BodyStep(k.name, cache.load(source), args, source=source))
-        for n in outs:
-            self._planned(n.id)
-        # never in place: an output sharing an input's buffer fails LLVM's run-time overlap check,
-        # and the loop runs unvectorised (measured 10x slower on LSTM gates); bodies' buffers are small
-        self._plan_steps.append(planning.Step([self._read(x.id) for x in ins], [n.id for n in outs]))
 
     def _reduce(self, k) -> None:
         anchor = self.nodes[k.anchor]
@@ -295,7 +378,7 @@ class BodyPlan:
         loop = shapes.concrete(src.shape, self.env)
         if math.prod(loop) == 0:
             raise NotNative(f"{anchor.op} {anchor.label} reduces an empty loop ({src.type_str} at {loop})")
-        ins, scalars = self._external(body, [] if any(n is src for n in body) else [src.id])
+        ins, scalars = external(body, [] if any(n is src for n in body) else [src.id], self.nodes)
         outs = [n for n in body if n.id in k.outputs]
         reduced = [d in axes for d in range(len(loop))]
         args, groups, sizes, cmasks = self._args(loop, src.shape, ins, outs, reduced)
@@ -305,63 +388,6 @@ class BodyPlan:
         spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
         source = codegen.reduce_source(spec, anchor, rs, cred, _label([*body, anchor]))
         self.steps.append(BodyStep(k.name, cache.load(source), args, source=source))
-        writes = [n.id for n in outs] + [anchor.id]
-        for v in writes:
-            self._planned(v)
-        self._plan_steps.append(planning.Step([self._read(x.id) for x in ins], writes))
-
-    def _read(self, v):
-        """The value a generated kernel reads for v: its contiguous copy if it has one."""
-        return self._copies.get(v, v)
-
-    def _contiguous(self, v, any_rank: bool = False):
-        """v, or for a strided view (a split part, a column slice) a contiguous copy made by a step
-        of its own: Numba vectorises a kernel's loop only over contiguous arrays (measured 12x
-        faster on LSTM gates), and the copy costs one pass."""
-        if v in self._copies or v not in self.alias:
-            return self._read(v)
-        probe = self._probe_array(v)
-        if probe.flags.c_contiguous or (probe.ndim < 2 and not any_rank) or not probe.size:
-            return v
-        copy = self._copies[v] = ("contiguous", v)
-        self.elements[copy] = (self.shape[v], self.nodes[v].dtype)
-        self._planned(copy)
-        step = LoopCall(copy_loops("{p}[0]", "{p}[1]", probe.ndim), label="contiguous copy")
-        self.steps.append(BodyStep(f"copy of {self.nodes[v].label}", call=step, ins=[v], outs=[copy]))
-        self._plan_steps.append(planning.Step([v], [copy]))
-        return copy
-
-    # -- views -----------------------------------------------------------------------------
-    def _probe_array(self, v):
-        a = self._probe.get(v)
-        if a is None and v not in self.nodes:  # an output of a call with several outputs
-            shp, dt = self.elements[v]
-            a = self._probe[v] = np.zeros(shp, dt)
-        elif a is None:
-            n = self.nodes[v]
-            a = np.array(n.attrs["value"], n.dtype) if n.is_const else np.zeros(self.shape[v], n.dtype)
-            self._probe[v] = a
-        return a
-
-    def _is_view(self, n) -> bool:
-        """Whether n's reference returns a view of its first input (tried on stand-in arrays
-        laid out as the real ones are: contiguous buffers, views of them)."""
-        probe = [self._probe_array(x.id) for x in n.inputs]
-        try:
-            out = n.opdef.ref(n, probe, RunContext({}, {}, self.env, 0))
-        except Exception:
-            return False
-        if n.is_tuple:
-            outs = [np.asarray(o) for o in out]
-            if all(_views(o, (s, d), probe[0]) for o, s, d in zip(outs, self.shape[n.id], (d for _, d in n.types))):
-                self._probe.update(((n.id, i), o) for i, o in enumerate(outs))
-                return True
-            return False
-        out = np.asarray(out)
-        if _views(out, (self.shape[n.id], n.dtype), probe[0]):
-            self._probe[n.id] = out
-            return True
-        return False
 
     # -- binding ---------------------------------------------------------------------------
     def arrays(self, inputs: dict) -> tuple[dict, bool]:
@@ -383,7 +409,7 @@ class BodyPlan:
                     raise NotNative(f"{view.op} {view.label} is not a view of its input's memory at run time")
                 stale = True
             if view.is_tuple:
-                vals.update(((v, i), o) for i, o in enumerate(parts))
+                vals.update((Element(v, i), o) for i, o in enumerate(parts))
             else:
                 vals[v] = parts[0]
         return vals, stale
@@ -422,11 +448,6 @@ class BodyPlan:
             lines.append(st.name if st.call is None else f"{st.name} ({st.call.label or 'in-loop call'})")
             lines += ["  " + x for x in (st.call.describe() if st.call is not None else [])]
         return lines
-
-
-def _views(out, typ, base) -> bool:
-    """Whether `out` has type `typ` (shape, dtype) and shows `base`'s memory."""
-    return out.shape == tuple(typ[0]) and out.dtype == typ[1] and np.shares_memory(out, base)
 
 
 def _label(nodes):
