@@ -18,8 +18,6 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
-
 from graphc import nn
 from graphc.datasets_sequences import LinearAR, forecast_windows, load_sunspots, persistence_forecast, rmse
 
