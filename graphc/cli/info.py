@@ -24,13 +24,30 @@ BUILTIN = (("reference", "graphc.backends.reference", "NumPy"), ("numba", "graph
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "info",
-        help="version, backends, devices, kernel cache and library versions",
+        help="version, backends, devices, kernel cache and library versions; or what FILE holds",
         description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        default=None,
+        help="a model file (.onnx, or a .py with build() or a .json graph): its inputs, outputs, ops and parameters",
     )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if getattr(args, "file", None) is not None:
+        from graphc.cli.common import report
+        from graphc.cli.file_info import file_lines
+        from graphc.errors import GraphcError
+
+        try:
+            print("\n".join(file_lines(args.file)))
+        except GraphcError as exc:
+            return report("info", exc)
+        return 0
     print("\n".join(info_lines()))
     return 0
 

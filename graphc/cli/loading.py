@@ -1,4 +1,5 @@
-"""What `graphc render FILE` draws: FILE.py's `build()` result, or the graph saved in FILE.json.
+"""What `graphc render FILE` draws: FILE.py's `build()` result, the graph saved in FILE.json, or
+the graph of the ONNX model in FILE.onnx (imported with gc.onnx.load).
 
 The convention (every example in examples/ follows it): a Python file defines `build()`, taking
 no arguments and returning what to draw: a `Graph`, a training graph (`nn.training_graph`), a
@@ -29,8 +30,11 @@ def load(path) -> object:
         return _saved_graph(path)
     if suffix == ".py":
         return _built(path)
+    if suffix == ".onnx":
+        return _onnx_graph(path)
     raise CommandError(
-        f"cannot draw {str(path)!r}: give a .py file that defines build() or a .json graph file (saved with g.save)"
+        f"cannot draw {str(path)!r}: give a .py file that defines build(), a .json graph file (saved with g.save) "
+        "or an .onnx model"
     )
 
 
@@ -41,6 +45,15 @@ def _saved_graph(path: Path):
         return load_graph(path)
     except GraphcError as exc:
         raise CommandError(f"cannot read the graph file: {one_line(exc)}") from None
+
+
+def _onnx_graph(path: Path):
+    from graphc.onnx import load as load_onnx
+
+    try:
+        return load_onnx(path)
+    except GraphcError as exc:
+        raise CommandError(f"cannot import the ONNX model: {one_line(exc)}") from None
 
 
 def _built(path: Path):

@@ -1,12 +1,15 @@
-"""`graphc render FILE.py|FILE.json`: draw a graph, a compiled step or a model as SVG, PNG or PDF.
+"""`graphc render FILE.py|FILE.json|FILE.onnx`: draw a graph, a compiled step or a model as SVG, PNG or PDF.
 
     graphc render examples/cnn_digits.py --view train --collapse -o cnn_train.svg
     graphc render examples/mlp_digits.py --view backward --fused -o mlp_kernels.svg
     graphc render net.json --view forward --no-shapes -o net.png
+    graphc render model.onnx --view forward -o model.svg
 
 FILE.py defines `build()`, returning a Graph, a training graph, a compiled step or an nn.Model
-(graphc.cli.loading); FILE.json is a graph saved with `g.save`. The drawing is gc.render's:
---view train (default: forward, backward and updates laid out apart), forward or backward;
+(graphc.cli.loading); FILE.json is a graph saved with `g.save`; FILE.onnx an ONNX model (imported
+with gc.onnx.load: its node names are the scopes). The drawing is gc.render's: --view train
+(the default: forward, backward and updates laid out apart; forward for an ONNX model, which has
+no backward part), forward or backward;
 --fused draws the fused kernels of the compiled step (compiling a graph for the numba backend);
 --collapse draws one box per layer, --expand LAYER opens that layer and collapses the others;
 --no-shapes leaves shapes and dtypes off the edges; --passes / --no-passes draw the graph after
@@ -31,13 +34,13 @@ VIEWS = ("train", "forward", "backward")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "render",
-        help="draw a graph, compiled step or model (FILE.py with build(), or FILE.json)",
+        help="draw a graph, compiled step or model (FILE.py with build(), FILE.json or FILE.onnx)",
         description=__doc__.split("\n\n")[0],
         epilog="examples:\n" + __doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="a .py file defining build(), or a graph saved as .json")
-    p.add_argument("--view", default="train", help="train (default), forward or backward")
+    p.add_argument("file", metavar="FILE", help="a .py file defining build(), a graph saved as .json, an .onnx model")
+    p.add_argument("--view", default=None, help="train (default; forward for .onnx), forward or backward")
     p.add_argument("--fused", action="store_true", help="draw the fused kernels of the compiled step as clusters")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--collapse", action="store_true", help="one box per layer (name scope)")
@@ -94,10 +97,13 @@ def run(args) -> int:
 
 
 def render_file(
-    file, view="train", fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None, max_nodes=None
+    file, view=None, fused=False, collapse=False, expand=None, shapes=True, passes=None, out=None, max_nodes=None
 ):
     """Draw what FILE stands for; return the paths written. Bad input is a CommandError naming
-    the problem and the fix. max_nodes: None for gc.render's cap, 0 for none."""
+    the problem and the fix. view None: train, or forward for an ONNX model. max_nodes: None for
+    gc.render's cap, 0 for none."""
+    if view is None:
+        view = "forward" if Path(file).suffix.lower() == ".onnx" else "train"
     if view not in VIEWS:
         raise CommandError(f"unknown view {view!r}; use --view train, forward or backward")
     if max_nodes is not None and max_nodes < 0:
