@@ -7,27 +7,38 @@
 Both load their code (and the `onnx` package) on first use, so `import graphc` stays fast.
 """
 
+import importlib
+
+from graphc.errors import GraphcError
+
 __all__ = ["save", "to_onnx", "load"]
+
+
+def _module(name: str, function: str):
+    """graphc.onnx.NAME, or an error saying that `function` needs the onnx package when it is missing."""
+    try:
+        return importlib.import_module(f"graphc.onnx.{name}")
+    except ImportError as exc:
+        if exc.name not in ("onnx", "google", "google.protobuf"):
+            raise
+        raise GraphcError(
+            f"gc.onnx.{function} needs the onnx package, which is not installed ({exc}); "
+            "install it with pip install onnx (it comes with graphc's dev extra)"
+        ) from None
 
 
 def save(graph_or_model, path, *args, **kw):
     """Write a graph (or an nn.Model's evaluation graph) as an ONNX file; see
     graphc.onnx.export.save (the same arguments)."""
-    from graphc.onnx.export import save as _save
-
-    return _save(graph_or_model, path, *args, **kw)
+    return _module("export", "save").save(graph_or_model, path, *args, **kw)
 
 
 def to_onnx(graph_or_model, *args, **kw):
     """The onnx.ModelProto that save writes (checked by onnx.checker); see graphc.onnx.export.to_onnx."""
-    from graphc.onnx.export import to_onnx as _to_onnx
-
-    return _to_onnx(graph_or_model, *args, **kw)
+    return _module("export", "to_onnx").to_onnx(graph_or_model, *args, **kw)
 
 
 def load(path_or_model, *args, **kw):
     """Read an ONNX file (or an onnx.ModelProto) into a graphc Graph; see
     graphc.onnx.importer.load (the same arguments)."""
-    from graphc.onnx.importer import load as _load
-
-    return _load(path_or_model, *args, **kw)
+    return _module("importer", "load").load(path_or_model, *args, **kw)

@@ -211,3 +211,15 @@ def test_bad_arguments_are_clear_errors():
         g.output("x", g.outputs["y"] * 2.0)
     with pytest.raises(gc.GraphStructureError, match="output 'x' has the name of an input or parameter"):
         gc.onnx.to_onnx(g)
+
+
+def test_without_the_onnx_package_the_error_says_what_to_install(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "onnx" or m.startswith(("onnx.", "graphc.onnx."))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    with pytest.raises(gc.GraphcError, match=r"gc.onnx.save needs the onnx package.*pip install onnx"):
+        gc.onnx.save(_small(), "never.onnx")
+    with pytest.raises(gc.GraphcError, match=r"gc.onnx.load needs the onnx package"):
+        gc.onnx.load("never.onnx")

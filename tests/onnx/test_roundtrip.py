@@ -51,18 +51,7 @@ def test_recurrent_model_round_trips():
     np.testing.assert_allclose(gc.run(g, {"x": x})["output"], want, rtol=1e-5, atol=1e-6)
 
 
-IMPORT_BUGS = {"sequence_mask": "the importer's Range rule raises TypeError on a symbolic limit"}
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(raises=TypeError, strict=True, reason=IMPORT_BUGS[c]))
-        if c in IMPORT_BUGS
-        else c
-        for c in CASES
-    ],
-)
+@pytest.mark.parametrize("case", list(CASES))
 def test_op_round_trips(case):
     g = gc.Graph(case.split(" ")[0])
     with g:
