@@ -10,6 +10,7 @@ tg = nn.training_graph(loss, nn.optim.Adam(1e-3))
 
 from graphc.nn import layers, losses, metrics, optim, schedules
 from graphc.nn.early_stopping import EarlyStopping
+from graphc.nn.generation import Stepper, generate
 from graphc.nn.layers import *  # noqa: F403  (the layers, listed once in layers.__all__)
 from graphc.nn.losses import accuracy, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
 from graphc.nn.model import Model, TrainingError
@@ -37,3 +38,4 @@ __all__ = [
     "training_graph",
 ]
 __all__ += ["Model", "EarlyStopping", "TrainingError"]  # the training loop (nn/model.py)
+__all__ += ["generate", "Stepper"]  # generation from stateful sequence models (nn/generation.py)

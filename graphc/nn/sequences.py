@@ -111,7 +111,8 @@ class SequenceData:
             )
 
     # -- running ------------------------------------------------------------------------------
-    def _zeros(self, batch: int) -> dict:
+    def zero_state(self, batch: int) -> dict:
+        """Zeros for each state input, for a batch of `batch` sequences."""
         out = {}
         for k, (shape, dtype) in self._state_types.items():
             out[k] = np.zeros([batch if isinstance(d, str) else d for d in shape], dtype)
@@ -133,7 +134,7 @@ class SequenceData:
     def _run(self, step, xb, yb, feeds, bptt, n):
         """Yield (the first n outputs, the outputs after the state, weight) of each window, the
         state carried from one window to the next (zeros for the first)."""
-        state = self._zeros(len(xb))
+        state = self.zero_state(len(xb))
         ns = len(self.state)
         for w, weight in self._windows(xb, yb, feeds, bptt):
             outs = step(**w, **state)
