@@ -251,7 +251,7 @@ def _pad_attr(n):
 def _pad_input(n):
     value = 0.0
     if n.has(2):
-        v = n.const(2, "constant_value").reshape(-1)
+        v = n.numbers(2, "constant_value").reshape(-1)
         value = v[0].item() if v.size else 0.0
         if isinstance(value, bool):
             value = int(value)
@@ -310,7 +310,7 @@ def _constant(n):
 
 @onnx_op("Range", since=11)
 def _range(n):
-    start, limit, delta = (n.const(i, what).reshape(()) for i, what in enumerate(("start", "limit", "delta")))
+    start, limit, delta = (n.numbers(i, what).reshape(()) for i, what in enumerate(("start", "limit", "delta")))
     count = max(int(np.ceil((limit - start) / delta)), 0)
     return (start + np.arange(count) * delta).astype(start.dtype)
 
@@ -318,7 +318,7 @@ def _range(n):
 @onnx_op("OneHot", since=9, attrs={"axis"})
 def _one_hot(n):
     """Indices in [-depth, depth) pick their class (negative ones count from the end); others give all-off rows."""
-    indices, depth = n.input(0), int(n.const(1, "depth").reshape(-1)[0])
+    indices, depth = n.input(0), int(n.numbers(1, "depth").reshape(-1)[0])
     values = n.input(2)
     if indices.dtype not in ("int32", "int64"):
         indices = F.cast(indices, "int64")

@@ -93,12 +93,16 @@ class NodeContext:
             self.proto.input[i],
         )
 
+    def numbers(self, i: int, what: str) -> np.ndarray:
+        """Input i's value, known at import and free of symbolic dimensions."""
+        value = self.const(i, what)
+        if value.dtype == object:
+            raise Unsupported(f"its input {i} ({what}) depends on symbolic dimension(s) {_symbols(value)}")
+        return value
+
     def ints(self, i: int, what: str) -> tuple[int, ...]:
         """Input i's value as a tuple of ints, known at import and free of symbolic dimensions."""
-        value = self.const(i, what)
-        if any(isinstance(v, str) for v in value.flat):
-            raise Unsupported(f"its input {i} ({what}) depends on symbolic dimension(s) {_symbols(value)}")
-        return tuple(int(v) for v in value.reshape(-1))
+        return tuple(int(v) for v in self.numbers(i, what).reshape(-1))
 
     def dims(self, i: int, what: str) -> tuple:
         """Input i's value as a tuple of ints and dimension names (a shape), known at import."""

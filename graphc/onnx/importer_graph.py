@@ -25,7 +25,12 @@ class Problem:
     needs_input: str | None = None  # the value a NeedsValue asked for
 
     def __str__(self):
+        if self.op_type in _SOURCES:  # the reason names the value already
+            return self.reason
         return f"node {self.node!r} ({self.op_type}): {self.reason}"
+
+
+_SOURCES = ("initializer", "graph input", "graph output")
 
 
 class GraphBuilder:
@@ -47,12 +52,9 @@ class GraphBuilder:
                 self._node(index, node)
             self._outputs()
         if self.problems:
-            n = len(self.problems)
             lines = "\n".join(f"  {p}" for p in self.problems)
             raise UnsupportedModelError(
-                f"cannot import {self.source}: {n} node{'s' if n != 1 else ''} graphc does not support "
-                f"(opset {self.opset}):\n{lines}",
-                self.problems,
+                f"cannot import {self.source} (opset {self.opset}); graphc does not support:\n{lines}", self.problems
             )
         return self.graph
 
@@ -94,7 +96,10 @@ class GraphBuilder:
                 continue
             t = vi.type
             if not t.HasField("tensor_type"):
-                self.problems.append(Problem(vi.name, "graph input", f"is a {t.WhichOneof('value')}, not a tensor"))
+                kind = t.WhichOneof("value")
+                self.problems.append(
+                    Problem(vi.name, "graph input", f"graph input {vi.name!r} is a {kind}, not a tensor")
+                )
                 self.values[vi.name] = _POISONED
                 continue
             try:
@@ -186,7 +191,9 @@ class GraphBuilder:
             v = self.values.get(vi.name, _POISONED)
             if v is _POISONED:
                 if vi.name not in self.values:
-                    self.problems.append(Problem(vi.name, "graph output", "is not produced by any node"))
+                    self.problems.append(
+                        Problem(vi.name, "graph output", f"graph output {vi.name!r} is made by no node")
+                    )
                 continue
             if isinstance(v, Const):
                 v = NodeContext(NodeProto(), self.opset, [v]).input(0)
