@@ -23,6 +23,7 @@ from graphc.errors import AttributeValueError, GraphFileError, InputError, Train
 from graphc.ir.graph import Graph
 from graphc.nn.data import Batches, check_int, check_labels, check_samples, split_validation
 from graphc.nn.early_stopping import resolve_early_stopping
+from graphc.nn.heads import LOSSES  # noqa: F401  (the losses by name, read from here by docs tests)
 from graphc.nn.history import History
 from graphc.nn.model_graph import LENGTHS, SHARD_WEIGHT, build_model_graph, check_head
 from graphc.nn.sequences import SequenceData
