@@ -58,8 +58,11 @@ def _delta(before):
 
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
-    """An empty cache folder for this test; the kernels it loaded are forgotten afterwards."""
+    """An empty cache folder for this test; the kernels it loaded are forgotten afterwards.
+    Numba's own entries are under test here, so kernels are not loaded from their native
+    entries (those have their faults tested in test_native_kernels.py)."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRAPHC_NATIVE_KERNELS", "0")
     cache.forget()
     yield cache.cache_dir()
     cache.forget()

@@ -59,9 +59,11 @@ def test_second_process_reuses_disk_cache_and_survives_corruption(tmp_path, numb
     assert second["stats"]["compiled"] == 0, second
     assert second["stats"]["loaded"] == first["stats"]["compiled"]
     assert second["err"] < 1e-5
-    # corrupt every compiled entry and one generated module: rebuilt, never a crash
+    # corrupt every compiled entry (Numba's and the native ones) and one generated module:
+    # rebuilt, never a crash
     files = sorted(cache.rglob("*.nb*"))
-    assert files
+    assert files and sorted(cache.rglob("native/nk_*.bin"))
+    files += sorted(cache.rglob("native/nk_*.bin"))
     if numba_dir is not None:
         assert not list(numba_dir.rglob("*.nb*"))
     for f in files:

@@ -23,7 +23,7 @@ absent (two processes compiling the same kernel keep one file), or replaced with
 """
 
 import hashlib
-import inspect
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -32,11 +32,12 @@ import types
 import warnings
 from pathlib import Path
 
+from graphc.backends.numba import native
+
 CODEGEN_VERSION = "2"
-STATS = {"compiled": 0, "loaded": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
+STATS = {"compiled": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
 _LOCK = threading.RLock()
 _MODULES: dict[str, object] = {}
-_COMPILED: set = set()
 _WARNED: set = set()
 
 
@@ -50,12 +51,19 @@ def _codegen_version() -> str:
     so entries compiled by an older graphc are never loaded."""
     here = Path(__file__).parent
     h = hashlib.sha256(CODEGEN_VERSION.encode())
-    for name in ("codegen.py", "vmath.py"):
+    for name in ("codegen.py", "vmath.py", "native.py", "numba_cache.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 
 
 _DIR = None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 def cache_dir() -> Path | None:
@@ -65,10 +73,9 @@ def cache_dir() -> Path | None:
     env = os.environ.get("GRAPHC_CACHE_DIR")
     if _DIR is not None and _DIR[0] == env:
         return _DIR[1]
-    import numba
-
     root = Path(env or Path.home() / ".cache" / "graphc")
-    name = f"numba-{numba.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-g{_codegen_version()}"
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    name = f"numba-{_version('numba')}-llvmlite-{_version('llvmlite')}-{py}-g{_codegen_version()}"
     d = None
     for cand in (root / name, Path(tempfile.gettempdir()) / "graphc-cache" / name):
         try:
@@ -77,7 +84,7 @@ def cache_dir() -> Path | None:
             d = cand
             break
         except OSError as e:
-            _fault(f"cannot create the kernel cache folder {cand}: {e}")
+            fault(f"cannot create the kernel cache folder {cand}: {e}")
     _DIR = (env, d)
     return d
 
@@ -86,7 +93,7 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:24]
 
 
-def _fault(message: str, warn: bool = True) -> None:
+def fault(message: str, warn: bool = True) -> None:
     """Count a cache fault; the first one that leaves a kernel without a disk entry warns (once
     per process: a read-only cache would otherwise warn for every kernel)."""
     STATS["faults"] += 1
@@ -124,7 +131,7 @@ def _write(path: Path, text: str) -> bool:
                     os.replace(tmp, path)
         return True
     except OSError as e:
-        _fault(f"cannot write {path.name}: {e}")
+        fault(f"cannot write {path.name}: {e}")
         return False
     finally:
         if tmp is not None and os.path.exists(tmp):
@@ -178,138 +185,113 @@ def load(source: str):
         return mod.kernel
 
 
-# -- Numba's side: where a function's machine code lives, and checking what is loaded ---------
-try:
-    from numba.core.caching import CompileResultCacheImpl, FunctionCache, InTreeCacheLocator, NullCache
-except ImportError:  # numba missing: the backend says so when it is used
-    CompileResultCacheImpl = FunctionCache = InTreeCacheLocator = NullCache = object
+# -- kernels by content, bound to argument types on first use ---------------------------------------
+class Kernel:
+    """A kernel named by its content (a generated module's source, or a package kernel: its
+    module's text and function name). `bind(args)` gives the callable for these arguments'
+    types: the native function from its entry (native.py: Numba is not imported), or else the
+    Numba dispatcher, compiled or loaded from Numba's cache, which writes the entry for next time."""
+
+    def __init__(self, kernel_id: str, label: str, dispatcher):
+        self.id, self.label, self._dispatcher = kernel_id, label, dispatcher
+        self._bound: dict = {}
+
+    def dispatcher(self):
+        """The Numba dispatcher (imports Numba)."""
+        return self._dispatcher()
+
+    def bind(self, args):
+        key = native.type_key(args)
+        fn = self._bound.get(key) if key is not None else None
+        if fn is not None:
+            return fn
+        fn = _native(self, key) if key is not None else None
+        if fn is None:
+            from graphc.backends.numba import numba_cache
+
+            fn = self.dispatcher()
+            numba_cache.ensure_compiled(fn, args, native_as=(self.id, key) if key is not None else None)
+        if key is not None:
+            self._bound[key] = fn
+        return fn
 
 
-class _Locator(InTreeCacheLocator):
-    """A generated kernel's entries go in __pycache__ beside its module; any other function's
-    (the package's conv/pool kernels) in the cache folder's lib/<module folder>_<hash>/. Never
-    NUMBA_CACHE_DIR, and a read-only folder is still read (writing it is what may fail)."""
-
-    def __init__(self, py_func, py_file):
-        self._py_file = py_file
-        self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(self.folder_for(py_file))
-
-    @classmethod
-    def folder_for(cls, py_file: str) -> Path | None:
-        d = cache_dir()
-        if d is None:
-            return None
-        if Path(py_file).parent == d:
-            return d / "__pycache__"
-        return d / "lib" / cls.get_suitable_cache_subpath(py_file)
-
-
-class _Impl(CompileResultCacheImpl):
-    def __init__(self, py_func):  # Numba's, with one locator (NUMBA_CACHE_LOCATOR_CLASSES ignored)
-        self._lineno = py_func.__code__.co_firstlineno
-        source = inspect.getfile(py_func)
-        self._locator = _Locator(py_func, source)
-        fullname = f"{Path(source).stem}.{py_func.__qualname__}"
-        self._filename_base = self.get_filename_base(fullname, getattr(sys, "abiflags", ""))
-
-
-class KernelCache(FunctionCache):
-    """Numba's per-function disk cache, made fault-proof: an entry that fails to load, or that
-    holds another function's code, is a miss (and rewritten); a failed write is a warning."""
-
-    _impl_class = _Impl
-
-    def load_overload(self, sig, target_context):
-        try:
-            cres = super().load_overload(sig, target_context)
-        except Exception as e:  # truncated, garbage, or code whose module is not loaded here
-            self._discard(f"unreadable entry for {self._what()}: {type(e).__name__}: {e}")
-            return None
-        if cres is None:
-            return None
-        f = self._py_func
-        if (cres.fndesc.modname, cres.fndesc.qualname, tuple(cres.signature.args)) != (
-            f.__module__,
-            f.__qualname__,
-            tuple(sig.args) if hasattr(sig, "args") else tuple(sig),
-        ):
-            self._discard(f"foreign entry for {self._what()}: holds {cres.fndesc.modname}.{cres.fndesc.qualname}")
-            return None
-        return cres
-
-    def save_overload(self, sig, data):
-        try:
-            super().save_overload(sig, data)
-        except Exception as e:  # read-only folder, full disk: the compiled code still runs
-            _fault(f"cannot write Numba's entry for {self._what()}: {e}")
-
-    def _what(self) -> str:
-        return f"{self._py_func.__module__}.{self._py_func.__qualname__}"
-
-    def _discard(self, message: str) -> None:
-        """Count the fault and delete this function's index and data files, so that the fresh
-        compile saves a clean entry (on a read-only folder the files stay and saving warns)."""
-        _fault(message, warn=False)
-        STATS["rebuilt"] += 1
-        folder = Path(self._cache_path)
-        for f in folder.glob(self._impl.filename_base + ".*"):
-            try:
-                f.unlink()
-            except OSError:
-                pass
-
-
-def _attach(disp) -> None:
-    """Give dispatcher `disp` graphc's disk cache (in place of Numba's own choice of folder)."""
-    if isinstance(disp._cache, KernelCache):
-        return
-    if cache_dir() is None:
-        disp._cache = NullCache()
-        return
+def _native(k: Kernel, key: str):
+    d = cache_dir()
+    if d is None or not native.enabled():
+        return None
+    folder = d / "native"
     try:
-        disp._cache = KernelCache(disp.py_func)
-    except OSError as e:  # its source file cannot be read: no disk cache for it
-        _fault(f"cannot cache {disp.py_func.__qualname__}: {e}")
-        disp._cache = NullCache()
+        fn = native.load(folder, k.id, key)
+    except native.BadEntry as e:
+        fault(f"native entry of {k.label}: {e}", warn=False)
+        STATS["rebuilt"] += 1
+        try:
+            (folder / native.entry_name(k.id, key)).unlink()
+        except OSError:
+            pass
+        return None
+    except Exception as e:  # llvmlite missing or refusing the code: Numba compiles it instead
+        fault(f"native entry of {k.label} not loadable: {type(e).__name__}: {e}", warn=False)
+        return None
+    if fn is not None:
+        STATS["loaded"] += 1
+        STATS["native"] += 1
+    return fn
+
+
+_KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(source: str) -> Kernel:
+    """The kernel of a generated module (its file written if missing; executed only if Numba is needed)."""
+    h = source_hash(source)
+    with _LOCK:
+        k = _KERNELS.get(h)
+        if k is not None:
+            STATS["reused"] += 1
+            return k
+        k = _KERNELS[h] = Kernel(h, f"gk_{h}", lambda: load(source))
+        return k
+
+
+def library_kernel(module: str, name: str) -> Kernel:
+    """A package kernel: function `name` of module `module` (e.g. conv_kernels), named by the
+    module file's text and the function's name."""
+    spec_file = Path(__file__).parent / f"{module.rsplit('.', 1)[-1]}.py"
+    kid = f"lib:{module}.{name}:{hashlib.sha256(spec_file.read_bytes()).hexdigest()[:24]}"
+    with _LOCK:
+        k = _KERNELS.get(kid)
+        if k is None:
+
+            def dispatcher():
+                import importlib
+
+                return adopt(getattr(importlib.import_module(module), name))
+
+            k = _KERNELS[kid] = Kernel(kid, f"{module}.{name}", dispatcher)
+        return k
 
 
 def adopt(disp):
-    """Put a package kernel (an @njit(cache=True) dispatcher) in graphc's cache instead of
-    Numba's folder, with the cached dispatchers its module holds (the helpers it calls, which
-    Numba compiles, and caches, on their own). Returns `disp`."""
-    from numba.core.dispatcher import Dispatcher
+    """Put a package kernel (an @njit(cache=True) dispatcher) in graphc's cache folder (numba_cache.adopt)."""
+    from graphc.backends.numba import numba_cache
 
     with _LOCK:
-        for d in [disp, *disp.py_func.__globals__.values()]:
-            if isinstance(d, Dispatcher) and not isinstance(d._cache, NullCache):
-                _attach(d)
-    return disp
+        return numba_cache.adopt(disp)
+
+
+def _attach(disp) -> None:
+    from graphc.backends.numba import numba_cache
+
+    numba_cache.attach(disp)
 
 
 def ensure_compiled(disp, args) -> None:
-    """Compile (or load from disk) `disp` for these arguments' types, before its first call."""
-    from numba import typeof
+    """Compile (or load from disk) Numba dispatcher `disp` for these arguments' types, before its first call."""
+    from graphc.backends.numba import numba_cache
 
-    sig = tuple(typeof(a) for a in args)
-    key = (id(disp), sig)
-    if key in _COMPILED:
-        return
-    if not isinstance(disp._cache, (KernelCache, NullCache)):
-        adopt(disp)  # the package's fixed kernels arrive here with Numba's own cache
-    try:
-        disp.compile(sig)
-    except Exception as e:
-        # not a cache fault (those are misses): compile once more without the disk cache, so
-        # that a genuine error shows as Numba's own
-        _fault(f"compiling {disp.py_func.__qualname__} with the disk cache failed: {e}", warn=False)
-        disp._cache = NullCache()
-        disp.compile(sig)
-    if disp.stats.cache_hits.get(sig):
-        STATS["loaded"] += 1
-    else:
-        STATS["compiled"] += 1
-    _COMPILED.add(key)
+    numba_cache.ensure_compiled(disp, args)
 
 
 def forget() -> None:
@@ -319,13 +301,18 @@ def forget() -> None:
     global _DIR
     with _LOCK:
         _MODULES.clear()
-        _COMPILED.clear()
+        _KERNELS.clear()
         _WARNED.clear()
         _DIR = None
+        native.forget()
+        nc = sys.modules.get("graphc.backends.numba.numba_cache")
+        if nc is not None:
+            nc.forget()
 
 
 def stats() -> dict:
-    """Counters since the process started: kernels compiled, loaded from disk, reused in memory,
+    """Counters since the process started: kernels compiled, loaded from disk (of which
+    `native`: through llvmlite alone, without Numba), reused in memory,
     rebuilt (a bad or stale entry replaced), compiled in memory (no writable cache), and cache
     faults met (each cost a compile, never a failed run)."""
     return dict(STATS)

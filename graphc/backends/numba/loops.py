@@ -51,11 +51,8 @@ class _Args:
 
 
 def _finish(k, source, a: _Args) -> LoopKernel:
-    fn = cache.load(source)
     k.source = source
-    if not a.dyn:
-        cache.ensure_compiled(fn, a.args)
-    return LoopKernel(fn, tuple(a.args), a.dyn)
+    return LoopKernel(cache.kernel(source), tuple(a.args), a.dyn)
 
 
 def _inputs(rt, body, extra_ids):

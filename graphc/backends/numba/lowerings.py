@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from graphc.backends.numba import blas
+from graphc.backends.numba.lowerings_conv import KERNELS as _KERNELS
 from graphc.ops.registry import lowering
 
 
@@ -29,43 +30,6 @@ def _matmul(node, in_shapes, out_shape):
     return run
 
 
-_SOFTMAX = None
-
-
-def _softmax_kernel():
-    global _SOFTMAX
-    if _SOFTMAX is None:
-        import math
-
-        from numba import njit
-
-        @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-        def softmax3(x, out, take_log):
-            P, N, Q = x.shape
-            for p in range(P):
-                for q in range(Q):
-                    m = -np.inf
-                    for i in range(N):
-                        v = x[p, i, q]
-                        m = v if (v > m or v != v) else m
-                    s = 0.0
-                    for i in range(N):
-                        s += math.exp(x[p, i, q] - m)
-                    if take_log:
-                        ls = math.log(s)
-                        for i in range(N):
-                            out[p, i, q] = x[p, i, q] - m - ls
-                    else:
-                        r = 1.0 / s
-                        for i in range(N):
-                            out[p, i, q] = math.exp(x[p, i, q] - m) * r
-
-        from graphc.backends.numba.cache import adopt
-
-        _SOFTMAX = adopt(softmax3)  # graphc's cache folder and its fault handling
-    return _SOFTMAX
-
-
 def _softmax_builder(take_log):
     def build(node, in_shapes, out_shape):
         ax = node.attrs["axis"]
@@ -73,7 +37,7 @@ def _softmax_builder(take_log):
         pre = int(np.prod(shp[:ax], dtype=np.int64))
         post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
         three = (pre, shp[ax], post)
-        kern = _softmax_kernel()
+        kern = _KERNELS.softmax3
 
         def run(out, x):
             kern(x.reshape(three), out.reshape(three), take_log)
@@ -88,4 +52,4 @@ lowering("log_softmax", "numba")(_softmax_builder(True))
 
 # convolution, pooling and label cross-entropy live in their own module; so do a scan's native
 # loop and the ops that run inside one (matmul, slice_grad, concat, nested scans)
-from graphc.backends.numba import loop_lowerings, lowerings_conv  # noqa: E402, F401
+from graphc.backends.numba import loop_lowerings  # noqa: E402, F401

@@ -53,33 +53,28 @@ def _scratch(shape, dtype) -> np.ndarray:
 
 
 class _Kernels:
-    """conv_kernels' dispatchers, each compiled (or loaded) through cache.ensure_compiled on its
-    first call with new argument types, so a corrupt Numba cache entry is rebuilt, not fatal,
-    and compile_stats() counts these kernels too."""
+    """conv_kernels' functions by name, as cache.library_kernel handles: each call runs the kernel
+    bound to its arguments' types (natively loaded from its entry, or compiled or loaded by
+    Numba on first use), so a corrupt cache entry is rebuilt, not fatal, and compile_stats()
+    counts these kernels too."""
 
     def __getattr__(self, name):
-        from graphc.backends.numba import cache, conv_kernels
+        from graphc.backends.numba import cache
 
-        disp = getattr(conv_kernels, name)
-        seen = set()
+        kern = cache.library_kernel("graphc.backends.numba.conv_kernels", name)
 
         def call(*args):
-            key = tuple(a.dtype.char + str(a.ndim) + str(a.flags.c_contiguous) if hasattr(a, "dtype") else type(a)
-                        for a in args)  # fmt: skip
-            if key not in seen:
-                cache.ensure_compiled(disp, args)
-                seen.add(key)
-            return disp(*args)
+            return kern.bind(args)(*args)
 
         setattr(self, name, call)
         return call
 
 
-_KERNELS = _Kernels()
+KERNELS = _Kernels()
 
 
 def _k():
-    return _KERNELS
+    return KERNELS
 
 
 def _geometry(a):

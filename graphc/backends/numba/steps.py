@@ -3,32 +3,39 @@ specialisation: `run(vals, ctx, first)` computes its values into `vals` (node id
 `first` is true on the specialisation's first call (kernels with call-time arguments compile then).
 """
 
+import functools
+
 import numpy as np
 
 from graphc.backends.base import run_reference
-from graphc.backends.numba.cache import ensure_compiled
 
 __all__ = ["LoopKernel", "LibraryCall", "TupleCall", "TupleInto", "Projection", "Reference", "EmptyReduction"]
 
 
 class LoopKernel:
-    """A generated loop kernel and its bound arguments; `dyn` lists the arguments known only at
-    call time (position, value id, the shape to view it as): fed arrays, pools, fresh results."""
+    """A generated loop kernel (a cache.Kernel) and its bound arguments; `dyn` lists the arguments
+    known only at call time (position, value id, the shape to view it as): fed arrays, pools,
+    fresh results. Without them the kernel is bound (loaded or compiled) at once, its call
+    prepared with every argument."""
 
-    __slots__ = ("fn", "args", "dyn")
+    __slots__ = ("kernel", "args", "dyn", "fn", "call")
 
-    def __init__(self, fn, args: tuple, dyn: list):
-        self.fn, self.args, self.dyn = fn, args, dyn
+    def __init__(self, kernel, args: tuple, dyn: list):
+        self.kernel, self.args, self.dyn = kernel, args, dyn
+        self.fn = self.call = None  # fn: the bound kernel, call: fn with args fixed (no call-time args)
+        if not dyn:
+            self.fn = kernel.bind(args)
+            bound = getattr(self.fn, "bound", None)
+            self.call = bound(args) if bound is not None else functools.partial(self.fn, *args)
 
     def run(self, vals, ctx, first):
-        args = self.args
-        if self.dyn:
-            args = list(args)
-            for pos, vid, shp in self.dyn:
-                args[pos] = vals[vid].reshape(shp)
-        if first:
-            ensure_compiled(self.fn, args)
-        self.fn(*args)
+        if self.call is not None:
+            self.call()
+            return
+        args = list(self.args)
+        for pos, vid, shp in self.dyn:
+            args[pos] = vals[vid].reshape(shp)
+        self.kernel.bind(args)(*args)  # by the arguments' types: a call-time array's layout may vary
 
 
 class LibraryCall:

@@ -1,0 +1,287 @@
+"""Kernels run as machine code loaded through llvmlite alone: the warm path, which never imports Numba.
+
+When Numba compiles a kernel (numba_cache.py), its object code is also written as a native
+entry: one file per (kernel, argument types), named by a hash of both and of this machine's
+LLVM CPU, holding a header and the object code. A later process loads the entry into one
+MCJIT engine (llvmlite, ~0.05 s to start, under a millisecond per kernel) and calls the
+kernel's native function through ctypes, so it needs neither Numba's import (~0.5 s) nor its
+dispatcher's first-call set-up (~0.2 s per kernel signature).
+
+What may be loaded this way is decided when the entry is written: the kernel's native
+function may reach no symbol of Numba's runtime (no allocation, no threading layer: prange
+kernels stay with Numba), only the C library, libm and Python; arrays are passed without a
+memory-info pointer, so reference counting does nothing. The rest of the object code (Numba's
+Python wrappers) is never called: its symbols that this process cannot resolve are bound to
+a stub. A kernel's status is checked after each call; a kernel that would raise is a bug
+(graphc checks its inputs before the call) and is reported as KernelFailed.
+
+Entries keep the cache's guarantees: content-addressed, written atomically (temporary file,
+then os.replace: concurrent writers write the same bytes), and an entry that does not
+parse, holds another kernel or another machine's code, or fails its checksum is a miss (the
+caller compiles with Numba and rewrites it), never a wrong run.
+"""
+
+import ctypes
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"GRAPHC-NATIVE-1\n"
+_LOCK = threading.RLock()
+_ENGINE = None
+_LOADED: dict[str, "NativeFunction"] = {}
+_ADDED: dict[str, tuple[str, int]] = {}  # symbol -> (checksum of its object code, address): code is added once
+
+
+class KernelFailed(RuntimeError):
+    """A natively loaded kernel returned an error status (it would have raised under Numba)."""
+
+
+def enabled() -> bool:
+    """GRAPHC_NATIVE_KERNELS=0 turns the native path off (every kernel then goes through Numba)."""
+    return os.environ.get("GRAPHC_NATIVE_KERNELS", "1") != "0"
+
+
+# -- argument types, as Numba's typeof would see them ----------------------------------------------
+def type_key(args) -> str | None:
+    """A text naming the Numba types of `args` (dtype, rank, layout, writeable, aligned for arrays),
+    or None if an argument is of a kind this module does not pass natively."""
+    parts = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            f = a.flags
+            layout = "C" if f.c_contiguous else "F" if f.f_contiguous else "A"
+            if not a.dtype.isnative or a.dtype.kind not in "biuf":
+                return None
+            parts.append(f"a{a.dtype.str}{a.ndim}{layout}{'w' if f.writeable else 'r'}{'a' if f.aligned else 'u'}")
+        elif isinstance(a, (bool, np.bool_)):
+            parts.append("b")
+        elif isinstance(a, int):
+            if not -(1 << 63) <= a < (1 << 63):
+                return None
+            parts.append("i")
+        elif isinstance(a, float):
+            parts.append("d")
+        else:
+            return None
+    return ",".join(parts)
+
+
+def entry_name(kernel_id: str, key: str) -> str:
+    h = hashlib.sha256(f"{kernel_id}|{key}|{_machine()}".encode()).hexdigest()[:32]
+    return f"nk_{h}.bin"
+
+
+_MACHINE = None
+
+
+def _machine() -> str:
+    """This machine's LLVM CPU and features (object code for another CPU is never loaded)."""
+    global _MACHINE
+    if _MACHINE is None:
+        llvm = _llvm()
+        _MACHINE = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+    return _MACHINE
+
+
+def _llvm():
+    import llvmlite.binding as llvm
+
+    return llvm
+
+
+# -- reading and writing entries -------------------------------------------------------------------
+def write(folder: Path, kernel_id: str, key: str, header: dict, obj: bytes) -> bool:
+    """Write an entry atomically; False if the folder cannot be written."""
+    head = dict(header, kernel=kernel_id, types=key, machine=_machine(), sha=hashlib.sha256(obj).hexdigest())
+    text = json.dumps(head, sort_keys=True).encode()
+    data = MAGIC + struct.pack("<I", len(text)) + text + obj
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".bin")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, folder / entry_name(kernel_id, key))
+        tmp = None
+        return True
+    except OSError:
+        return False
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+class BadEntry(Exception):
+    """An entry that cannot be used (the message says why)."""
+
+
+def read(path: Path, kernel_id: str, key: str) -> tuple[dict, bytes] | None:
+    """The header and object code of an entry; None if absent; BadEntry if unusable."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise BadEntry(f"unreadable: {e}") from e
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        raise BadEntry("not a native kernel entry")
+    (n,) = struct.unpack_from("<I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    try:
+        head = json.loads(data[start : start + n])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadEntry(f"bad header: {e}") from e
+    obj = data[start + n :]
+    if not isinstance(head, dict) or (head.get("kernel"), head.get("types")) != (kernel_id, key):
+        raise BadEntry(f"foreign entry (holds {head.get('kernel') if isinstance(head, dict) else '?'})")
+    if head.get("machine") != _machine():
+        raise BadEntry("compiled for another CPU")
+    if hashlib.sha256(obj).hexdigest() != head.get("sha"):
+        raise BadEntry("checksum mismatch (truncated or corrupt)")
+    return head, obj
+
+
+# -- ELF: the symbols an object file needs ---------------------------------------------------------
+def undefined_symbols(obj: bytes) -> list[str]:
+    """Names of the undefined symbols of an ELF64 little-endian object file."""
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise BadEntry("object code is not ELF64 little-endian")
+    shoff = struct.unpack_from("<Q", obj, 0x28)[0]
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize) for i in range(shnum)]
+    names = []
+    for _, typ, _, _, off, size, link, _, _, entsize in secs:
+        if typ != 2:  # SHT_SYMTAB
+            continue
+        stroff = secs[link][4]
+        for k in range(size // entsize):
+            st_name, _, _, shndx, _, _ = struct.unpack_from("<IBBHQQ", obj, off + k * entsize)
+            if shndx == 0 and st_name:
+                end = obj.index(b"\0", stroff + st_name)
+                names.append(obj[stroff + st_name : end].decode())
+    return names
+
+
+# -- the engine ------------------------------------------------------------------------------------
+_STUB = ctypes.CFUNCTYPE(None)(lambda: None)  # bound to symbols only unreachable code refers to
+_PROCESS = ctypes.CDLL(None)
+
+
+def _engine():
+    global _ENGINE
+    if _ENGINE is None:
+        llvm = _llvm()
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        tm = llvm.Target.from_default_triple().create_target_machine(codemodel="jitdefault", jit=True)
+        _ENGINE = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+    return _ENGINE
+
+
+def _resolvable(name: str) -> bool:
+    return _llvm().address_of_symbol(name) is not None or hasattr(_PROCESS, name)
+
+
+_CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "B": ctypes.c_int8, "F": ctypes.c_float, "D": ctypes.c_double}
+_RET = {"none": None, "bool": ctypes.c_uint8, "int64": ctypes.c_int64, "float64": ctypes.c_double}
+
+
+def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
+    """The kernel's native function from its entry; None if there is none; BadEntry if unusable."""
+    name = entry_name(kernel_id, key)
+    with _LOCK:
+        fn = _LOADED.get(name)
+        if fn is not None:
+            return fn
+        got = read(folder / name, kernel_id, key)
+        if got is None:
+            return None
+        head, obj = got
+        unreachable = set(head.get("unreachable", ()))
+        stubs = []
+        for s in undefined_symbols(obj):
+            if _resolvable(s):
+                continue
+            if s not in unreachable:
+                raise BadEntry(f"needs {s}, which this process does not have")
+            stubs.append(s)
+        sym = head["symbol"]
+        added = _ADDED.get(sym)
+        if added is not None:
+            if added[0] != head["sha"]:  # an entry rewritten since this process loaded the old code
+                raise BadEntry(f"another version of {sym} is loaded in this process")
+            addr = added[1]
+        else:
+            llvm, engine = _llvm(), _engine()
+            for s in stubs:
+                llvm.add_symbol(s, ctypes.cast(_STUB, ctypes.c_void_p).value)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            engine.finalize_object()
+            addr = engine.get_function_address(sym)
+            if not addr:
+                raise BadEntry(f"defines no {sym}")
+            _ADDED[sym] = (head["sha"], addr)
+        fn = _LOADED[name] = NativeFunction(addr, head)
+        return fn
+
+
+class NativeFunction:
+    """A kernel's native function, called like its Numba dispatcher: fn(*args)."""
+
+    def __init__(self, addr: int, head: dict):
+        self.recipe = head["args"]  # per argument: "a<ndim>", "i", "b", "d"
+        self.label = head.get("label", "kernel")
+        codes = head["codes"]
+        ret = _RET[head["ret"]]
+        self.ret_type = ret
+        argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[_CTYPES[c] for c in codes]]
+        self._cf = ctypes.CFUNCTYPE(ctypes.c_int32, *argtypes)(addr)
+        self._ret = ctypes.create_string_buffer(16)
+        self._exc = ctypes.c_void_p()
+        self._pre = (self._ret, ctypes.byref(self._exc))
+
+    def flatten(self, args) -> list:
+        out = []
+        for r, a in zip(self.recipe, args):
+            if r[0] == "a":
+                out += (None, None, a.size, a.itemsize, a.ctypes.data, *a.shape, *a.strides)
+            else:
+                out.append(a)
+        return out
+
+    def _finish(self, status):
+        if status not in (0, -2):
+            raise KernelFailed(f"graphc kernel {self.label} failed natively (status {status}); its inputs were checked")
+        if self.ret_type is None:
+            return None
+        v = self.ret_type.from_buffer(self._ret).value
+        return bool(v) if self.ret_type is ctypes.c_uint8 else v
+
+    def __call__(self, *args):
+        return self._finish(self._cf(*self._pre, *self.flatten(args)))
+
+    def bound(self, args):
+        """A call with these arguments fixed (their flattened form computed once)."""
+        flat = (*self._pre, *self.flatten(args))
+        cf, finish = self._cf, self._finish
+
+        def call(*_):
+            return finish(cf(*flat))
+
+        return call
+
+
+def forget() -> None:
+    """Forget the entries loaded (their code stays in the engine; loading again re-reads the file)."""
+    with _LOCK:
+        _LOADED.clear()
