@@ -23,6 +23,8 @@ def check_init(owner: str, what: str, init):
 class Dense(Layer):
     """y = activation(x @ w + b) over the last axis; w: (in, units), b: (units,).
 
+    Any leading axes are kept: (batch, features) -> (batch, units), and a sequence
+    (batch, time, features) -> (batch, time, units), every step through the same weights.
     `in` is read from the first input's last dimension. Parameters take the input's
     float dtype unless `dtype` is given.
     """
