@@ -100,3 +100,11 @@ def test_errors(trained):
                           loss="mse", stateful=True, backend="reference")  # fmt: skip
     with pytest.raises(AttributeValueError, match=r"generate: needs a model of token ids"):
         nn.generate(forecaster, [1], 3)
+
+
+def test_a_loaded_model_generates_the_same(trained, tmp_path):
+    trained.save(tmp_path / "ckpt")
+    loaded = nn.Model.load(tmp_path / "ckpt", backend="reference")
+    assert loaded.sequences.state == ["state/sequential/gru/h"]
+    for kw in ({"temperature": 0}, {"temperature": 2.0, "top_k": 3, "seed": 4}):
+        np.testing.assert_array_equal(nn.generate(loaded, [1, 2], 12, **kw), nn.generate(trained, [1, 2], 12, **kw))
