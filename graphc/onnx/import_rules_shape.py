@@ -216,7 +216,8 @@ def _pad_axis(n, x, axis, lo, hi, mode, value):
         if lo >= dim or hi >= dim:
             n.unsupported(f"reflect padding ({lo}, {hi}) is not smaller than axis {axis} (size {dim})")
         left = F.slice(x, [lo], [0], [-1], axes=[axis]) if lo else None
-        right = F.slice(x, [dim - 2], [dim - 2 - hi], [-1], axes=[axis]) if hi else None
+        stop = dim - 2 - hi if dim - 2 - hi >= 0 else -dim - 1  # down to index 0 included
+        right = F.slice(x, [dim - 2], [stop], [-1], axes=[axis]) if hi else None
     elif mode == "edge":
         first, last = F.slice(x, [0], [1], axes=[axis]), F.slice(x, [dim - 1], [dim], axes=[axis])
         left = F.concat([first] * lo, axis) if lo else None
