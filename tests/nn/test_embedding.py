@@ -99,3 +99,15 @@ def test_dense_on_the_last_axis_of_a_sequence():
         want = gc.run(g, {"x": xv}, outputs=[y, gw, gx])
         for a, e in zip(got, want):
             np.testing.assert_allclose(a, e, rtol=1e-10)
+
+
+def test_a_model_fed_an_unknown_id_stops_before_any_update():
+    net = nn.Sequential([nn.Embedding(4, 3), nn.Flatten(), nn.Dense(2)])
+    model = nn.Model(net, input_shape=(5,), input_dtype="int32", backend="reference")
+    X = np.array([[0, 1, 2, 3, 3]] * 4)
+    X[2, 4] = 4
+    before = {k: v.copy() for k, v in model.graph.values.items()}
+    with pytest.raises(IndexRangeError, match=r"Embedding 'sequential/embedding': index 4 at position \(\d, 4\) is "
+                       r"out of range \[0, 4\)"):  # fmt: skip
+        model.fit(X, np.zeros(4, int), batch_size=4, progress=False)
+    assert model.step == 0 and all(np.array_equal(v, model.graph.values[k]) for k, v in before.items())
