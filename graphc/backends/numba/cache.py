@@ -23,84 +23,21 @@ absent (two processes compiling the same kernel keep one file), or replaced with
 """
 
 import hashlib
-import importlib.metadata
 import os
 import sys
 import tempfile
 import threading
 import types
-import warnings
 from pathlib import Path
 
-from graphc.backends.numba import native
+from graphc.backends.numba import cache_folder, native
+from graphc.backends.numba.cache_folder import STATS, KernelCacheWarning, cache_dir, fault, source_hash
 
-CODEGEN_VERSION = "2"
-STATS = {"compiled": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
+__all__ = ["STATS", "KernelCacheWarning", "Kernel", "cache_dir", "fault", "source_hash", "kernel", "library_kernel"]
+__all__ += ["load", "adopt", "ensure_compiled", "forget", "stats"]
+
 _LOCK = threading.RLock()
 _MODULES: dict[str, object] = {}
-_WARNED: set = set()
-
-
-class KernelCacheWarning(UserWarning):
-    """The kernel cache cannot be written: kernels are compiled in memory (correct, but slower
-    to start). Shown once per process."""
-
-
-def _codegen_version() -> str:
-    """Changes whenever the code that shapes compiled kernels changes (inlined helpers included),
-    so entries compiled by an older graphc are never loaded."""
-    here = Path(__file__).parent
-    h = hashlib.sha256(CODEGEN_VERSION.encode())
-    for name in ("codegen.py", "vmath.py", "native.py", "numba_cache.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:10]
-
-
-_DIR = None
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
-
-
-def cache_dir() -> Path | None:
-    """This graphc's folder in the cache (created if missing); a temp folder if that cannot be
-    created, None if neither can (kernels are then compiled in memory)."""
-    global _DIR
-    env = os.environ.get("GRAPHC_CACHE_DIR")
-    if _DIR is not None and _DIR[0] == env:
-        return _DIR[1]
-    root = Path(env or Path.home() / ".cache" / "graphc")
-    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    name = f"numba-{_version('numba')}-llvmlite-{_version('llvmlite')}-{py}-g{_codegen_version()}"
-    d = None
-    for cand in (root / name, Path(tempfile.gettempdir()) / "graphc-cache" / name):
-        try:
-            if not cand.is_dir():  # an existing (perhaps read-only) folder is used as it is
-                cand.mkdir(parents=True, exist_ok=True)
-            d = cand
-            break
-        except OSError as e:
-            fault(f"cannot create the kernel cache folder {cand}: {e}")
-    _DIR = (env, d)
-    return d
-
-
-def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:24]
-
-
-def fault(message: str, warn: bool = True) -> None:
-    """Count a cache fault; the first one that leaves a kernel without a disk entry warns (once
-    per process: a read-only cache would otherwise warn for every kernel)."""
-    STATS["faults"] += 1
-    if warn and not _WARNED:
-        _WARNED.add(message)
-        text = f"graphc kernel cache: {message}; compiling in memory (further write failures are not shown)"
-        warnings.warn(text, KernelCacheWarning, stacklevel=3)
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -298,12 +235,10 @@ def forget() -> None:
     """Forget the kernels loaded in this process (and the warning given), so that the next
     compile reads the disk again, as a new process would: after clearing the cache folder, or
     in tests of the cache itself."""
-    global _DIR
     with _LOCK:
         _MODULES.clear()
         _KERNELS.clear()
-        _WARNED.clear()
-        _DIR = None
+        cache_folder.forget()
         native.forget()
         nc = sys.modules.get("graphc.backends.numba.numba_cache")
         if nc is not None:

@@ -15,7 +15,8 @@ from numba.core import types
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, InTreeCacheLocator, NullCache
 from numba.core.dispatcher import Dispatcher
 
-from graphc.backends.numba import cache, native
+from graphc.backends.numba import cache_folder as cache
+from graphc.backends.numba import native
 
 
 class _Locator(InTreeCacheLocator):

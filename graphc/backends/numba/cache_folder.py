@@ -1,0 +1,82 @@
+"""The kernel cache's folder, its fault counting and its counters (shared by cache.py and numba_cache.py)."""
+
+import hashlib
+import importlib.metadata
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+CODEGEN_VERSION = "2"
+STATS = {"compiled": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
+_WARNED: set = set()
+
+
+class KernelCacheWarning(UserWarning):
+    """The kernel cache cannot be written: kernels are compiled in memory (correct, but slower
+    to start). Shown once per process."""
+
+
+def _codegen_version() -> str:
+    """Changes whenever the code that shapes compiled kernels changes (inlined helpers included),
+    so entries compiled by an older graphc are never loaded."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(CODEGEN_VERSION.encode())
+    for name in ("codegen.py", "vmath.py", "native.py", "numba_cache.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+_DIR = None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_dir() -> Path | None:
+    """This graphc's folder in the cache (created if missing); a temp folder if that cannot be
+    created, None if neither can (kernels are then compiled in memory)."""
+    global _DIR
+    env = os.environ.get("GRAPHC_CACHE_DIR")
+    if _DIR is not None and _DIR[0] == env:
+        return _DIR[1]
+    root = Path(env or Path.home() / ".cache" / "graphc")
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    name = f"numba-{_version('numba')}-llvmlite-{_version('llvmlite')}-{py}-g{_codegen_version()}"
+    d = None
+    for cand in (root / name, Path(tempfile.gettempdir()) / "graphc-cache" / name):
+        try:
+            if not cand.is_dir():  # an existing (perhaps read-only) folder is used as it is
+                cand.mkdir(parents=True, exist_ok=True)
+            d = cand
+            break
+        except OSError as e:
+            fault(f"cannot create the kernel cache folder {cand}: {e}")
+    _DIR = (env, d)
+    return d
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
+def fault(message: str, warn: bool = True) -> None:
+    """Count a cache fault; the first one that leaves a kernel without a disk entry warns (once
+    per process: a read-only cache would otherwise warn for every kernel)."""
+    STATS["faults"] += 1
+    if warn and not _WARNED:
+        _WARNED.add(message)
+        text = f"graphc kernel cache: {message}; compiling in memory (further write failures are not shown)"
+        warnings.warn(text, KernelCacheWarning, stacklevel=3)
+
+
+def forget() -> None:
+    """Find the folder again on next use, and warn again (cache.forget)."""
+    global _DIR
+    _WARNED.clear()
+    _DIR = None
