@@ -26,7 +26,7 @@ def test_finetuning_an_imported_model_reaches_its_accuracy(tmp_path, capsys):
     r = example().main(args)
     assert r["frozen"] == ["features/dense/b", "features/dense/w", "head/b", "head/w"]
     assert r["trained"] == ["features/dense_1/b", "features/dense_1/w", "new_head/b", "new_head/w"]
-    assert r["pretrained_accuracy"] >= 0.95  # digits 0-4 (0.98 in this run)
+    assert r["pretrained_accuracy"] >= 0.95  # digits 0-4 (0.97 in this run)
     assert r["accuracy"] >= 0.85  # all ten digits after 4 epochs (0.90 in this run; the full run: >= 0.93)
     assert capsys.readouterr().out.splitlines()[-1] == f"test accuracy (all ten digits): {r['accuracy']:.4f}"
     # the frozen layer keeps the exported initializers; the unfrozen one trained away from them
