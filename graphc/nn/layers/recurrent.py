@@ -110,7 +110,6 @@ class Recurrent(Layer):
         return f" ({self._signature[0]} input features expected)"
 
     def build(self, x):
-        self._need_sequence(x)
         features = self.need_concrete(x, -1, "feature size")
         dtype = self.float_dtype(x, self.dtype)
         h, gh = self.units, self.cell.gates * self.units
@@ -133,11 +132,12 @@ class Recurrent(Layer):
         super()._unbuild()
         self.weights = {}
 
-    def _need_sequence(self, x):
-        self.need_rank(x, (3,), "a (batch, time, features)")
+    def _check_input(self, x):
+        x = super()._check_input(x)
+        self.need_rank(x, (3,), "a (batch, time, features)")  # before the signature check, whose message misleads
+        return x
 
     def forward(self, x, training):
-        self._need_sequence(x)
         initial_state, lengths = self._extra or (None, None)
         lengths = current_lengths() if lengths is None else lengths
         mask = None
