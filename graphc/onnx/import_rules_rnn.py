@@ -192,3 +192,67 @@ def _gru(n):
 @onnx_op("LSTM", since=7, attrs=_ATTRS | {"input_forget"}, fold=False)
 def _lstm(n):
     return _recurrent(n, 4, ["Sigmoid", "Tanh", "Tanh"], _lstm_step)
+
+
+# -- Scan -------------------------------------------------------------------------------------------
+def _flip(x):
+    return F.slice(x, [-1], [-(2**62)], [-1], axes=[0])
+
+
+def _to_front(x, axis):
+    axis = axis % x.ndim
+    return x if axis == 0 else F.transpose(x, (axis, *[i for i in range(x.ndim) if i != axis]))
+
+
+def _from_front(y, axis):
+    axis = axis % y.ndim
+    if axis == 0:
+        return y
+    perm = list(range(1, y.ndim))
+    perm.insert(axis, 0)
+    return F.transpose(y, tuple(perm))
+
+
+@onnx_op(
+    "Scan",
+    since=9,
+    attrs={
+        "body",
+        "num_scan_inputs",
+        "scan_input_axes",
+        "scan_input_directions",
+        "scan_output_axes",
+        "scan_output_directions",
+    },
+    fold=False,
+)
+def _scan(n):
+    """ONNX Scan as gc.scan: the body is imported into graphc's traced body (outer values it reads by
+    name are captured); an input or output whose direction differs from the loop's is flipped."""
+    body = n.attr("body")
+    m = n.attr("num_scan_inputs")
+    nc = n.num_inputs - m
+    ny = len(body.output) - nc
+    in_dirs = list(n.attr("scan_input_directions") or [0] * m)
+    out_dirs = list(n.attr("scan_output_directions") or [0] * ny)
+    in_axes = list(n.attr("scan_input_axes") or [0] * m)
+    out_axes = list(n.attr("scan_output_axes") or [0] * ny)
+    if m == 0:
+        n.unsupported("a Scan without scan inputs")
+    reverse = all(d == 1 for d in in_dirs)
+    init = [n.input(i) for i in range(nc)]
+    xs = []
+    for j in range(m):
+        x = _to_front(n.input(nc + j), in_axes[j])
+        xs.append(_flip(x) if bool(in_dirs[j]) != reverse else x)
+
+    def step(carry, x_t):
+        outs = n.body(body, [*carry, *x_t])
+        return tuple(outs[:nc]), tuple(outs[nc:])
+
+    final, ys = F.scan(step, tuple(init), tuple(xs), reverse=reverse)
+    results = list(final)
+    for k, y in enumerate(ys):
+        y = _flip(y) if bool(out_dirs[k]) != reverse else y
+        results.append(_from_front(y, out_axes[k]))
+    return results

@@ -18,13 +18,20 @@ class NodeContext:
     """One ONNX node, for its rule: `n.attr('axis', 0)`, `n.input(0)` (a graphc node), `n.ints(1)`
     (an input whose value the rule needs at import), `n.has(2)` (optional inputs)."""
 
-    def __init__(self, proto: NodeProto, opset: int, inputs: list, sentinels: dict | None = None):
+    def __init__(self, proto: NodeProto, opset: int, inputs: list, sentinels: dict | None = None, bodies=None):
         self.proto = proto
         self.opset = opset
         self._inputs = inputs  # Node | Const | None (an omitted optional input) per input
         self._attrs = {a.name: a for a in proto.attribute}
         self._sentinels = sentinels  # symbol -> integer, while folding; None when building the graph
         self._made: dict[int, Node] = {}
+        self._bodies = bodies  # (GraphProto, args) -> output nodes, for ops with sub-graphs
+
+    def body(self, graph, args: list) -> list[Node]:
+        """Import a sub-graph attribute (a GraphProto) into the body being traced, its inputs bound to args."""
+        if self._bodies is None:
+            raise Unsupported("a sub-graph cannot be folded at import")
+        return self._bodies(graph, args)
 
     # -- the node -------------------------------------------------------------------------------
     @property

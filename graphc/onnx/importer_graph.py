@@ -6,6 +6,7 @@ import numpy as np
 from onnx import GraphProto, NodeProto
 
 from graphc.errors import GraphcError, UnsupportedModelError
+from graphc.ir import shapes
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.onnx.importer_context import NodeContext, unsentinel
@@ -43,6 +44,33 @@ class GraphBuilder:
         self.problems: list[Problem] = []
         self.input_values = dict(input_values or {})
         self._trainable = trainable
+
+    @classmethod
+    def for_body(cls, proto: GraphProto, opset: int, outer: dict, graph: Graph) -> "GraphBuilder":
+        """A builder of a sub-graph (a Scan's body) into `graph`, the body being traced: the
+        enclosing graph's values are visible by name (graphc captures the ones it reads)."""
+        b = cls.__new__(cls)
+        b.proto, b.opset, b.source = proto, opset, f"body {proto.name!r}"
+        b.graph, b.values, b.problems, b.input_values, b._trainable = graph, dict(outer), [], {}, False
+        return b
+
+    def body_outputs(self, args: list) -> list:
+        """The body's outputs for its inputs bound to `args`; Unsupported naming every node it cannot take."""
+        for t in self.proto.initializer:
+            self.values[t.name] = Const(tensor_array(t, f"initializer {t.name!r}"))
+        for vi, a in zip(self.proto.input, args):
+            self.values[vi.name] = a
+        for index, node in enumerate(self.proto.node):
+            self._node(index, node)
+        missing = [vi.name for vi in self.proto.output if vi.name not in self.values]
+        if missing:
+            self.problems.append(Problem(missing[0], "graph output", f"body output {missing[0]!r} is made by no node"))
+        if self.problems:
+            raise Unsupported(f"its body {self.proto.name!r}: " + "; ".join(map(str, self.problems)))
+        return [self._as_node(self.values[vi.name]) for vi in self.proto.output]
+
+    def _as_node(self, v):
+        return NodeContext(NodeProto(), self.opset, [v]).input(0) if isinstance(v, Const) else v
 
     def build(self) -> Graph:
         with self.graph:
@@ -142,10 +170,11 @@ class GraphBuilder:
         rule = rule_for(proto.op_type, self.opset)
         try:
             with self.graph.scope(label.strip("/") or proto.op_type):
+                outs = None
                 if rule.fold and inputs and all(isinstance(v, Const) for v in inputs):
                     outs = _fold(rule, proto, self.opset, inputs)
-                else:
-                    outs = _outputs_of(rule.build(NodeContext(proto, self.opset, inputs)))
+                if outs is None:
+                    outs = _outputs_of(rule.build(NodeContext(proto, self.opset, inputs, bodies=self._body)))
             self._bind(proto, outs)
         except NeedsValue as exc:
             self.problems.append(Problem(label, proto.op_type, str(exc), exc.input_name))
@@ -156,6 +185,11 @@ class GraphBuilder:
         except GraphcError as exc:
             self.problems.append(Problem(label, proto.op_type, f"{type(exc).__name__}: {exc}"))
             self._poison(proto)
+
+    def _body(self, proto: GraphProto, args: list) -> list:
+        from graphc.ir.graph import current_graph
+
+        return GraphBuilder.for_body(proto, self.opset, self.values, current_graph()).body_outputs(args)
 
     def _check(self, proto: NodeProto, label: str) -> str | None:
         if proto.domain not in ("", "ai.onnx"):
@@ -195,9 +229,7 @@ class GraphBuilder:
                         Problem(vi.name, "graph output", f"graph output {vi.name!r} is made by no node")
                     )
                 continue
-            if isinstance(v, Const):
-                v = NodeContext(NodeProto(), self.opset, [v]).input(0)
-            self.graph.output(vi.name, v)
+            self.graph.output(vi.name, self._as_node(v))
 
 
 def _outputs_of(result) -> list:
@@ -207,9 +239,10 @@ def _outputs_of(result) -> list:
     return [Const(r) if isinstance(r, np.ndarray) else r for r in result]
 
 
-def _fold(rule, proto: NodeProto, opset: int, inputs: list) -> list:
+def _fold(rule, proto: NodeProto, opset: int, inputs: list) -> list | None:
     """Evaluate a node whose inputs are all known at import (in a scratch graph, by the reference
-    interpreter): its outputs are known at import too."""
+    interpreter): its outputs are known at import too. None when an output has a symbolic shape
+    (an Expand to (batch, n)): the node is then built into the graph."""
     from graphc.backends.reference import run
 
     sentinels: dict = {}
@@ -217,6 +250,8 @@ def _fold(rule, proto: NodeProto, opset: int, inputs: list) -> list:
     with scratch:
         outs = _outputs_of(rule.build(NodeContext(proto, opset, inputs, sentinels)))
         nodes = [o for o in outs if isinstance(o, Node)]
+        if not all(shapes.is_concrete(o.shape) for o in nodes):
+            return None
         values = run(scratch, {}, outputs=nodes) if nodes else []
     it = iter(values)
     return [Const(unsentinel(np.asarray(next(it)), sentinels)) if isinstance(o, Node) else o for o in outs]

@@ -17,9 +17,6 @@ IMPORT_GAPS = {
     "full_like": "ConstantOfShape of a symbolic shape",
     "sequence_mask": "Range to a symbolic length",
     "cross_entropy_labels": "GatherElements",
-    "tuple_get": "Scan",
-    "scan": "Scan",
-    "scan (tuple carry, residuals)": "Scan",
 }
 
 
@@ -40,9 +37,6 @@ def test_example_model_round_trips(name, tmp_path):
     assert {n.scope.split("/")[1] for n in g.nodes if n.scope.count("/")} >= {"dense", "dense_1"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the importer has no rule for ONNX Scan yet (the recurrent layers export as Scan)"
-)
 def test_recurrent_model_round_trips():
     model = perturbed(nn.Model(nn.Sequential([nn.LSTM(5), nn.Dense(3)]), input_shape=(6, 4), backend="reference"))
     x = np.random.default_rng(2).standard_normal((3, 6, 4)).astype("float32")
