@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks: graphc against PyTorch (eager) and JAX (jit) on the same computations.
 
-    python benchmarks/run.py WORKLOAD|all [--backend numba] [--peers torch,jax] [--repeats N]
+    python benchmarks/run.py WORKLOAD [WORKLOAD ...]|all [--backend numba] [--peers torch,jax] [--repeats N]
 
 prints, per system, `WORKLOAD SYSTEM median_ms=… cold_compile_s=… warm_compile_s=… peak_rss_mb=…`
 and then a `# WORKLOAD check …` line saying whether the systems computed the same thing
@@ -195,7 +195,7 @@ def _fmt(workload: str, system: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workload", choices=[*WORKLOADS, "all"])
+    ap.add_argument("workload", nargs="+", choices=[*WORKLOADS, "all"], help="one or more workloads, or all")
     ap.add_argument("--backend", default="numba", help="graphc backend (default: numba)")
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of torch,jax ('' for none)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps (default: per workload)")
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown peer(s) {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
 
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    names = list(WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
     report, all_ok = {}, True
     for name in names:
         wl = WORKLOADS[name]
