@@ -148,6 +148,8 @@ class Runtime:
                 static[n.id] = cu.device_array(s.shape[n.id], n.dtype)
         for var, vid in s.inplace_updates.items():
             static[vid] = self._var(var)  # the kernel writes the variable's own device array
+        for var, _ in s.copy_updates:
+            self._var(var)  # written after the call, device to device (it may not be read)
         for i in s.pool_ids:
             static[i] = cu.device_array(s.shape[i], _dtype(s, i))
         bufs = [cu.device_array(max(size, 1), np.uint8) for size in s.plan.sizes]
