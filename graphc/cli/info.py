@@ -3,8 +3,8 @@ one does not), the CPUs seen, the kernel cache's folder and size, and the versio
 numpy and Graphviz's `dot`.
 
     graphc 0.1.0 (Python 3.11.7)
-    backends: reference (NumPy), numba (CPU kernels)
-    devices: CPU, 16 cores (16 usable by this process)
+    backends: reference (NumPy), numba (CPU kernels), cuda: not available (no NVIDIA GPU; ...)
+    devices: CPU, 16 cores (16 usable by this process); CUDA: none
     kernel cache: /home/me/.cache/graphc/numba-0.61.2-py311-g1a2b3c (412 files, 3.1 MB)
     numba 0.61.2, numpy 2.2.6, dot 2.43.0
 """
@@ -15,10 +15,15 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 # The backends graphc ships, in the order `graphc info` lists them: (name, module, what it runs on).
-BUILTIN = (("reference", "graphc.backends.reference", "NumPy"), ("numba", "graphc.backends.numba", "CPU kernels"))
+BUILTIN = (
+    ("reference", "graphc.backends.reference", "NumPy"),
+    ("numba", "graphc.backends.numba", "CPU kernels"),
+    ("cuda", "graphc.backends.cuda", "CUDA kernels"),
+)
 
 
 def add_parser(sub) -> None:
@@ -58,7 +63,7 @@ def info_lines() -> list[str]:
     return [
         f"graphc {graphc.__version__} (Python {platform.python_version()})",
         "backends: " + ", ".join(backend_lines()),
-        f"devices: {cpu_line()}",
+        f"devices: {cpu_line()}; {cuda_line()}",
         f"kernel cache: {cache_line()}",
         f"numba {_version('numba')}, numpy {_version('numpy')}, dot {dot_version()}",
     ]
@@ -76,7 +81,11 @@ def backend_lines() -> list[str]:
         except ImportError as exc:
             out.append(f"{name}: not available ({type(exc).__name__}: {exc})")
             continue
-        out.append(f"{name} ({what})" if name in names else f"{name}: not available (it did not register)")
+        if name in names:
+            out.append(f"{name} ({what})")
+        else:
+            why = getattr(sys.modules.get(module), "unavailable_reason", lambda: "it did not register")()
+            out.append(f"{name}: not available ({why})")
     out += [name for name in names if name not in {b[0] for b in BUILTIN}]  # registered by other packages
     return out
 
@@ -85,6 +94,15 @@ def cpu_line() -> str:
     total = os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
     return f"CPU, {total} cores ({usable} usable by this process)"
+
+
+def cuda_line() -> str:
+    """The CUDA device (a simulated one says so), or none and why."""
+    try:
+        from graphc.backends.cuda import device_line
+    except ImportError as exc:
+        return f"CUDA: none ({type(exc).__name__}: {exc})"
+    return device_line()
 
 
 def cache_line() -> str:

@@ -26,9 +26,13 @@ def test_info_says_version_backends_devices_cache_and_library_versions(tmp_path,
     lines = run_info(capsys)
     assert len(lines) == 5
     assert re.fullmatch(rf"graphc {re.escape(graphc.__version__)} \(Python 3\.\d+\.\d+\)", lines[0])
-    assert lines[1] == "backends: reference (NumPy), numba (CPU kernels)"
-    assert re.fullmatch(r"devices: CPU, \d+ cores \(\d+ usable by this process\)", lines[2])
-    assert "GPU" not in "\n".join(lines) and "cuda" not in "\n".join(lines).lower()
+    assert lines[1].startswith("backends: reference (NumPy), numba (CPU kernels), cuda")
+    assert re.fullmatch(r"devices: CPU, \d+ cores \(\d+ usable by this process\); CUDA: .+", lines[2])
+    if "cuda (CUDA kernels)" not in lines[1]:  # no GPU, no simulator: why, and no device
+        assert lines[1].endswith(
+            "cuda: not available (no NVIDIA GPU; NUMBA_ENABLE_CUDASIM=1 runs Numba's CUDA simulator)"
+        )
+        assert lines[2].endswith("; CUDA: none")
     folder = next((tmp_path / "cache").iterdir())  # the numba backend's folder for this numba and python
     assert lines[3] == f"kernel cache: {folder} (0 files, 0 bytes)"
     (folder / "gk_x.py").write_text("x = 1\n")  # 6 bytes
@@ -55,7 +59,9 @@ def test_info_says_why_a_backend_is_not_available(monkeypatch, capsys):
 
     monkeypatch.setattr(info.importlib, "import_module", without_numba)
     lines = run_info(capsys)
-    assert lines[1] == "backends: reference (NumPy), numba: not available (ImportError: No module named 'numba')"
+    assert lines[1].startswith(
+        "backends: reference (NumPy), numba: not available (ImportError: No module named 'numba'), "
+    )
 
 
 def test_sizes_read_as_people_write_them():

@@ -14,7 +14,7 @@ present); otherwise compiling for it is a CudaUnavailableError naming both ways 
 from graphc.backends.base import Backend, register_backend, register_unavailable
 from graphc.backends.cuda.device import CudaUnavailableError, possible
 
-__all__ = ["CudaBackend", "CudaUnavailableError", "device_line"]
+__all__ = ["CudaBackend", "CudaUnavailableError", "device_line", "unavailable_reason"]
 
 BACKEND = "cuda"  # the key of this backend's lowerings (OpDef.lowerings)
 
@@ -37,13 +37,22 @@ else:
     register_unavailable(BACKEND, CudaUnavailableError(_why))
 
 
+def unavailable_reason() -> str:
+    """Why the backend cannot run here, in a few words (for `graphc info`)."""
+    ok, why = possible()
+    if ok:
+        return ""
+    if "numba-cuda" in why.split(":")[0]:
+        return "numba-cuda is not installed: pip install -e '.[cuda]'"
+    return "no NVIDIA GPU; NUMBA_ENABLE_CUDASIM=1 runs Numba's CUDA simulator"
+
+
 def device_line() -> str:
-    """The CUDA device for `graphc info`: its name (a simulated one says so), or why there is none."""
+    """The CUDA device for `graphc info`: its name (a simulated one says so), or none."""
     from graphc.backends.cuda import device
 
-    ok, why = possible()
-    if not ok:
-        return f"CUDA: none ({why})"
+    if not possible()[0]:
+        return "CUDA: none"
     try:
         return f"CUDA: {device.describe()}"
     except CudaUnavailableError as exc:
