@@ -5,7 +5,7 @@ Registered on the ops as their "onnx" lowering, like export_rules.py; opset 17.
 
 import numpy as np
 
-from graphc.onnx.export_emitter import INT64_MIN, ONNX_DTYPES, NoOnnxForm, value_info
+from graphc.onnx.export_emitter import INT64_MIN, ONNX_DTYPES, value_info
 from graphc.onnx.export_rules import ONNX
 from graphc.ops.registry import lowering
 
@@ -26,6 +26,29 @@ def _conv2d(node, e, ins):
         strides=list(a["stride"]),
         dilations=list(a["dilation"]),
         pads=_pads(a["padding"]),
+        group=a["groups"],
+    )
+
+
+@lowering("conv2d_grad_input", ONNX)
+def _conv2d_grad_input(node, e, ins):
+    # the transposed convolution: ONNX's ConvTranspose with graphc's weight layout (O, C/groups, kh, kw);
+    # output_padding makes up the rows and columns a strided conv2d dropped, so the output is input_hw
+    a = node.attrs
+    k = node.inputs[1].shape[2:]
+    out_pad = []
+    for axis in range(2):
+        size, stride, dil = node.inputs[0].shape[2 + axis], a["stride"][axis], a["dilation"][axis]
+        lo, hi = a["padding"][2 * axis], a["padding"][2 * axis + 1]
+        out_pad.append(a["input_hw"][axis] - (stride * (size - 1) + dil * (k[axis] - 1) + 1 - lo - hi))
+    return e.op(
+        "ConvTranspose",
+        ins,
+        kernel_shape=list(k),
+        strides=list(a["stride"]),
+        dilations=list(a["dilation"]),
+        pads=_pads(a["padding"]),
+        output_padding=out_pad if any(out_pad) else None,
         group=a["groups"],
     )
 
@@ -140,45 +163,49 @@ def _bce_with_logits(node, e, ins):
     return e.op("Add", [e.op("Sub", [e.op("Relu", [x]), e.op("Mul", [x, t])]), softplus])
 
 
-# -- the scan, as ONNX Scan -------------------------------------------------------------------------
+# -- the scan, as ONNX Scan (or Loop, for a scan without xs) ---------------------------------------
 @lowering("scan", ONNX)
 def _scan(node, e, ins):
     a = node.attrs
     body, nc, nx = a["body"], a["num_carry"], a["num_xs"]
     ny = len(body.outputs) - nc
-    if nx == 0:
-        raise NoOnnxForm("a scan without xs (length= only) has no ONNX Scan form")
     used = e.used.get(node.id, set())
     residuals = [i for i in range(nc) if nc + ny + i in used]  # the stacked carries entering each step
-    inner = e.body({})
-    formal = []
-    for x in body.inputs:
-        name = e.names.fresh(f"{e.hint('body')}/{x.name}")
-        inner.bind(x, name)
-        formal.append(value_info(name, x.shape, x.dtype))
-    for x, outer_name in zip(body.captured, ins[nc + nx :]):
-        inner.bind(x, outer_name)  # ONNX bodies read outer values by name
-    for x in body.inputs:
-        for axis, d in enumerate(x.shape):
-            if isinstance(d, str):
-                inner.dims.setdefault(d, (inner.name_of(x), axis))
-    inner.emit(body.nodes)
-    results = [(inner.name_of(o), o) for o in body.outputs]
-    results += [(inner.name_of(body.inputs[i]), body.inputs[i]) for i in residuals]
-    wanted = [e.names.fresh(f"{e.hint('body')}/out{k}") for k in range(len(results))]
-    out_names = inner.finish_outputs(list(zip(wanted, (r for r, _ in results))))
-    graph = _body_graph(e, inner, formal, out_names, [n for _, n in results])
+    stacked = ny + len(residuals)
     reverse = int(a["reverse"])
+    if nx == 0:
+        return _loop(node, e, ins, residuals)
+    graph = _body(e, body, ins[nc + nx :], residuals, loop=False)
     outs = e.op(
         "Scan",
-        [*ins[:nc], *ins[nc : nc + nx]],
-        n_out=nc + ny + len(residuals),
+        ins[: nc + nx],
+        n_out=nc + stacked,
         body=graph,
         num_scan_inputs=nx,
         scan_input_directions=[reverse] * nx,
-        # 1 prepends: index t holds step t's value
-        scan_output_directions=[reverse] * (ny + len(residuals)) if ny + len(residuals) else None,
+        scan_output_directions=[reverse] * stacked if stacked else None,  # 1 prepends: index t holds step t
     )
+    return _values(outs, nc, ny, residuals)
+
+
+def _loop(node, e, ins, residuals):
+    """A scan without xs as ONNX Loop: `length` iterations; a reverse scan's stacked outputs are flipped
+    (Loop stacks in iteration order, graphc by time index)."""
+    a = node.attrs
+    body, nc = a["body"], a["num_carry"]
+    ny = len(body.outputs) - nc
+    trips = e.const(np.int64(a["length"]))  # an int: gc.scan takes length= only as one
+    graph = _body(e, body, ins[nc:], residuals, loop=True)
+    outs = e.op("Loop", [trips, "", *ins[:nc]], n_out=nc + ny + len(residuals), body=graph)
+    outs = outs if isinstance(outs, list) else [outs]
+    if a["reverse"]:
+        flip = [e.ints([-1]), e.ints([INT64_MIN]), e.ints([0]), e.ints([-1])]
+        outs = outs[:nc] + [e.op("Slice", [o, *flip]) for o in outs[nc:]]
+    return _values(outs, nc, ny, residuals)
+
+
+def _values(outs, nc, ny, residuals):
+    """The scan node's outputs (final carries, stacked ys, stacked carries in) from the ONNX node's."""
     outs = outs if isinstance(outs, list) else [outs]
     values = outs[: nc + ny] + [None] * nc
     for k, i in enumerate(residuals):
@@ -186,8 +213,35 @@ def _scan(node, e, ins):
     return values
 
 
-def _body_graph(e, inner, formal, out_names, out_nodes):
-    from onnx import helper
+def _body(e, body, captured_names, residuals, loop: bool):
+    """The ONNX graph of a scan body: its inputs (Loop's: the iteration number and condition first),
+    the body's nodes (captured values read from the outer graph by name), then the new carries, the
+    per-step ys and the carries entering the step (for the residuals asked for)."""
+    from onnx import TensorProto, helper
 
-    outputs = [value_info(name, n.shape, n.dtype) for name, n in zip(out_names, out_nodes)]
+    inner = e.body({})
+    formal = []
+    if loop:
+        it, cond = e.names.fresh(f"{e.hint('body')}/iteration"), e.names.fresh(f"{e.hint('body')}/cond")
+        formal += [helper.make_tensor_value_info(it, TensorProto.INT64, []), value_info(cond, (), "bool")]
+    for x in body.inputs:
+        name = e.names.fresh(f"{e.hint('body')}/{x.name}")
+        inner.bind(x, name)
+        formal.append(value_info(name, x.shape, x.dtype))
+        for axis, d in enumerate(x.shape):
+            if isinstance(d, str):
+                inner.dims.setdefault(d, (name, axis))
+    for x, outer_name in zip(body.captured, captured_names):
+        inner.bind(x, outer_name)  # ONNX bodies read outer values by name
+    inner.emit(body.nodes)
+    results = [(inner.name_of(o), o) for o in body.outputs]
+    results += [(inner.name_of(body.inputs[i]), body.inputs[i]) for i in residuals]
+    wanted = [e.names.fresh(f"{e.hint('body')}/out{k}") for k in range(len(results))]
+    named = list(zip(wanted, (r for r, _ in results)))
+    types = [(n.shape, n.dtype) for _, n in results]
+    if loop:  # Loop's body gives the condition first: always true (the trip count ends it)
+        named.insert(0, (e.names.fresh(f"{e.hint('body')}/cond_out"), cond))
+        types.insert(0, ((), "bool"))
+    out_names = inner.finish_outputs(named)
+    outputs = [value_info(name, shape, dtype) for name, (shape, dtype) in zip(out_names, types)]
     return helper.make_graph(inner.nodes, e.names.fresh(e.hint("body")), formal, outputs)

@@ -153,6 +153,18 @@ def _conv2d(g):
     return {"x": _f(2, 4, 7, 6)}
 
 
+def _conv2d_grad_input(g):
+    """The transposed convolution (what ONNX's ConvTranspose imports as), strided: output_padding."""
+    y = g.input("y", ("batch", 4, 3, 3))
+    w1, w2 = g.param("w1", (4, 3, 3, 3)), g.param("w2", (4, 1, 2, 3))
+    g.output("up", gc.conv2d_grad_input(y, w1, (6, 5), stride=2, padding=1))
+    g.output(
+        "grouped",
+        gc.conv2d_grad_input(y, w2, (4, 6), stride=(1, 2), padding=((1, 0), (0, 2)), dilation=(2, 1), groups=2),
+    )
+    return {"y": _f(2, 4, 3, 3)}
+
+
 def _max_pool2d(g):
     x = g.input("x", ("batch", 2, 7, 6))
     g.output("y", gc.max_pool2d(x, 2))
@@ -285,6 +297,24 @@ def _scan_pair(g):
     return {"xs": _f(4, 2, 3), "ms": _f(4, 2, 1), "c0": _f(2, 3)}
 
 
+def _scan_without_xs(g):
+    """length= only (ONNX Loop), forward and reverse (Loop stacks by iteration: flipped)."""
+    h0 = g.input("h0", ("batch", 3))
+    w = g.param("w", (3, 3))
+
+    def cell(h, _):
+        h = gc.tanh(h @ w) + 1.0
+        return h, gc.sum(h, 1)
+
+    h, ys = gc.scan(cell, h0, length=4)
+    hr, ysr = gc.scan(cell, h0, length=3, reverse=True)
+    g.output("h", h)
+    g.output("ys", ys)
+    g.output("hr", hr)
+    g.output("ysr", ysr * gc.reshape(gc.constant(np.arange(3.0, dtype="float32")), (3, 1)))
+    return {"h0": _f(2, 3)}
+
+
 CASES = {
     "add": _binary(gc.add),
     "sub": _binary(gc.sub),
@@ -330,6 +360,7 @@ CASES = {
     "full_like": _full_like,
     "matmul": _matmul,
     "conv2d": _conv2d,
+    "conv2d_grad_input": _conv2d_grad_input,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": _avg_pool2d,
     "slice": _slice,
@@ -345,6 +376,7 @@ CASES = {
     "tuple_get": _scan_pair,
     "scan": _scan,
     "scan (tuple carry, residuals)": _scan_pair,
+    "scan (no xs: Loop)": _scan_without_xs,
 }
 
 
