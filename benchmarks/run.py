@@ -196,7 +196,9 @@ def _fmt(workload: str, system: str, r: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workload", nargs="+", choices=[*WORKLOADS, "all"], help="one or more workloads, or all")
-    ap.add_argument("--backend", default="numba", help="graphc backend (default: numba)")
+    ap.add_argument(
+        "--backend", default="numba", help="graphc backend (default: numba; cuda: graphc's kernels on the GPU)"
+    )
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of torch,jax ('' for none)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps (default: per workload)")
     ap.add_argument("--budget", type=float, default=10.0, help="stop timing a system after this many seconds")
