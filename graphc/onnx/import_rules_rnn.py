@@ -256,3 +256,31 @@ def _scan(n):
         y = _flip(y) if bool(out_dirs[k]) != reverse else y
         results.append(_from_front(y, out_axes[k]))
     return results
+
+
+# -- Loop -------------------------------------------------------------------------------------------
+@onnx_op("Loop", since=1, attrs={"body"}, fold=False)
+def _loop(n):
+    """ONNX Loop with a trip count known at import and a condition that stays true: gc.scan of that
+    length, the iteration number an extra int64 carry; the body's scan outputs are stacked."""
+    body = n.attr("body")
+    if not n.has(0):
+        n.unsupported("a Loop without a trip count (a while loop)")
+    (trips,) = n.ints(0, "M")
+    if n.has(1) and not bool(n.numbers(1, "cond").reshape(-1)[0]):
+        return [n.input(i) for i in range(2, n.num_inputs)] or None
+    init = [n.input(i) for i in range(2, n.num_inputs)]
+    nc = len(init)
+    counter = F.constant(np.asarray(0, np.int64))
+
+    def step(carry, _):
+        i, values = carry[0], list(carry[1:])
+        yes = F.constant(np.asarray(True))
+        outs = n.body(body, [i, yes, *values])
+        cond = outs[0]
+        if cond is not yes and not (cond.is_const and bool(cond.attrs["value"])):
+            n.unsupported("a Loop whose condition the body computes (a while loop)")
+        return (i + 1, *outs[1 : 1 + nc]), tuple(outs[1 + nc :])
+
+    final, ys = F.scan(step, (counter, *init), None, length=trips)
+    return [*final[1:], *ys]

@@ -288,7 +288,11 @@ def _size(n):
 def _constant_of_shape(n):
     value = n.attr("value")
     value = np.zeros(1, np.float32) if value is None else value
-    return np.full(n.ints(0, "input"), value.reshape(-1)[0], value.dtype)
+    dims = n.dims(0, "input")
+    if shapes.is_concrete(dims):
+        return np.full(dims, value.reshape(-1)[0], value.dtype)
+    # a shape with symbolic dims (Shape of an input): the value broadcast to it, sized when the graph runs
+    return F.broadcast_to(F.constant(value.reshape(()), value.dtype.name), dims)
 
 
 _CONSTANT_ATTRS = {"value", "value_float", "value_floats", "value_int", "value_ints", "sparse_value"}
@@ -314,6 +318,19 @@ def _range(n):
     start, limit, delta = (n.numbers(i, what).reshape(()) for i, what in enumerate(("start", "limit", "delta")))
     count = max(int(np.ceil((limit - start) / delta)), 0)
     return (start + np.arange(count) * delta).astype(start.dtype)
+
+
+@onnx_op("GatherElements", since=11, attrs={"axis"})
+def _gather_elements(n):
+    """x's entries at idx along axis: the one-hot of idx (a new axis after `axis`) times x, summed."""
+    x, idx = n.input(0), n.input(1)
+    axis = n.attr("axis", 0) % x.ndim
+    dim = x.shape[axis]
+    if not isinstance(dim, int):
+        n.unsupported(f"axis {axis} of {x.type_str} is symbolic")
+    idx = F.where(F.less(idx, 0), idx + dim, idx)
+    picked = F.one_hot(idx, dim, "bool", axis + 1)
+    return F.sum(F.where(picked, F.expand_dims(x, axis), F.zeros_like(F.expand_dims(x, axis))), axis + 1)
 
 
 @onnx_op("OneHot", since=9, attrs={"axis"})
