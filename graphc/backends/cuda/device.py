@@ -14,9 +14,22 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from graphc.errors import GraphcError
 
-__all__ = ["CudaUnavailableError", "possible", "cuda", "simulated", "describe", "Launch", "launch", "Transfers"]
+__all__ = [
+    "CudaUnavailableError",
+    "possible",
+    "cuda",
+    "empty",
+    "to_device",
+    "simulated",
+    "describe",
+    "Launch",
+    "launch",
+    "Transfers",
+]
 
 _INSTALL = "pip install -e '.[cuda]' (numba-cuda) on a machine with an NVIDIA GPU and its driver"
 _SIM = "set NUMBA_ENABLE_CUDASIM=1 before Numba is imported to run on Numba's CUDA simulator (slow; for tests)"
@@ -71,6 +84,18 @@ def cuda():
         sys.setswitchinterval(SIM_SWITCH_INTERVAL)
     _CUDA = numba_cuda
     return _CUDA
+
+
+def empty(shape, dtype):
+    """A device array of `shape`; a 0-d value is kept as shape (1,) on the device (one layout for
+    every kernel argument), and given its shape again when copied down."""
+    return cuda().device_array(tuple(shape) or (1,), dtype)
+
+
+def to_device(host: np.ndarray):
+    """`host` copied to a new device array (a 0-d one as shape (1,), as `empty`)."""
+    host = np.ascontiguousarray(host)
+    return cuda().to_device(host.reshape(1) if host.ndim == 0 else host)
 
 
 def simulated() -> bool:

@@ -102,7 +102,8 @@ class CudaExecutable(Executable):
                 out.append(np.array(n.attrs["value"], dtype=n.dtype))
             else:
                 d = results[vid]
-                host = d.copy_to_host() if d.size else np.empty(d.shape, d.dtype)
+                shape = self._rt.shape[vid]
+                host = d.copy_to_host().reshape(shape) if d.size else np.empty(shape, d.dtype)
                 self.transfers.add("d2h", "output", host.nbytes)
                 out.append(host)
         return out
@@ -113,17 +114,16 @@ class CudaExecutable(Executable):
         dev = self.variables.dev
         writes = [(var, dev[var], results[vid]) for var, vid in self._update_ids]
         targets = {id(old) for _, old, _ in writes}
-        cu = device.cuda()
         staged = []
         for var, old, new in writes:
             if new is not old and id(new) in targets:
-                tmp = cu.device_array(new.shape, new.dtype)
+                tmp = device.empty(new.shape, new.dtype)
                 tmp.copy_to_device(new)
                 new = tmp
             staged.append((var, old, new))
         for var, old, new in staged:
             if new is not old and old.size:
-                old.copy_to_device(new.reshape(old.shape))
+                old.copy_to_device(new.reshape(old.shape) if new.shape != old.shape else new)
             self.variables.written(var)
 
     def sync(self) -> None:

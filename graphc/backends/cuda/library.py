@@ -28,7 +28,7 @@ def upload(host: np.ndarray):
     host = np.ascontiguousarray(host)
     if setup_transfers is not None:
         setup_transfers.add("h2d", "constant", host.nbytes)
-    return cuda.to_device(host)
+    return device.to_device(host)
 
 
 def flat(a):

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from graphc.backends.cuda import device
 from graphc.backends.cuda import library as lib
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
@@ -108,7 +109,7 @@ def _moves(node, in_shapes, out_shape):
     except ValueError:
         return None
     if node.is_tuple:
-        outs = [lib.cuda.device_array(s, dt) for s, (_, dt) in zip(out_shape, node.types)]
+        outs = [device.empty(s, dt) for s, (_, dt) in zip(out_shape, node.types)]
 
         def run_tuple(*ins):
             for mv, o in zip(moves, outs):

@@ -13,6 +13,7 @@ runtime binds it, as for matmul).
 
 import numpy as np
 
+from graphc.backends.cuda import device
 from graphc.backends.cuda import library as lib
 from graphc.ops.registry import lowering
 
@@ -37,7 +38,7 @@ def _conv(node, in_shapes, out_shape):
     g = node.attrs["groups"]
     og, k, p = o // g, cg * kh * kw, ho * wo
     geo = _geometry(node.attrs, kh, kw)
-    cols = lib.cuda.device_array((n, c * kh * kw, ho, wo), node.dtype)
+    cols = device.empty((n, c * kh * kw, ho, wo), node.dtype)
     wq = np.tile(np.arange(g, dtype=np.int64) * (og * k), n)  # W_g for batch entry (n, g)
     gemm = lib.Gemm(node.dtype, og, p, k, wq, (k, 1), _offsets(n, g, c * kh * kw * p, k * p), (p, 1),
                     _offsets(n, g, o * p, og * p), (p, 1))  # fmt: skip
@@ -56,8 +57,8 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     g = node.attrs["groups"]
     og, k, p = o // g, cg * kh * kw, ho * wo
     geo = _geometry(node.attrs, kh, kw)
-    cols = lib.cuda.device_array((n, c * kh * kw, ho, wo), node.dtype)
-    per_image = lib.cuda.device_array((n, o, k), node.dtype)
+    cols = device.empty((n, c * kh * kw, ho, wo), node.dtype)
+    per_image = device.empty((n, o, k), node.dtype)
     # gy[n, g] (og, p) @ cols[n, g].T (p, k): cols read with (row, column) strides (1, p)
     gemm = lib.Gemm(node.dtype, og, k, p, _offsets(n, g, o * p, og * p), (p, 1), _offsets(n, g, c * kh * kw * p, k * p),
                     (1, p), _offsets(n, g, o * k, og * k), (k, 1))  # fmt: skip
@@ -77,7 +78,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
     g = node.attrs["groups"]
     og, k, p = o // g, cg * kh * kw, ho * wo
     geo = _geometry(node.attrs, kh, kw)
-    cols = lib.cuda.device_array((n, c * kh * kw, ho, wo), node.dtype)
+    cols = device.empty((n, c * kh * kw, ho, wo), node.dtype)
     wq = np.tile(np.arange(g, dtype=np.int64) * (og * k), n)
     # W_g.T (k, og): W_g (og, k) read with (row, column) strides (1, k)
     gemm = lib.Gemm(node.dtype, k, p, og, wq, (1, k), _offsets(n, g, o * p, og * p), (p, 1),

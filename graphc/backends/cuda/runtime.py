@@ -108,7 +108,7 @@ class HostDraw:
 
     def run(self, vals, ctx):
         host = np.ascontiguousarray(run_reference(self.node, [], ctx))
-        self.out.copy_to_device(host)
+        self.out.copy_to_device(host.reshape(self.out.shape))
         self.transfers.add("h2d", "random", host.nbytes)
 
 
@@ -130,7 +130,6 @@ class Runtime:
     """Schedule `schedule` bound to device memory and kernels; `run` computes one call."""
 
     def __init__(self, schedule: Schedule, dvalues, transfers, host_feeds: bool = True):
-        cu = device.cuda()
         self.host_feeds = host_feeds  # the inputs are fed from the host (a scan body's are not)
         s = self.schedule = schedule
         self.env, self.shape, self.transfers, self.dvalues = s.env, s.shape, transfers, dvalues
@@ -142,19 +141,19 @@ class Runtime:
                 static[n.id] = self._var(n.name)
             elif n.is_const:
                 host = np.ascontiguousarray(np.array(n.attrs["value"], dtype=n.dtype))
-                static[n.id] = cu.to_device(host)
+                static[n.id] = device.to_device(host)
                 transfers.add("h2d", "constant", host.nbytes)
             elif n.is_input:
-                static[n.id] = cu.device_array(s.shape[n.id], n.dtype)
+                static[n.id] = device.empty(s.shape[n.id], n.dtype)
         for var, vid in s.inplace_updates.items():
             static[vid] = self._var(var)  # the kernel writes the variable's own device array
         for var, _ in s.copy_updates:
             self._var(var)  # written after the call, device to device (it may not be read)
         for i in s.pool_ids:
-            static[i] = cu.device_array(s.shape[i], _dtype(s, i))
-        bufs = [cu.device_array(max(size, 1), np.uint8) for size in s.plan.sizes]
+            static[i] = device.empty(s.shape[i], _dtype(s, i))
+        bufs = [device.empty((max(size, 1),), np.uint8) for size in s.plan.sizes]
         for v, b in s.plan.buffer_of.items():
-            static[v] = bufs[b][: s.plan_input.nbytes[v]].view(_dtype(s, v)).reshape(s.shape[v])
+            static[v] = bufs[b][: s.plan_input.nbytes[v]].view(_dtype(s, v)).reshape(s.shape[v] or (1,))
         self.static = static
         self.ctx = RunContext({}, {}, s.env, 0)
         self.steps: list = []
@@ -192,7 +191,7 @@ class Runtime:
                 f"{[self.shape[x.id] for x in n.inputs]}" + where(n.location)
             )
         if not n.is_tuple and n.id not in self.static:
-            self.static[n.id] = device.cuda().device_array(self.shape[n.id], n.dtype)
+            self.static[n.id] = device.empty(self.shape[n.id], n.dtype)
         index = getattr(fn, "index", None)
         if index is not None and self.host_feeds and n.inputs[index[0]].is_input:
             self.host_checks.append((n, *index))
@@ -219,7 +218,7 @@ class Runtime:
                     self._unsupported(n)
                 out = self.static.get(n.id)
                 if out is None:
-                    out = self.static[n.id] = device.cuda().device_array(self.shape[n.id], n.dtype)
+                    out = self.static[n.id] = device.empty(self.shape[n.id], n.dtype)
                 self.steps.append(HostDraw(n, out, self.transfers))
         elif how in (Lowering.VIEW, Lowering.REFERENCE_ANCHOR):
             self._unsupported(self.node(k.anchor if k.anchor is not None else k.node_ids[0]))
@@ -310,7 +309,7 @@ class Runtime:
     def _result(self, n):
         out = self.static.get(n.id)
         if out is None:
-            out = self.static[n.id] = device.cuda().device_array(self.shape[n.id], n.dtype)
+            out = self.static[n.id] = device.empty(self.shape[n.id], n.dtype)
         return out
 
     # -- running ---------------------------------------------------------------------------
@@ -324,7 +323,7 @@ class Runtime:
         for n in inputs:
             host = arrays[n.name]
             if host.size:
-                vals[n.id].copy_to_device(host)
+                vals[n.id].copy_to_device(host.reshape(vals[n.id].shape))
             self.transfers.add("h2d", "input", host.nbytes)
         for st in self.steps:
             st.run(vals, ctx)

@@ -53,9 +53,9 @@ class ScanLoop:
         self.rt = Runtime(schedule, _NoVariables(), self.transfers, host_feeds=False)
         self.inputs = [self.rt.static[n.id] for n in body.all_inputs]
         self.outputs = [n.id for n in body.outputs]
-        self.outs = tuple(lib.cuda.device_array(s, dt) for s, (_, dt) in zip(out_shapes, node.types))
+        self.outs = tuple(device.empty(s, dt) for s, (_, dt) in zip(out_shapes, node.types))
         self.kernels = kernels
-        self.staged = [lib.cuda.device_array(b.shape, b.dtype) for b in self.inputs[: self.nc]]
+        self.staged = [device.empty(b.shape, b.dtype) for b in self.inputs[: self.nc]]
 
     wants_ctx = True  # the Runtime passes its RunContext: the step and loop indices random ops read
 

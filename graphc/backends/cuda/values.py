@@ -36,7 +36,7 @@ class DeviceValues(dict):
     def _sync(self, name):
         host = dict.__getitem__(self, name)
         if name in self.device_newer:
-            self.dev[name].copy_to_host(ary=host)
+            self.dev[name].copy_to_host(ary=host.reshape(host.shape or (1,)))
             self.transfers.add("d2h", "variable", host.nbytes)
             self.device_newer.discard(name)
         if name in self.dev and name not in self.host_set:
@@ -96,11 +96,11 @@ class DeviceValues(dict):
         """The variable's device copy, current with every host write (uploaded if needed)."""
         host = dict.__getitem__(self, name)
         d = self.dev.get(name)
-        if d is None or (name in self.host_set and (d.shape != host.shape or d.dtype != host.dtype)):
-            d = self.dev[name] = device.cuda().to_device(np.ascontiguousarray(host))
+        if d is None or (name in self.host_set and (d.shape != (host.shape or (1,)) or d.dtype != host.dtype)):
+            d = self.dev[name] = device.to_device(host)
             self.transfers.add("h2d", "variable", host.nbytes)
         elif name in self.host_set or (name in self.read and host.tobytes() != self.read[name]):
-            d.copy_to_device(np.ascontiguousarray(host))
+            d.copy_to_device(np.ascontiguousarray(host).reshape(d.shape))
             self.transfers.add("h2d", "variable", host.nbytes)
         self.host_set.discard(name)
         self.read.pop(name, None)
