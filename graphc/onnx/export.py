@@ -23,6 +23,7 @@ from graphc.onnx.export_emitter import IR_VERSION, OPSET, Emitter, Names, value_
 
 __all__ = ["save", "to_onnx", "OPSET", "IR_VERSION"]
 
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GB limit on one message, less room for the graph itself
 MODEL_OUTPUTS = {"output": "eval/output", "predictions": "eval/predictions"}  # an nn.Model's export
 
 
@@ -68,6 +69,13 @@ def to_onnx(graph_or_model, outputs=None, name: str | None = None) -> onnx.Model
                 f"ONNX export of {graph.name!r}: output {out!r} has the name of an input or parameter"
             )
         names.taken.add(out)
+    size = sum(graph.values[n.name].nbytes for n in params if n.name in graph.values)
+    if size > MAX_BYTES:
+        raise GraphcError(
+            f"ONNX export of {graph.name!r}: its parameters take {size / 1e9:.2f} GB, more than one ONNX file holds "
+            f"({MAX_BYTES / 1e9:.2f} GB); larger models keep their weights in external data files, which graphc's "
+            "export does not write"
+        )
     dims = {}
     for n in inputs:
         for axis, d in enumerate(n.shape):

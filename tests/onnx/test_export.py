@@ -83,6 +83,33 @@ def test_lstm_model_exports_as_scan_and_agrees(tmp_path):
     assert [n.op_type for n in proto.graph.node].count("Scan") == 2
 
 
+def test_text_model_with_embedding_and_layer_norm_agrees(tmp_path):
+    net = nn.Sequential([nn.Embedding(20, 6), nn.LayerNorm(), nn.GRU(5), nn.Dense(3)])
+    model = perturbed(nn.Model(net, input_shape=(7,), input_dtype="int64", backend="reference"))
+    x = np.random.default_rng(0).integers(0, 20, (4, 7))
+    path = gc.onnx.save(model, tmp_path / "text.onnx")
+    (want,) = gc.run(model.graph, {"x": x}, outputs=["eval/output"])
+    np.testing.assert_allclose(run_onnx(path, {"x": x})["output"], want, rtol=1e-4, atol=1e-5)
+    assert onnx.load(path).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+
+
+def test_models_past_one_file_s_size_are_refused(monkeypatch):
+    from graphc.onnx import export
+
+    monkeypatch.setattr(export, "MAX_BYTES", 20)
+    with pytest.raises(
+        gc.GraphcError, match=r"its parameters take 0.00 GB, more than one ONNX file holds .*external data"
+    ):
+        gc.onnx.to_onnx(_small_with_weights())
+
+
+def _small_with_weights():
+    g = gc.Graph("weights")
+    with g:
+        g.output("y", g.input("x", (2,)) @ g.param("w", (2, 3)))
+    return g
+
+
 def test_trained_values_are_exported(tmp_path):
     g = gc.Graph("affine")
     with g:
