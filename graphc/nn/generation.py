@@ -6,7 +6,8 @@ and a seeded sampler with temperature and top-k.
     model.fit(X, y, bptt=32)
     text = nn.generate(model, "def ", 200, temperature=0.8, top_k=10, seed=0, vocab=vocab)
 
-The step is the model's evaluation graph (graphc.nn.model_graph: `eval/output` and the final
+`Stepper` also steps a forecaster (float inputs, outputs at every step), e.g. to feed its
+predictions back. The step is the model's evaluation graph (graphc.nn.model_graph: `eval/output` and the final
 state `eval/state/...`), compiled once; its time axis is symbolic, so the same compiled graph
 takes the whole prompt in one call and then one id per call, each call starting from the
 state the one before it ended with.
@@ -15,35 +16,38 @@ state the one before it ended with.
 import numpy as np
 
 from graphc.errors import AttributeValueError, InputError
-from graphc.nn.data import check_int
+from graphc.nn.data import check_int, convert
 from graphc.nn.model_graph import LENGTHS
 
 __all__ = ["Stepper", "generate", "sample"]
 
 
 class Stepper:
-    """model's network run step by step on token ids, its recurrent state kept between calls.
+    """model's network run step by step, its recurrent state kept between calls.
 
-    `stepper(ids)` feeds ids (batch, t) (t >= 1: a prompt at once, or one step) and returns the
-    logits of the last step (batch, classes); `reset(batch)` starts again from the zero state;
-    `state` holds the current state ({input name: array})."""
+    `stepper(x)` feeds x (batch, t, ...) (t >= 1: a prompt at once, or one step; token ids
+    (batch, t) for a model of ids) and returns the network's output at the last step (logits
+    (batch, classes) for a classifier of every step; the raw outputs, not probabilities);
+    `reset(batch)` starts again from the zero state; `state` holds the current state
+    ({input name: array}). The model must be stateful, with outputs at every step."""
 
-    def __init__(self, model, batch: int = 1):
+    def __init__(self, model, batch: int = 1, owner: str = "Stepper"):
         import graphc as gc
 
         seq = model.sequences
         if not seq.stateful:
-            raise AttributeValueError("generate: the model was built without stateful=True; its compiled step "
+            raise AttributeValueError(f"{owner}: the model was built without stateful=True; its compiled step "
                                       "cannot carry the recurrent state from one call to the next")  # fmt: skip
-        x = model.graph.inputs["x"]
-        if x.ndim != 2 or not x.dtype.startswith("int") or not seq.per_step:
+        x, out = model.graph.inputs["x"], model.graph.outputs["eval/output"]
+        tokens = x.ndim == 2 and x.dtype.startswith("int") and seq.per_step
+        if not seq.along_time or (owner == "generate" and not tokens):
+            want = "a model of token ids, input (batch, time) integers" if owner == "generate" else "a model"
             raise AttributeValueError(
-                f"generate: needs a model of token ids, input (batch, time) integers and per-step class outputs "
-                f"(batch, time, classes); this one takes {x.type_str} and gives "
-                f"{model.graph.outputs['eval/output'].type_str}"
+                f"{owner}: needs {want} with outputs at every step (batch, time, ...); this one takes {x.type_str} "
+                f"and gives {out.type_str}"
             )
-        self.model, self.seq = model, seq
-        self.num_classes = model.num_classes
+        self.model, self.seq, self.x = model, seq, x
+        self.num_classes = model.num_classes if tokens else None
         outputs = ["eval/output", *seq.state_outputs("eval")]
         self._step = gc.compile(model.graph, backend=model.backend, outputs=outputs, apply_updates=False)
         self.reset(batch)
@@ -52,21 +56,25 @@ class Stepper:
         check_int("Stepper.reset", "batch", batch, 1)
         self.state = self.seq.zero_state(batch)
 
-    def __call__(self, ids) -> np.ndarray:
-        ids = np.asarray(ids)
+    def __call__(self, x) -> np.ndarray:
+        x = np.asarray(x)
         batch = len(next(iter(self.state.values())))
-        if ids.dtype.kind not in "iu" or ids.ndim != 2 or ids.shape[0] != batch or ids.shape[1] < 1:
-            raise InputError(f"Stepper: ids must be integers of shape ({batch}, t) with t >= 1, got {ids.dtype} "
-                             f"{ids.shape}")  # fmt: skip
-        bad = np.flatnonzero((ids < 0) | (ids >= self.num_classes))
-        if len(bad):
-            raise InputError(
-                f"Stepper: id {int(ids.reshape(-1)[bad[0]])} is outside the model's {self.num_classes} classes "
-                f"(0..{self.num_classes - 1})"
-            )
-        feeds = {"x": ids.astype(self.model.graph.inputs["x"].dtype), **self.state}
+        features = tuple(self.x.shape[2:])
+        want = f"({batch}, t{''.join(f', {d}' for d in features)})"
+        if x.ndim != 2 + len(features) or x.shape[0] != batch or x.shape[2:] != features or x.shape[1] < 1:
+            raise InputError(f"Stepper: x must have shape {want} with t >= 1, got {x.shape}")
+        if self.num_classes is not None:
+            if x.dtype.kind not in "iu":
+                raise InputError(f"Stepper: token ids must be integers, got {x.dtype}")
+            bad = np.flatnonzero((x < 0) | (x >= self.num_classes))
+            if len(bad):
+                raise InputError(
+                    f"Stepper: id {int(x.reshape(-1)[bad[0]])} is outside the model's {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1})"
+                )
+        feeds = {"x": convert(x, self.x.dtype, "x", "Stepper"), **self.state}
         if self.seq.has_lengths:
-            feeds[LENGTHS] = np.full(batch, ids.shape[1], np.int32)
+            feeds[LENGTHS] = np.full(batch, x.shape[1], np.int32)
         logits, *state = self._step(**feeds)
         self.state = dict(zip(self.seq.state, state))
         return np.asarray(logits)[:, -1]
@@ -114,7 +122,7 @@ def generate(model, prompt, length: int, temperature: float = 1.0, top_k: int | 
         ids = np.asarray(prompt)
     if ids.ndim != 1 or len(ids) == 0 or ids.dtype.kind not in "iu":
         raise InputError(f"generate: prompt must be a non-empty 1-D sequence of ids, got {ids.dtype} {ids.shape}")
-    stepper = Stepper(model)
+    stepper = Stepper(model, owner="generate")
     rng = np.random.default_rng(seed)
     logits = stepper(ids[None, :])
     out = []

@@ -98,7 +98,8 @@ def test_errors(trained):
         nn.generate(trained, [1, 7], 3)
     forecaster = nn.Model(nn.Sequential([nn.LSTM(3, return_sequences=True), nn.Dense(1)]), input_shape=(None, 1),
                           loss="mse", stateful=True, backend="reference")  # fmt: skip
-    with pytest.raises(AttributeValueError, match=r"generate: needs a model of token ids"):
+    msg = r"generate: needs a model of token ids, input \(batch, time\) integers with outputs at every step"
+    with pytest.raises(AttributeValueError, match=msg):
         nn.generate(forecaster, [1], 3)
 
 
@@ -108,3 +109,14 @@ def test_a_loaded_model_generates_the_same(trained, tmp_path):
     assert loaded.sequences.state == ["state/sequential/gru/h"]
     for kw in ({"temperature": 0}, {"temperature": 2.0, "top_k": 3, "seed": 4}):
         np.testing.assert_array_equal(nn.generate(loaded, [1, 2], 12, **kw), nn.generate(trained, [1, 2], 12, **kw))
+
+
+def test_a_forecaster_steps_too():
+    net = nn.Sequential([nn.LSTM(3, return_sequences=True), nn.Dense(1)])
+    model = nn.Model(net, input_shape=(None, 1), loss="mse", stateful=True, backend="reference")
+    series = np.sin(np.arange(7.0))[None, :, None]
+    stepper = nn.Stepper(model)
+    outs = [stepper(series[:, t : t + 1]) for t in range(7)]
+    np.testing.assert_allclose(np.concatenate(outs, 0)[:, 0], model.predict(series)[0, :, 0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match=r"Stepper: x must have shape \(1, t, 1\) with t >= 1, got \(1, 3\)"):
+        stepper(np.zeros((1, 3)))

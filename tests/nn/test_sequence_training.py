@@ -122,6 +122,16 @@ def test_padded_steps_count_neither_in_the_loss_nor_in_the_outputs():
     assert full["loss"] == pytest.approx(_ce(logits, y).mean(), rel=1e-5) and full["loss"] != first["loss"]
 
 
+def test_a_classifier_of_padded_sequences_reads_each_up_to_its_length():
+    model = nn.Model(nn.Sequential([nn.GRU(5), nn.Dense(3)]), input_shape=(None, 2), lengths=True,
+                     backend="reference")  # fmt: skip
+    X, L = RNG.standard_normal((4, 6, 2)), np.array([6, 2, 4, 1])
+    padded = model.predict(X, lengths=L)
+    for i in range(4):  # the same as the sequence cut at its length, without padding
+        np.testing.assert_allclose(padded[i], model.predict(X[i : i + 1, : L[i]])[0], rtol=1e-6)
+    assert not np.allclose(padded[1], model.predict(X[1:2])[0])
+
+
 def test_fit_with_lengths_learns_and_validation_takes_lengths():
     model = _token_model(lr=0.5)
     X, y, L = _token_data(n=32)
