@@ -315,6 +315,25 @@ def _scan_without_xs(g):
     return {"h0": _f(2, 3)}
 
 
+def _scan_nested(g):
+    """A scan in a scan's body: the inner body reads the outer graph's weight through both."""
+    xs = g.input("xs", (3, "batch", 4, 2))
+    w = g.param("w", (2, 2))
+
+    def inner(c, x):
+        c = gc.tanh(c @ w + x)
+        return c, c * 2.0
+
+    def outer(c, x):
+        c, ys = gc.scan(inner, c, gc.transpose(x, (1, 0, 2)))
+        return c, gc.sum(ys, 0)
+
+    c, ys = gc.scan(outer, gc.zeros_like(xs[0, :, 0, :]), xs)
+    g.output("c", c)
+    g.output("ys", ys)
+    return {"xs": _f(3, 2, 4, 2)}
+
+
 CASES = {
     "add": _binary(gc.add),
     "sub": _binary(gc.sub),
@@ -377,6 +396,7 @@ CASES = {
     "scan": _scan,
     "scan (tuple carry, residuals)": _scan_pair,
     "scan (no xs: Loop)": _scan_without_xs,
+    "scan (nested)": _scan_nested,
 }
 
 
