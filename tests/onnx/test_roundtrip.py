@@ -15,7 +15,6 @@ from graphc.datasets import load_digits
 IMPORT_GAPS = {
     "shape_size": "ReduceProd",
     "sequence_mask": "Range to a symbolic length",
-    "scan (no xs: Loop)": "Loop",
 }
 
 
