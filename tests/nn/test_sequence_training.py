@@ -234,3 +234,9 @@ def test_stateful_and_bptt_errors():
         nn.Model(nn.Sequential([nn.Dense(3), nn.Dense(1)]), input_shape=(None, 2), loss="mse", stateful=True)
     with pytest.raises(AttributeValueError, match=r"Model: input_shape \(4, None\): only the first axis"):
         nn.Model(nn.Dense(1), input_shape=(4, None), loss="mse")
+    with pytest.raises(AttributeValueError, match=r"Model: lengths and stateful are for sequences \(batch, time, "
+                       r"features\), got x f32\[batch,4\]"):  # fmt: skip
+        nn.Model(nn.Dense(1), input_shape=(4,), loss="mse", lengths=True)
+    with pytest.raises(AttributeValueError, match=r"Model: per-step binary_cross_entropy with lengths is not"):
+        nn.Model(nn.Sequential([nn.GRU(3, return_sequences=True), nn.Dense(1)]), input_shape=(None, 2),
+                 loss="binary_cross_entropy", lengths=True)  # fmt: skip
