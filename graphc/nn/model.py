@@ -10,7 +10,8 @@ One graph holds the training step (forward with dropout and batch statistics, lo
 backward and the optimizer's updates) and the evaluation outputs (dropout off, running
 statistics), both reading the same parameters. Its named outputs are `train/loss`,
 `train/<metric>`, `eval/loss`, `eval/<metric>`, `eval/output` (logits) and `eval/predictions`;
-with distributed=True also `distributed/loss` (the global batch's loss, after the all-reduce).
+with distributed=True also `distributed/loss` (the global batch's loss, after the all-reduce);
+with stateful=True also `train/state/...` and `eval/state/...` (graphc/nn/model_graph.py).
 """
 
 import math
