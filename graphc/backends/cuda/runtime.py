@@ -22,7 +22,9 @@ from graphc.backends.base import backend_names, run_reference
 from graphc.backends.cuda import device, kernels
 from graphc.backends.schedule import ELEMENTWISE, OUT_FUSABLE, REDUCTION, Lowering, Schedule
 from graphc.errors import UnsupportedOpError, where
+from graphc.fusion import fuse_body
 from graphc.ir import shapes
+from graphc.ir.subgraph import SubGraph
 from graphc.ops.context import RunContext
 
 __all__ = ["Runtime", "check_lowerings"]
@@ -32,7 +34,10 @@ BACKEND = "cuda"
 
 def check_lowerings(kernels_, nodes: dict) -> None:
     """An UnsupportedOpError naming the first group's op that has no CUDA lowering (found when
-    the graph is compiled, whatever the shapes)."""
+    the graph is compiled, whatever the shapes), in loop bodies too (an op's SubGraph attributes)."""
+    for n in nodes.values():
+        for body in (v for v in n.attrs.values() if isinstance(v, SubGraph)):
+            check_lowerings(fuse_body(body, _fusable), {b.id: b for b in body.nodes})
     for k in kernels_:
         if k.kind == ELEMENTWISE:
             continue
@@ -47,6 +52,10 @@ def check_lowerings(kernels_, nodes: dict) -> None:
                 f"backend never runs an op on the host inside a step; run this graph on another backend "
                 f"({', '.join(repr(b) for b in backend_names() if b != BACKEND)})" + where(n.location)
             )
+
+
+def _fusable(n) -> bool:
+    return loopgen.reduce_spec(n) is not None
 
 
 class Launch:

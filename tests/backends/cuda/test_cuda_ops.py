@@ -68,3 +68,17 @@ def test_odd_sizes_broadcasts_and_reductions_over_several_blocks():
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
     assert np.isnan(got["max"][2]) and np.isnan(got["rows"][2])
+
+
+def test_an_op_without_a_cuda_lowering_in_a_loop_body_is_found_at_compile_time():
+    with gc.Graph("s") as g:
+        xs, h0 = g.input("a", ("time", 2)), g.input("b", (2,))  # symbolic: nothing is specialised yet
+
+        def cell(h, x):
+            h = gc.allreduce(gc.tanh(x + h))
+            return h, h
+
+        h, _ = gc.scan(cell, h0, xs)
+        g.output("h", h)
+    with pytest.raises(UnsupportedOpError, match=r"op 'allreduce' \(allreduce#\d+: f32\[2\]\) has no CUDA lowering"):
+        gc.compile(g, "cuda")
