@@ -6,12 +6,14 @@ makes one `scan` node with several outputs:
     inputs   (*init_leaves, *xs_leaves, *captured)     captured: enclosing values the body reads
     attrs    body       the SubGraph: inputs = carry leaves, then x-slice leaves; captured after
                         them; outputs = new carry leaves, then per-step y leaves
-             num_carry, num_xs, reverse (bool), length (the trip count T: an int or a dimension name)
-    outputs  (*final_carry_leaves, *stacked_ys [T, ...], *stacked_carry_ins [T, ...])
+             num_carry, num_xs, reverse (bool), length (the trip count T: an int or a dimension name),
+             saved (bool, True unless given: whether the carry entering each step is stacked)
+    outputs  (*final_carry_leaves, *stacked_ys [T, ...], *stacked_carry_ins [T, ...] if saved)
 
 The last group, the carry entering each step, are the residuals the gradient reads; nothing
-else reads them (a pass may drop them where no one does). Stacked values are time-major: index
-t holds step t's value, in a reverse scan too (which runs t = T-1 down to 0).
+else reads them, and passes/loops.py's loop_prune clears `saved` where no one does (a scan
+asked for no gradient then stacks no carries). Stacked values are time-major: index t holds
+step t's value, in a reverse scan too (which runs t = T-1 down to 0).
 
 The gradient is a reverse scan (a second `scan` node, `reverse` flipped). Its body recomputes
 the forward body from (carry_in_t, x_t, captured) and takes its vector-Jacobian product with
@@ -48,6 +50,12 @@ def _parts(attrs):
     return body, nc, nx, len(body.outputs) - nc
 
 
+def saves_residuals(attrs) -> bool:
+    """Whether a scan with attributes `attrs` stacks its carry-ins as residual outputs (graph files
+    written before the attribute existed hold scans that do)."""
+    return attrs.get("saved", True)
+
+
 def _infer_scan(inputs, attrs):
     body, nc, nx, ny = _parts(attrs)
     length, reverse = attrs["length"], attrs["reverse"]
@@ -55,6 +63,8 @@ def _infer_scan(inputs, attrs):
         raise AttributeValueError(f"body must be a sub-graph, got {type(body).__name__}")
     if not isinstance(reverse, bool):
         raise AttributeValueError(f"reverse must be True or False, got {reverse!r}")
+    if not isinstance(saves_residuals(attrs), bool):
+        raise AttributeValueError(f"saved must be True or False, got {saves_residuals(attrs)!r}")
     if not (isinstance(length, str) or (isinstance(length, int) and not isinstance(length, bool) and length >= 0)):
         raise AttributeValueError(f"length must be a non-negative int or a dimension name, got {length!r}")
     nk = len(body.captured)
@@ -77,7 +87,8 @@ def _infer_scan(inputs, attrs):
         _same(f"captured value {j}", inputs[nc + nx + j], ins[nc + nx + j], "the body's input")
     carries = [(n.shape, n.dtype) for n in inputs[:nc]]
     stacked = [((length, *n.shape), n.dtype) for n in body.outputs[nc:]]
-    return TupleType([*carries, *stacked, *(((length, *s), d) for s, d in carries)])
+    residuals = [((length, *s), d) for s, d in carries] if saves_residuals(attrs) else []
+    return TupleType([*carries, *stacked, *residuals])
 
 
 def _same(what, x, y, other):
@@ -90,7 +101,7 @@ def _ref_scan(n, args, ctx):
     carry, xs, caps = list(args[:nc]), args[nc : nc + nx], args[nc + nx :]
     (length,) = ctx.concrete((n.attrs["length"],))
     ys = [np.empty(ctx.concrete(s), d) for s, d in n.types[nc : nc + ny]]
-    residuals = [np.empty(ctx.concrete(s), d) for s, d in n.types[nc + ny :]]
+    residuals = [np.empty(ctx.concrete(s), d) for s, d in n.types[nc + ny :]]  # none unless saved
     nodes = body.nodes  # once, not at every step
     for t in range(length - 1, -1, -1) if n.attrs["reverse"] else range(length):
         for r, c in zip(residuals, carry):
@@ -150,13 +161,16 @@ def bind_autodiff(vjp) -> None:
 def _vjp_scan(n, g, needs):
     body, nc, nx, ny = _parts(n.attrs)
     init, xs, caps = n.inputs[:nc], n.inputs[nc : nc + nx], n.inputs[nc + nx :]
-    g_final, g_ys, g_res = g[:nc], g[nc : nc + ny], g[nc + ny :]
+    g_final, g_ys = g[:nc], g[nc : nc + ny]
+    g_res = g[nc + ny :] if saves_residuals(n.attrs) else [None] * nc
     fc = [i for i in range(nc) if dtypes.is_float(init[i].dtype)]  # carries with cotangents
     kc = [j for j in range(len(caps)) if needs[nc + nx + j]]  # captured values whose gradient is summed
     xc = [j for j in range(nx) if needs[nc + j]]  # xs whose slices' gradients are stacked
     gy = [j for j in range(ny) if g_ys[j] is not None and dtypes.is_float(body.outputs[nc + j].dtype)]
     gr = [i for i in fc if g_res[i] is not None]
-    residuals = [tuple_get(n, nc + ny + i) for i in range(nc)]
+    # the carry-ins the reverse scan reads: this scan's, or those of a copy that saves them
+    stacking = n if saves_residuals(n.attrs) else apply("scan", n.inputs, {**n.attrs, "saved": True})
+    residuals = [tuple_get(stacking, nc + ny + i) for i in range(nc)]
     carry0 = [g_final[i] if g_final[i] is not None else F.zeros_like(init[i]) for i in fc]
     carry0 += [F.zeros_like(caps[j]) for j in kc]
     bxs = [*residuals, *xs, *(g_ys[j] for j in gy), *(g_res[i] for i in gr)]
@@ -187,6 +201,7 @@ def _vjp_scan(n, g, needs):
         "num_xs": len(bxs),
         "length": n.attrs["length"],
         "reverse": not n.attrs["reverse"],
+        "saved": True,
     }
     back = apply("scan", [*carry0, *bxs, *captures], attrs)
     out = [None] * len(n.inputs)
@@ -332,7 +347,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
                 f"scan: carry {i} ({c.label}) is {c.type_str} in init but the body returns {out.type_str} for it; "
                 f"a carry keeps its shape and dtype" + where(loc)
             )
-    attrs = {"body": body, "num_carry": nc, "num_xs": len(x_leaves), "length": steps, "reverse": reverse}
+    attrs = {"body": body, "num_carry": nc, "num_xs": len(x_leaves), "length": steps, "reverse": reverse, "saved": True}
     node = apply("scan", [*carry_leaves, *x_leaves, *captures], attrs)
     final = [tuple_get(node, i) for i in range(nc)]
     ys = [tuple_get(node, nc + j) for j in range(len(body.outputs) - nc)]

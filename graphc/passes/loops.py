@@ -2,11 +2,13 @@
 
 A scan node (graphc/ops/control.py) has inputs `(*init, *xs, *captured)`, a body whose inputs
 are the carries then the x-slices (captured values after them) and whose outputs are the new
-carries then the per-step ys, and outputs `(*final_carries, *stacked_ys, *stacked_carry_ins)`,
-every stacked value time-major (index t is step t, in a reverse scan too).
+carries then the per-step ys, and outputs `(*final_carries, *stacked_ys, *stacked_carry_ins)`
+(the last group only while its `saved` attribute is true), every stacked value time-major
+(index t is step t, in a reverse scan too).
 
   loop_prune       drop the ys nothing reads, the carries no read output depends on, and the
-                   body work, xs and captured values that then feed nothing;
+                   body work, xs and captured values that then feed nothing; clear `saved`
+                   when nothing reads the stacked carry-ins (a scan asked for no gradient);
   loop_hoist       body work that reads no carry leaves the loop: work on captured values only
                    (`W.T`) is done once and captured; work on x-slices whose batched form is the
                    same op on the stacked value (passes/batched.py: elementwise ops, `x_t @ W`) is done
@@ -26,6 +28,7 @@ from graphc.errors import GraphStructureError
 from graphc.ir.graph import Graph
 from graphc.ir.node import Attrs, Node
 from graphc.ir.subgraph import SubGraph
+from graphc.ops.control import saves_residuals
 from graphc.ops.registry import Kind
 from graphc.passes.batched import BATCH_RULES, batched_form, emit_batched
 from graphc.passes.bodies import as_graph, in_bodies
@@ -62,9 +65,14 @@ class ScanParts:
     def x_inputs(self) -> tuple:
         return self.body.inputs[self.num_carry :]
 
-    def residual(self, i: int) -> int:
-        """The output index of carry i's stacked carry-ins."""
-        return self.num_carry + self.num_ys + i
+    @property
+    def saved(self) -> bool:
+        """Whether the scan stacks its carry-ins as outputs (its residuals)."""
+        return saves_residuals(self.node.attrs)
+
+    def residual(self, i: int) -> int | None:
+        """The output index of carry i's stacked carry-ins (None: the scan does not stack them)."""
+        return self.num_carry + self.num_ys + i if self.saved else None
 
 
 def _scans(graph: Graph) -> bool:
@@ -155,12 +163,13 @@ def _live_ids(outputs, stop=frozenset()) -> set[int]:
     return seen
 
 
-def _new_scan(rw: Rewriter, s: ScanParts, carries, inputs, xs, caps, outputs) -> Node:
+def _new_scan(rw: Rewriter, s: ScanParts, carries, inputs, xs, caps, outputs, saved: bool | None = None) -> Node:
     """A scan like `s`, whose body has the carries `carries` (old indices; `inputs` are the old
     scan's rewritten inputs), the xs and captured values `xs` and `caps` (triples: old body input
     or None, outer value, old body node a new input stands for or None) and the outputs
-    `outputs` (old body nodes: new carries, then ys). Body inputs that the outputs no longer
-    read are dropped (xs and captured values; which carries stay is the caller's choice)."""
+    `outputs` (old body nodes: new carries, then ys), stacking its carry-ins if `saved` (None:
+    as `s` does). Body inputs that the outputs no longer read are dropped (xs and captured
+    values; which carries stay is the caller's choice)."""
     live = _live_ids(outputs, {stands.id for _, _, stands in [*xs, *caps] if stands is not None})
 
     def wanted(pairs):
@@ -173,7 +182,8 @@ def _new_scan(rw: Rewriter, s: ScanParts, carries, inputs, xs, caps, outputs) ->
     k_in = [b.keep(old) if stands is None else b.fresh(stands, stands) for old, _, stands in caps]
     outs = [b.value(o) for o in outputs]
     body = b.finish([*c_in, *x_in], outs, k_in)
-    attrs = Attrs({**s.node.attrs, "body": body, "num_carry": len(carries), "num_xs": len(xs)})
+    saved = s.saved if saved is None else saved
+    attrs = Attrs({**s.node.attrs, "body": body, "num_carry": len(carries), "num_xs": len(xs), "saved": saved})
     args = [*(inputs[i] for i in carries), *(v for _, v, _ in xs), *(v for _, v, _ in caps)]
     return rw.emit(SCAN, args, attrs)
 
@@ -196,7 +206,8 @@ def _prune_rule(read):
         nc, ny, outs = s.num_carry, s.num_ys, s.body.outputs
         used = read.get(node.id, set())
         ys = [j for j in range(ny) if nc + j in used]
-        carries = {i for i in range(nc) if i in used or s.residual(i) in used}
+        stacked = {i for i in range(nc) if s.saved and s.residual(i) in used}  # carry-ins read
+        carries = {i for i in range(nc) if i in used} | stacked
         deps = _carry_deps(s)
         for j in ys:
             carries |= deps[outs[nc + j].id]
@@ -205,18 +216,20 @@ def _prune_rule(read):
             more = set().union(*(deps[outs[i].id] for i in carries)) if carries else set()
             grown, carries = not more <= carries, carries | more
         carries = sorted(carries)
-        if len(carries) == nc and len(ys) == ny and _all_inputs_read(s):
+        saved = bool(stacked)
+        if len(carries) == nc and len(ys) == ny and saved == s.saved and _all_inputs_read(s):
             return None
         nx = s.num_xs
         xs = [(s.x_inputs[k], inputs[nc + k], None) for k in range(nx)]
         caps = [(c, inputs[nc + nx + k], None) for k, c in enumerate(s.body.captured)]
         ys_out = [outs[nc + j] for j in ys]
-        new = _new_scan(rw, s, carries, inputs, xs, caps, [*(outs[i] for i in carries), *ys_out])
+        new = _new_scan(rw, s, carries, inputs, xs, caps, [*(outs[i] for i in carries), *ys_out], saved)
         nc2, ny2 = len(carries), len(ys)
         outputs = [None] * len(node.types)
         for pos, i in enumerate(carries):
             outputs[i] = _project(rw, new, pos) if i in used else None
-            outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos) if s.residual(i) in used else None
+            if i in stacked:
+                outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos)
         for pos, j in enumerate(ys):
             outputs[nc + j] = _project(rw, new, nc2 + pos)
         rw.replace_outputs(node, outputs)
@@ -409,7 +422,9 @@ def _accumulate_rule(read):
         xs = [(x, inputs[nc + k], None) for k, x in enumerate(s.x_inputs)]
         caps = [(c, inputs[nc + nx + k], None) for k, c in enumerate(s.body.captured)]
         new_outs = [*(outs[i] for i in carries), *outs[nc:], *new_ys]
-        new = _new_scan(rw, s, carries, inputs, xs, caps, new_outs)
+        # a recipe reading a carry reads its stacked carry-ins: the new scan stacks them
+        saved = s.saved or any(leaf.id in c_of for r in recipes for leaf in _leaves(r))
+        new = _new_scan(rw, s, carries, inputs, xs, caps, new_outs, saved)
         nc2, ny2 = len(carries), ny + len(new_ys)
         length = node.attrs["length"]
 
@@ -431,7 +446,8 @@ def _accumulate_rule(read):
         outputs = [None] * len(node.types)
         for pos, i in enumerate(carries):
             outputs[i] = _project(rw, new, pos) if i in used else None
-            outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos) if s.residual(i) in used else None
+            if s.saved and s.residual(i) in used:
+                outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos)
         for j in range(ny):
             outputs[nc + j] = _project(rw, new, nc2 + j) if nc + j in used else None
         for (k, _), r in zip(accs, recipes):

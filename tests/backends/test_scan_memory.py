@@ -101,3 +101,55 @@ def test_a_returned_stacked_output_comes_from_an_output_pool():
     assert a is not b
     np.testing.assert_allclose(a, ref(feeds(5))[0], rtol=1e-12)
     np.testing.assert_allclose(b, ref(feeds(6))[0], rtol=1e-12)
+
+
+def rnn(reverse=False):
+    g = gc.Graph("rnn")
+    with g:
+        xs = g.input("xs", (T, B, D), "float64")
+        h0 = g.input("h0", (B, H), "float64")
+        w, u = g.input("w", (D, H), "float64"), g.input("u", (H, H), "float64")
+
+        def cell(h, x):
+            h = gc.tanh(x @ w + h @ u)
+            return h, h
+
+        h_last, hs = gc.scan(cell, h0, xs, reverse=reverse)
+        loss = gc.sum(hs * hs) + gc.sum(h_last)
+    return g, loss, [xs, h0, w, u]
+
+
+def native_scans(exe):
+    return [st.fn for st in exe.runtime().steps if isinstance(getattr(st, "fn", None), NativeScan)]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_scan_asked_for_no_gradient_stacks_no_carry_ins(reverse):
+    g, loss, _ = rnn(reverse)
+    (built,) = (n for n in g.nodes if n.op == "scan")
+    assert built.attrs["saved"] is True and len(built.types) == 3  # h_last, hs, the stacked carry-ins
+    exe = gc.compile(g, "numba", outputs=[loss])
+    s = exe.runtime().schedule
+    (n,) = scan_nodes(s)
+    assert n.attrs["saved"] is False and [t for t, _ in n.types] == [(B, H), (T, B, H)]
+    # its memory: the last carry and the stacked ys, no [T, ...] stack of carry-ins
+    assert [s.shape[e] for e in s.elements[n.id]] == [(B, H), (T, B, H)]
+    assert sum(s.plan_input.nbytes[e] for e in s.elements[n.id]) == 8 * (B * H + T * B * H)
+    (fn,) = native_scans(exe)
+    assert "RS[0]" not in fn.loop.source and fn.fallback is None
+    ref = gc.compile(g, "reference", outputs=[loss])
+    np.testing.assert_allclose(exe(feeds(7))[0], ref(feeds(7))[0], rtol=1e-12)
+
+
+def test_with_a_gradient_the_forward_scan_stacks_its_carry_ins_and_the_reverse_scan_does_not():
+    g, loss, ins = rnn()
+    grads = gc.grad(loss, ins)
+    exe = gc.compile(g, "numba", outputs=[loss, *grads])
+    s = exe.runtime().schedule
+    fwd, back = sorted(scan_nodes(s), key=lambda n: n.attrs["reverse"])
+    assert fwd.attrs["saved"] is True and back.attrs["saved"] is False
+    assert s.shape[s.elements[fwd.id][-1]] == (T, B, H)  # the residuals the reverse scan reads
+    assert [fn.loop.source.count("RS[0]") for fn in native_scans(exe)] == [1, 0]
+    ref = gc.compile(g, "reference", outputs=[loss, *grads])
+    for x, y in zip(exe(feeds(8)), ref(feeds(8))):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)

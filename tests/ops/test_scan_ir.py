@@ -32,7 +32,7 @@ def test_text_form_of_a_small_scan():
         "    %6: f64[2] = add(%5, x0)",
         "    %7: f64[2] = tanh(%6)",
         "    return %7, %7",
-        "  }, length=3, num_carry=1, num_xs=1, reverse=False)",
+        "  }, length=3, num_carry=1, num_xs=1, reverse=False, saved=True)",
         "  %4: f64[2] = tuple_get(%3, index=0)",
         "  %5: f64[3,2] = tuple_get(%3, index=1)",
         "  return h=%4, hs=%5",
@@ -49,7 +49,7 @@ def test_text_form_of_the_gradient_shows_the_reverse_scan_as_backward():
     head = "%15: (f64[2], f64[2,2], f64[3,2], f64[3,2,2]) = scan(%12, %14, %10, xs, %9, w, "
     assert back[0].lstrip().startswith(head)
     assert "body=body(d0: f64[2], d1: f64[2,2], x0: f64[2], x1: f64[2], x2: f64[2]) captures(w: f64[2,2])" in back[0]
-    assert "  }, length=3, num_carry=2, num_xs=3, reverse=True)" in lines
+    assert "  }, length=3, num_carry=2, num_xs=3, reverse=True, saved=True)" in lines
     assert lines[-2] == "  %16: f64[2,2] = tuple_get(%15, index=1)                        # bwd of %3"
 
 
@@ -77,7 +77,7 @@ def test_to_networkx_of_a_scan_nests_its_body():
     assert data["op"] == "scan" and data["shape"] is None
     assert data["types"] == (((2,), "float64"), ((3, 2), "float64"), ((3, 2), "float64"))
     assert {k: v for k, v in data["attrs"].items() if k != "body"} == {
-        "length": 3, "num_carry": 1, "num_xs": 1, "reverse": False,
+        "length": 3, "num_carry": 1, "num_xs": 1, "reverse": False, "saved": True,
     }  # fmt: skip
     inner = data["attrs"]["body"]
     body = node.attrs["body"]

@@ -274,6 +274,22 @@ LSTM_FEEDS = feeds(("xs", (T, B, F)), ("h0", (B, H)), ("c0", (B, H)))
 
 
 # -- 1. loop_prune -----------------------------------------------------------------------------------------
+def test_prune_clears_saved_when_no_gradient_reads_the_carry_ins_and_a_later_gradient_reads_a_copys():
+    g = rnn_graph(train=False)
+    g2 = loop_prune(g)
+    (s,), (s2,) = scans(g), scans(g2)
+    assert s.attrs["saved"] is True and s2.attrs["saved"] is False and len(s2.types) == 1 + 1 + 0
+    assert_same(g, g2, RNN_FEEDS)
+    for graph in (g, g2):  # differentiated after the pass: the unsaved scan's vjp reads a saving copy
+        with graph:
+            for name, d in gc.gradients(graph.outputs["loss"]).items():
+                graph.output(f"d_{name}", d)
+    (s2,), saving = [n for n in scans(g2) if not n.attrs["saved"]], [n for n in scans(g2) if n.attrs["saved"]]
+    assert len(saving) == 2 and sorted(n.attrs["reverse"] for n in saving) == [False, True]
+    assert s2.inputs == next(n for n in saving if not n.attrs["reverse"]).inputs
+    assert_same(g, g2, RNN_FEEDS)
+
+
 def test_prune_drops_unread_ys_and_the_carries_no_read_output_needs():
     g = gc.Graph("p")
     with g:
@@ -291,7 +307,9 @@ def test_prune_drops_unread_ys_and_the_carries_no_read_output_needs():
     assert s.attrs["num_carry"] == 2 and len(s.types) == 2 + 2 + 2
     g2 = loop_prune(g)
     (s2,) = scans(g2)
-    assert s2.attrs["num_carry"] == 1 and s2.attrs["num_xs"] == 1 and len(s2.types) == 1 + 0 + 1
+    # no gradient reads the carry-ins: the scan stacks none (saved cleared)
+    assert s2.attrs["num_carry"] == 1 and s2.attrs["num_xs"] == 1 and len(s2.types) == 1 + 0 + 0
+    assert s.attrs["saved"] is True and s2.attrs["saved"] is False
     assert body_ops(s2.attrs["body"]) == ["matmul", "add", "tanh"]
     assert_same(g, g2, feeds(("xs", (T, B, F))))
 

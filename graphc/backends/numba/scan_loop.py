@@ -7,7 +7,7 @@ machine code on disk), that takes the trip count T as an argument and runs
 
     C = INIT                                    # carry buffers
     for t in range(T)  (or T-1 down to 0):
-        RS[t] = C;  X = XS[t]                   # the carry-in residual; the step's x slices
+        RS[t] = C;  X = XS[t]                   # the carry-in residual (if saved); the step's x slices
         the body's kernels and calls            # elementwise/reduction kernels, np.dot (BLAS)
         YS[t] = y;  C = new carry               # (through staging buffers if a carry is swapped)
     FINAL = C
@@ -33,6 +33,7 @@ from graphc.backends.numba import blas, cache, codegen
 from graphc.backends.numba.scan_body import BodyPlan, NotNative
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
+from graphc.ops.control import saves_residuals
 
 __all__ = ["DRIVER_PARAMS", "ScanLoop", "NativeScan", "numba_scan", "loop_summary", "loop_lines"]
 
@@ -99,7 +100,8 @@ class ScanLoop:
         lines = [x for k in range(nc) for x in copy(f"C[{k}][q]", f"INIT[{k}][q]", f"C[{k}]", 1)]
         lines.append("    for i in range(T):")
         lines.append(ind + ("t = T - 1 - i" if self.reverse else "t = i"))
-        lines += [x for k in range(nc) for x in copy(f"RS[{k}][t, q]", f"C[{k}][q]", f"C[{k}]", 2)]
+        if saves_residuals(self.node.attrs):  # the carry-in residuals, if the scan stacks them
+            lines += [x for k in range(nc) for x in copy(f"RS[{k}][t, q]", f"C[{k}][q]", f"C[{k}]", 2)]
         lines += [x for j in range(self.nx) for x in copy(f"X[{j}][q]", f"XS[{j}][t, q]", f"X[{j}]", 2)]
         for i, st in enumerate(steps):
             lines += [ind + x for x in st.statement(f"f{i}", f"P{i}").splitlines()]
