@@ -19,7 +19,7 @@ from onnx import checker, helper
 from graphc.errors import GraphcError, GraphStructureError, UnsupportedOpError, where
 from graphc.ir.graph import Graph
 from graphc.onnx import export_rules, export_rules_nn  # noqa: F401  (registers the ops' export rules)
-from graphc.onnx.export_emitter import IR_VERSION, OPSET, Emitter, Names, value_info
+from graphc.onnx.export_emitter import IR_VERSION, OPSET, Emitter, Names, value_info, value_infos
 
 __all__ = ["save", "to_onnx", "OPSET", "IR_VERSION"]
 
@@ -103,6 +103,7 @@ def to_onnx(graph_or_model, outputs=None, name: str | None = None) -> onnx.Model
         [value_info(n.name, n.shape, n.dtype) for n in inputs],
         [value_info(o, node.shape, node.dtype) for o, node in zip(out_names, named.values())],
         initializer=e.initializers,
+        value_info=value_infos(e, out_names),
     )
     from graphc import __version__
 

@@ -66,6 +66,7 @@ class Emitter:
         self.produced: set[str] = set()  # value names this graph's nodes compute
         self.used: dict[int, set[int]] = {}  # tuple node id -> the output indices something reads
         self.current = None  # the graphc node being exported (names and scopes of the ONNX nodes)
+        self.types: dict[str, tuple] = {}  # value name -> (shape, dtype) of the graphc values computed here
         self._consts: dict[tuple, str] = {}
         self._shapes: dict[tuple, str] = {}
 
@@ -125,6 +126,9 @@ class Emitter:
                 self.problems.append(Problem(node, str(exc)))
                 out = [f"<{node.label}>"] * len(node.types) if node.is_tuple else f"<{node.label}>"
             self.bind(node, out)
+            for name, (shape, dtype) in zip(out if node.is_tuple else [out], node.types):
+                if name in self.produced:  # the value's type, for value_info (checked by the full check)
+                    self.types.setdefault(name, (shape, dtype))
         self.current = None
 
     # -- writing ------------------------------------------------------------------------------------
@@ -208,6 +212,8 @@ class Emitter:
                 )
             self.produced.add(want)
             out.append(want)
+        for have in renames:
+            self.types.pop(have, None)  # an output: typed as the graph's output
         if renames:
             for n in self.nodes:
                 for i, v in enumerate(n.output):
@@ -220,6 +226,12 @@ class Emitter:
                     if a.type == a.GRAPH:
                         _rename_in_graph(a.g, renames)
         return out
+
+
+def value_infos(e: "Emitter", outputs) -> list:
+    """The typed intermediate values of an emitter's graph (not its outputs)."""
+    skip = set(outputs)
+    return [value_info(name, shape, dtype) for name, (shape, dtype) in e.types.items() if name not in skip]
 
 
 def _rename_in_graph(g, renames) -> None:

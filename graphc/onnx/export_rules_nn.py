@@ -5,7 +5,7 @@ Registered on the ops as their "onnx" lowering, like export_rules.py; opset 17.
 
 import numpy as np
 
-from graphc.onnx.export_emitter import INT64_MIN, ONNX_DTYPES, value_info
+from graphc.onnx.export_emitter import INT64_MIN, ONNX_DTYPES, value_info, value_infos
 from graphc.onnx.export_rules import ONNX
 from graphc.ops.registry import lowering
 
@@ -244,4 +244,6 @@ def _body(e, body, captured_names, residuals, loop: bool):
         types.insert(0, ((), "bool"))
     out_names = inner.finish_outputs(named)
     outputs = [value_info(name, shape, dtype) for name, (shape, dtype) in zip(out_names, types)]
-    return helper.make_graph(inner.nodes, e.names.fresh(e.hint("body")), formal, outputs)
+    return helper.make_graph(
+        inner.nodes, e.names.fresh(e.hint("body")), formal, outputs, value_info=value_infos(inner, out_names)
+    )

@@ -73,6 +73,14 @@ def test_cnn_example_exports_and_agrees(tmp_path):
     proto = check_model_agrees(model, x, tmp_path)
     ops = {n.op_type for n in proto.graph.node}
     assert {"Conv", "MaxPool", "Relu", "MatMul"} <= ops
+    # every value a graphc node computes is typed (value_info; the full check holds them to ONNX's
+    # shape inference): a viewer shows the shapes graphc has, batch as a dim_param
+    typed = {v.name: v for v in proto.graph.value_info}
+    computed = {o for n in proto.graph.node if n.op_type not in ("Constant", "Shape", "Concat") for o in n.output}
+    assert computed - {o.name for o in proto.graph.output} <= set(typed)
+    relu = next(n.output[0] for n in proto.graph.node if n.name == "cnn/relu/Relu")
+    dims = [d.dim_param or d.dim_value for d in typed[relu].type.tensor_type.shape.dim]
+    assert dims == ["batch", 32, 8, 8]
 
 
 def test_lstm_model_exports_as_scan_and_agrees(tmp_path):
