@@ -36,7 +36,7 @@ def node_tests(op_types=None) -> list[NodeTest]:
     """ONNX's node tests for the ops graphc imports (or for `op_types`)."""
     from onnx.backend.test.loader import load_node_model_tests
 
-    from graphc.onnx.importer_registry import op_types as imported
+    from graphc.onnx.importer_table import op_types as imported
 
     wanted = set(imported() if op_types is None else op_types)
     with warnings.catch_warnings():

@@ -15,8 +15,8 @@ from onnx import ModelProto
 
 from graphc.errors import GraphFileError
 from graphc.ir.graph import Graph
+from graphc.onnx import importer_table  # noqa: F401  (imports every rule family: the table is complete)
 from graphc.onnx.importer_graph import GraphBuilder
-from graphc.onnx.importer_registry import load_rules
 
 OLDEST_OPSET = 7  # the oldest opset the rules are written and tested for
 
@@ -40,7 +40,6 @@ def load(path_or_model, trainable=True, input_values: dict | None = None, name: 
     """
     model, source, base_dir = _read(path_or_model)
     opset = _opset(model, source)
-    load_rules()
     default = Path(source.strip("'")).stem if isinstance(path_or_model, str | os.PathLike) else "onnx_model"
     graph_name = name or model.graph.name or default
     return GraphBuilder(model.graph, opset, source, trainable, input_values, graph_name).build()

@@ -87,18 +87,6 @@ def first_opset(op_type: str) -> int | None:
     return rules[0].since if rules else None
 
 
-def op_types() -> list[str]:
-    """Every ONNX op type that has an import rule (for the conformance table)."""
-    load_rules()
+def declared_op_types() -> list[str]:
+    """The ONNX op types with a rule among the rule modules imported so far (see importer_table)."""
     return sorted(_RULES)
-
-
-def load_rules() -> None:
-    """Import the rule families (each registers its rules on import)."""
-    from graphc.onnx import (  # noqa: F401
-        import_rules_elementwise,
-        import_rules_nn,
-        import_rules_reduce,
-        import_rules_rnn,
-        import_rules_shape,
-    )

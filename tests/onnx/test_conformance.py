@@ -44,7 +44,7 @@ def tests_by_op():
 
 
 def _ops():
-    from graphc.onnx.importer_registry import op_types
+    from graphc.onnx.importer_table import op_types
 
     return op_types()
 
