@@ -31,6 +31,8 @@ def test_example_model_round_trips(name, tmp_path):
     got = gc.run(g, {"x": x})
     np.testing.assert_allclose(got["output"], want[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["predictions"], want[1], rtol=1e-5, atol=1e-7)
+    compiled = gc.compile(g, "numba")(x=x)  # the imported graph compiles like any graphc graph
+    np.testing.assert_allclose(compiled["output"], want[0], rtol=1e-4, atol=1e-5)
     # the layers' scopes survive as the imported nodes' scopes (drawings read like the source model)
     assert {n.scope.split("/")[1] for n in g.nodes if n.scope.count("/")} >= {"dense", "dense_1"}
 
