@@ -134,6 +134,11 @@ class Schedule:
     variables: variable name -> its param node; values: the variables' arrays (views of them
     are found by running the view op's reference on them); backend: the key of the backend's
     library-call lowerings (OpDef.lowerings).
+
+    A subclass schedules a loop body the same way (numba/scan_body.py's BodySchedule): it says
+    where sources and outputs live (_source_storage, OUTPUT_STORAGE), whether kernels may write
+    over a dying input (IN_PLACE), which calls write their outputs into given memory
+    (_writes_outputs), and may refine `_classify` and `_plan_input`.
     """
 
     # where the values the call returns live (a loop body's schedule keeps them in planned buffers)
