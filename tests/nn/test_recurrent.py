@@ -239,3 +239,17 @@ def test_lengths_outside_the_time_axis_fail_at_run_time(backend="reference"):  #
         step(x=xv, n=np.array([5, 6, 2]))
     with pytest.raises(IndexRangeError, match=r"got -1 at \(0,\), 7 at \(2,\) \(declared at .*test_recurrent.py"):
         step(x=xv, n=np.array([-1, 3, 7]))
+
+
+def test_a_graph_with_a_masked_bidirectional_lstm_saves_and_loads(tmp_path):
+    with gc.Graph("io") as g:
+        x, n = g.input("x", ("batch", "time", 2)), g.input("n", ("batch",), "int32")
+        with nn.sequence_lengths(n):
+            g.output("y", nn.LSTM(3, bidirectional=True)(x))
+    g.save(tmp_path / "g.json")
+    loaded = gc.load_graph(tmp_path / "g.json")
+    x = np.random.default_rng(0).standard_normal((2, 4, 2)).astype(np.float32)
+    feeds = {"x": x, "n": np.array([4, 1], np.int32)}
+    np.testing.assert_array_equal(gc.run(loaded, feeds)["y"], gc.run(g, feeds)["y"])
+    with pytest.raises(IndexRangeError, match=r"LSTM 'lstm': sequence lengths must lie in \[0, 4\]"):
+        gc.run(loaded, {**feeds, "n": np.array([5, 1], np.int32)})
