@@ -27,6 +27,7 @@ from graphc.errors import (
     ShapeError,
     SymbolicValueError,
     TrainingError,
+    UnsupportedModelError,
     UnsupportedOpError,
 )
 from graphc.ir import Graph, Node
@@ -61,6 +62,7 @@ __all__ = [
     "TrainingError",
     "FileWriteError",
     "DistributedError",
+    "UnsupportedModelError",
     "UnsupportedOpError",
 ]
 
