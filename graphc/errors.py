@@ -49,7 +49,12 @@ class FileWriteError(GraphFileError, OSError):
 
 class UnsupportedOpError(GraphcError, ValueError):
     """A graph holds ops that a target format has no form for (gradient ops in an ONNX export, say);
-    the message lists every such node with its op, its line and why, in one error."""
+    the message lists every such node with its op, its line and why, in one error, and `.problems`
+    holds them as (node, reason)."""
+
+    def __init__(self, msg, problems=()):
+        super().__init__(msg)
+        self.problems = list(problems)
 
 
 class GraphStructureError(GraphcError, ValueError):

@@ -94,7 +94,8 @@ def to_onnx(graph_or_model, outputs=None, name: str | None = None) -> onnx.Model
         lines = "\n  ".join(str(p) for p in e.problems)
         raise UnsupportedOpError(
             f"cannot export graph {graph.name!r} to ONNX: {len(e.problems)} node(s) have no ONNX form "
-            f"(ops {', '.join(ops)}):\n  {lines}"
+            f"(ops {', '.join(ops)}):\n  {lines}",
+            [(p.node, p.reason) for p in e.problems],
         )
     out_names = e.finish_outputs([(out, e.name_of(node)) for out, node in named.items()])
     g = helper.make_graph(
