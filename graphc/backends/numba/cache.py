@@ -138,18 +138,18 @@ class Kernel:
         return self._dispatcher()
 
     def bind(self, args):
-        key = native.type_key(args)
-        fn = self._bound.get(key) if key is not None else None
+        fast = native.fast_key(args)
+        fn = self._bound.get(fast)
         if fn is not None:
             return fn
+        key = native.type_key(args)
         fn = _native(self, key) if key is not None else None
         if fn is None:
             from graphc.backends.numba import numba_cache
 
             fn = self.dispatcher()
             numba_cache.ensure_compiled(fn, args, native_as=(self.id, key) if key is not None else None)
-        if key is not None:
-            self._bound[key] = fn
+        self._bound[fast] = fn
         return fn
 
 

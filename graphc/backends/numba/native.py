@@ -73,6 +73,24 @@ def type_key(args) -> str | None:
     return ",".join(parts)
 
 
+_FLAGS = 0x1 | 0x2 | 0x100 | 0x400  # NPY_ARRAY_C_CONTIGUOUS, F_CONTIGUOUS, ALIGNED, WRITEABLE
+_INT64 = (-(1 << 63), 1 << 63)
+
+
+def fast_key(args) -> tuple:
+    """A key equal for arguments of equal type_key (cheaper: no text is made)."""
+    key = []
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            key.append((a.dtype, a.ndim, a.flags.num & _FLAGS))
+        elif t is int:
+            key.append(int if _INT64[0] <= a < _INT64[1] else None)
+        else:
+            key.append(t)
+    return tuple(key)
+
+
 def entry_name(kernel_id: str, key: str) -> str:
     h = hashlib.sha256(f"{kernel_id}|{key}|{_machine()}".encode()).hexdigest()[:32]
     return f"nk_{h}.bin"
@@ -97,9 +115,12 @@ def _llvm():
 
 
 # -- reading and writing entries -------------------------------------------------------------------
-def write(folder: Path, kernel_id: str, key: str, header: dict, obj: bytes) -> bool:
-    """Write an entry atomically; False if the folder cannot be written."""
+def write(folder: Path, kernel_id: str, key: str, header: dict, kernel_obj: bytes, thunk_obj: bytes) -> bool:
+    """Write an entry (the kernel's object code, then its thunk's) atomically; False if the
+    folder cannot be written."""
+    obj = kernel_obj + thunk_obj
     head = dict(header, kernel=kernel_id, types=key, machine=_machine(), sha=hashlib.sha256(obj).hexdigest())
+    head["split"] = len(kernel_obj)
     text = json.dumps(head, sort_keys=True).encode()
     data = MAGIC + struct.pack("<I", len(text)) + text + obj
     tmp = None
@@ -125,8 +146,8 @@ class BadEntry(Exception):
     """An entry that cannot be used (the message says why)."""
 
 
-def read(path: Path, kernel_id: str, key: str) -> tuple[dict, bytes] | None:
-    """The header and object code of an entry; None if absent; BadEntry if unusable."""
+def read(path: Path, kernel_id: str, key: str) -> tuple[dict, bytes, bytes] | None:
+    """The header and the two object codes of an entry; None if absent; BadEntry if unusable."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -148,7 +169,7 @@ def read(path: Path, kernel_id: str, key: str) -> tuple[dict, bytes] | None:
         raise BadEntry("compiled for another CPU")
     if hashlib.sha256(obj).hexdigest() != head.get("sha"):
         raise BadEntry("checksum mismatch (truncated or corrupt)")
-    return head, obj
+    return head, obj[: head["split"]], obj[head["split"] :]
 
 
 # -- ELF: the symbols an object file needs ---------------------------------------------------------
@@ -192,8 +213,8 @@ def _resolvable(name: str) -> bool:
     return _llvm().address_of_symbol(name) is not None or hasattr(_PROCESS, name)
 
 
-_CTYPES = {"P": ctypes.c_void_p, "I": ctypes.c_int64, "B": ctypes.c_int8, "F": ctypes.c_float, "D": ctypes.c_double}
 _RET = {"none": None, "bool": ctypes.c_uint8, "int64": ctypes.c_int64, "float64": ctypes.c_double}
+_THUNK = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
 
 
 def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
@@ -206,7 +227,7 @@ def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
         got = read(folder / name, kernel_id, key)
         if got is None:
             return None
-        head, obj = got
+        head, obj, thunk = got
         unreachable = set(head.get("unreachable", ()))
         stubs = []
         for s in undefined_symbols(obj):
@@ -215,49 +236,61 @@ def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
             if s not in unreachable:
                 raise BadEntry(f"needs {s}, which this process does not have")
             stubs.append(s)
-        sym = head["symbol"]
+        sym, tsym = head["symbol"], head["thunk"]
         added = _ADDED.get(sym)
         if added is not None:
             if added[0] != head["sha"]:  # an entry rewritten since this process loaded the old code
                 raise BadEntry(f"another version of {sym} is loaded in this process")
-            addr = added[1]
+            addrs = added[1]
         else:
             llvm, engine = _llvm(), _engine()
             for s in stubs:
                 llvm.add_symbol(s, ctypes.cast(_STUB, ctypes.c_void_p).value)
-            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            for o in (obj, thunk):
+                engine.add_object_file(llvm.ObjectFileRef.from_data(o))
             engine.finalize_object()
-            addr = engine.get_function_address(sym)
-            if not addr:
-                raise BadEntry(f"defines no {sym}")
-            _ADDED[sym] = (head["sha"], addr)
-        fn = _LOADED[name] = NativeFunction(addr, head)
+            addrs = engine.get_function_address(sym), engine.get_function_address(tsym)
+            if not all(addrs):
+                raise BadEntry(f"defines no {sym} or {tsym}")
+            _ADDED[sym] = (head["sha"], addrs)
+        fn = _LOADED[name] = NativeFunction(*addrs, head)
         return fn
 
 
 class NativeFunction:
-    """A kernel's native function, called like its Numba dispatcher: fn(*args)."""
+    """A kernel's native function, called like its Numba dispatcher: fn(*args).
 
-    def __init__(self, addr: int, head: dict):
+    Through its thunk (numba_cache.thunk_ir): thunk(block, arrays, ret), where `arrays` is the
+    tuple of the array arguments (the thunk reads each one's data pointer, shape and strides from
+    the ndarray object itself) and `block` holds the native function's address, then the scalar
+    arguments as 64-bit slots. One ctypes argument conversion per call instead of one per field.
+    """
+
+    def __init__(self, addr: int, thunk: int, head: dict):
         self.recipe = head["args"]  # per argument: "a<ndim>", "i", "b", "d"
         self.label = head.get("label", "kernel")
-        codes = head["codes"]
         ret = _RET[head["ret"]]
         self.ret_type = ret
-        argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[_CTYPES[c] for c in codes]]
-        self._cf = ctypes.CFUNCTYPE(ctypes.c_int32, *argtypes)(addr)
+        self._thunk = _THUNK(thunk)
+        self._addr = addr
+        self._arrays = tuple(i for i, r in enumerate(self.recipe) if r[0] == "a")
+        self._scalars = tuple(i for i, r in enumerate(self.recipe) if r[0] != "a")
         self._ret = ctypes.create_string_buffer(16)
-        self._exc = ctypes.c_void_p()
-        self._pre = (self._ret, ctypes.byref(self._exc))
+        self._last = None  # the scalars of the last block made, and that block
+        self._block_of(tuple(0 for _ in self._scalars))
 
-    def flatten(self, args) -> list:
-        out = []
-        for r, a in zip(self.recipe, args):
-            if r[0] == "a":
-                out += (None, None, a.size, a.itemsize, a.ctypes.data, *a.shape, *a.strides)
+    def _block_of(self, scalars: tuple):
+        if self._last is not None and self._last[0] == scalars:
+            return self._last[1]
+        blk = (ctypes.c_int64 * (1 + len(scalars)))()
+        blk[0] = self._addr
+        for k, (i, v) in enumerate(zip(self._scalars, scalars)):
+            if self.recipe[i] == "d":
+                blk[1 + k] = struct.unpack("<q", struct.pack("<d", float(v)))[0]
             else:
-                out.append(a)
-        return out
+                blk[1 + k] = int(v)
+        self._last = (scalars, blk, ctypes.addressof(blk))
+        return blk
 
     def _finish(self, status):
         if status not in (0, -2):
@@ -268,15 +301,20 @@ class NativeFunction:
         return bool(v) if self.ret_type is ctypes.c_uint8 else v
 
     def __call__(self, *args):
-        return self._finish(self._cf(*self._pre, *self.flatten(args)))
+        scalars = tuple(args[i] for i in self._scalars)
+        self._block_of(scalars)
+        arrays = tuple(args[i] for i in self._arrays)
+        return self._finish(self._thunk(self._last[2], arrays, self._ret))
 
     def bound(self, args):
-        """A call with these arguments fixed (their flattened form computed once)."""
-        flat = (*self._pre, *self.flatten(args))
-        cf, finish = self._cf, self._finish
+        """A call with these arguments fixed (its block and array tuple made once)."""
+        self._block_of(tuple(args[i] for i in self._scalars))
+        blk, addr = self._last[1], self._last[2]
+        arrays = tuple(args[i] for i in self._arrays)
+        thunk, ret, finish = self._thunk, self._ret, self._finish
 
-        def call(*_):
-            return finish(cf(*flat))
+        def call(*_, _keep=blk):
+            return finish(thunk(addr, arrays, ret))
 
         return call
 
