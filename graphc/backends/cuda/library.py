@@ -35,7 +35,7 @@ def flat(a):
     return a.reshape(a.size)
 
 
-def _grid(n):
+def grid(n):
     return device.blocks(n, _L.threads, _L.max_blocks), _L.threads
 
 
@@ -53,7 +53,7 @@ def _fill(out, value):
 def fill(out, value) -> None:
     if out.size:
         o = flat(out)
-        _fill[_grid(o.size)](o, np.asarray(value, out.dtype)[()])
+        _fill[grid(o.size)](o, np.asarray(value, out.dtype)[()])
 
 
 @cuda.jit
@@ -65,7 +65,7 @@ def _scatter(out, x, out_pos, src_pos):
 def scatter(out, x, out_pos, src_pos) -> None:
     """out.flat[out_pos] = x.flat[src_pos]."""
     if out_pos.size:
-        _scatter[_grid(out_pos.size)](flat(out), flat(x), out_pos, src_pos)
+        _scatter[grid(out_pos.size)](flat(out), flat(x), out_pos, src_pos)
 
 
 @cuda.jit
@@ -77,7 +77,7 @@ def _gather(out, x, src_pos):
 def gather(out, x, src_pos) -> None:
     """out.flat = x.flat[src_pos]."""
     if out.size:
-        _gather[_grid(out.size)](flat(out), flat(x), src_pos)
+        _gather[grid(out.size)](flat(out), flat(x), src_pos)
 
 
 @cuda.jit
@@ -88,7 +88,7 @@ def _copy(out, x):
 
 def copy(out, x) -> None:
     if out.size:
-        _copy[_grid(out.size)](flat(out), flat(x))
+        _copy[grid(out.size)](flat(out), flat(x))
 
 
 # -- the tiled GEMM ---------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def _one_hot(labels, out, bad):
 def one_hot(out, labels, three, bad) -> None:
     p, d, q = three
     if out.size:
-        _one_hot[_grid(out.size)](labels.reshape(p, q), out.reshape(three), bad)
+        _one_hot[grid(out.size)](labels.reshape(p, q), out.reshape(three), bad)
 
 
 @cuda.jit
@@ -349,7 +349,7 @@ def _take(x, idx, out, bad, lo):
 def take(out, x, idx, three, k, bad, lo) -> None:
     p, d, q = three
     if out.size:
-        _take[_grid(out.size)](x.reshape(three), flat(idx), out.reshape(p, k, q), bad, lo)
+        _take[grid(out.size)](x.reshape(three), flat(idx), out.reshape(p, k, q), bad, lo)
 
 
 @cuda.jit
@@ -371,7 +371,7 @@ def take_grad(out, g, idx, three, k, bad, lo) -> None:
     p, d, q = three
     fill(out, 0)
     if g.size:
-        _take_grad[_grid(g.size)](g.reshape(p, k, q), flat(idx), out.reshape(three), bad, lo)
+        _take_grad[grid(g.size)](g.reshape(p, k, q), flat(idx), out.reshape(three), bad, lo)
 
 
 @cuda.jit
@@ -389,199 +389,4 @@ def _sequence_mask(lengths, out, bad):
 def sequence_mask(out, lengths, bad) -> None:
     if out.size:
         p = lengths.size
-        _sequence_mask[_grid(out.size)](flat(lengths), out.reshape(p, out.size // p), bad)
-
-
-# -- convolution helpers: im2col, col2im (scatter-add), the sum over images ---------------------
-@cuda.jit
-def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw):
-    """cols (N, C*kh*kw, Ho, Wo) from x (N, C, H, W); zeros in the padding."""
-    n_, c_, h_, w_ = x.shape
-    _, r_, ho, wo = cols.shape
-    for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        r = (e // (wo * ho)) % r_
-        n = e // (wo * ho * r_)
-        c = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        ih = oh * sh - ph + i * dh
-        iw = ow * sw - pw + j * dw
-        inside = ih >= 0 and ih < h_ and iw >= 0 and iw < w_
-        cols[n, r, oh, ow] = x[n, c, ih, iw] if inside else 0
-
-
-def im2col(cols, x, geo) -> None:
-    if cols.size:
-        _im2col[_grid(cols.size)](x, cols, *geo)
-
-
-@cuda.jit
-def _col2im(cols, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    n_, c_, h_, w_ = out.shape
-    _, r_, ho, wo = cols.shape
-    for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        r = (e // (wo * ho)) % r_
-        n = e // (wo * ho * r_)
-        c = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        ih = oh * sh - ph + i * dh
-        iw = ow * sw - pw + j * dw
-        if ih >= 0 and ih < h_ and iw >= 0 and iw < w_:
-            cuda.atomic.add(out, (n, c, ih, iw), cols[n, r, oh, ow])
-
-
-def col2im(out, cols, geo) -> None:
-    fill(out, 0)
-    if cols.size:
-        _col2im[_grid(cols.size)](cols, out, *geo)
-
-
-@cuda.jit
-def _sum0(x, out):
-    """out[j] = sum over i of x[i, j] (accumulated in float64)."""
-    n_, m_ = x.shape
-    for j in range(cuda.grid(1), m_, cuda.gridsize(1)):
-        s = 0.0
-        for i in range(n_):
-            s += x[i, j]
-        out[j] = s
-
-
-def sum0(out, x, n) -> None:
-    if out.size:
-        _sum0[_grid(out.size)](x.reshape(n, out.size), flat(out))
-
-
-# -- pooling (NCHW; one thread per output element, or per window for the gradients) -----------
-@cuda.jit(device=True)
-def _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw):
-    """The flat (ih * W + iw) index of the window's first maximum (NaN wins), -1 if all padding."""
-    h_, w_ = x.shape[2], x.shape[3]
-    best = 0.0
-    at = -1
-    for i in range(kh):
-        ih = oh * sh - ph + i
-        for j in range(kw):
-            iw = ow * sw - pw + j
-            if ih >= 0 and ih < h_ and iw >= 0 and iw < w_:
-                v = x[n, c, ih, iw]
-                if at < 0 or v > best or (v != v and best == best):
-                    best = v
-                    at = ih * w_ + iw
-    return at
-
-
-@cuda.jit
-def _max_pool(x, out, kh, kw, sh, sw, ph, pw):
-    n_, c_, ho, wo = out.shape
-    w_ = x.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
-        out[n, c, oh, ow] = x[n, c, at // w_, at % w_] if at >= 0 else -math.inf
-
-
-@cuda.jit
-def _max_pool_grad(x, g, out, kh, kw, sh, sw, ph, pw):
-    n_, c_, ho, wo = g.shape
-    w_ = x.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
-        if at >= 0:
-            cuda.atomic.add(out, (n, c, at // w_, at % w_), g[n, c, oh, ow])
-
-
-@cuda.jit
-def _max_pool_gather(x, h, out, kh, kw, sh, sw, ph, pw):
-    n_, c_, ho, wo = out.shape
-    w_ = x.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
-        out[n, c, oh, ow] = h[n, c, at // w_, at % w_] if at >= 0 else 0
-
-
-@cuda.jit(device=True)
-def _span(o, s, p, k, size):
-    a0 = o * s - p
-    a1 = a0 + k
-    return max(a0, 0), min(a1, size)
-
-
-@cuda.jit
-def _avg_pool(x, out, kh, kw, sh, sw, ph, pw, include_pad):
-    n_, c_, ho, wo = out.shape
-    h_, w_ = x.shape[2], x.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        a0, a1 = _span(oh, sh, ph, kh, h_)
-        b0, b1 = _span(ow, sw, pw, kw, w_)
-        s = x[n, c, 0, 0] * 0
-        for i in range(a0, a1):
-            for j in range(b0, b1):
-                s += x[n, c, i, j]
-        cnt = kh * kw if include_pad else (a1 - a0) * (b1 - b0)
-        out[n, c, oh, ow] = s / cnt
-
-
-@cuda.jit
-def _avg_pool_grad(g, out, kh, kw, sh, sw, ph, pw, include_pad):
-    n_, c_, ho, wo = g.shape
-    h_, w_ = out.shape[2], out.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        a0, a1 = _span(oh, sh, ph, kh, h_)
-        b0, b1 = _span(ow, sw, pw, kw, w_)
-        cnt = kh * kw if include_pad else (a1 - a0) * (b1 - b0)
-        share = g[n, c, oh, ow] / cnt
-        for i in range(a0, a1):
-            for j in range(b0, b1):
-                cuda.atomic.add(out, (n, c, i, j), share)
-
-
-def max_pool(out, x, geo) -> None:
-    if out.size:
-        _max_pool[_grid(out.size)](x, out, *geo)
-
-
-def max_pool_grad(out, x, g, geo) -> None:
-    fill(out, 0)
-    if g.size:
-        _max_pool_grad[_grid(g.size)](x, g, out, *geo)
-
-
-def max_pool_gather(out, x, h, geo) -> None:
-    if out.size:
-        _max_pool_gather[_grid(out.size)](x, h, out, *geo)
-
-
-def avg_pool(out, x, geo, include_pad) -> None:
-    if out.size:
-        _avg_pool[_grid(out.size)](x, out, *geo, include_pad)
-
-
-def avg_pool_grad(out, g, geo, include_pad) -> None:
-    fill(out, 0)
-    if g.size:
-        _avg_pool_grad[_grid(g.size)](g, out, *geo, include_pad)
+        _sequence_mask[grid(out.size)](flat(lengths), out.reshape(p, out.size // p), bad)

@@ -13,6 +13,7 @@ runtime binds it, as for matmul).
 
 import numpy as np
 
+from graphc.backends.cuda import conv_kernels as ck
 from graphc.backends.cuda import device
 from graphc.backends.cuda import library as lib
 from graphc.ops.registry import lowering
@@ -44,7 +45,7 @@ def _conv(node, in_shapes, out_shape):
                     _offsets(n, g, o * p, og * p), (p, 1))  # fmt: skip
 
     def run(out, x, w):
-        lib.im2col(cols, x, geo)
+        ck.im2col(cols, x, geo)
         gemm(out, w, cols)
 
     return run
@@ -64,9 +65,9 @@ def _conv_grad_weight(node, in_shapes, out_shape):
                     (1, p), _offsets(n, g, o * k, og * k), (k, 1))  # fmt: skip
 
     def run(out, x, gy):
-        lib.im2col(cols, x, geo)
+        ck.im2col(cols, x, geo)
         gemm(per_image, gy, cols)
-        lib.sum0(out, per_image, n)
+        ck.sum0(out, per_image, n)
 
     return run
 
@@ -86,7 +87,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
 
     def run(out, gy, w):
         gemm(cols, w, gy)
-        lib.col2im(out, cols, geo)
+        ck.col2im(out, cols, geo)
 
     return run
 
@@ -100,28 +101,28 @@ def _pool_geometry(a):
 @lowering("max_pool2d", CUDA)
 def _max_pool(node, in_shapes, out_shape):
     geo = _pool_geometry(node.attrs)
-    return lambda out, x: lib.max_pool(out, x, geo)
+    return lambda out, x: ck.max_pool(out, x, geo)
 
 
 @lowering("max_pool2d_grad", CUDA)
 def _max_pool_grad(node, in_shapes, out_shape):
     geo = _pool_geometry(node.attrs)
-    return lambda out, x, gy: lib.max_pool_grad(out, x, gy, geo)
+    return lambda out, x, gy: ck.max_pool_grad(out, x, gy, geo)
 
 
 @lowering("max_pool2d_gather", CUDA)
 def _max_pool_gather(node, in_shapes, out_shape):
     geo = _pool_geometry(node.attrs)
-    return lambda out, x, h: lib.max_pool_gather(out, x, h, geo)
+    return lambda out, x, h: ck.max_pool_gather(out, x, h, geo)
 
 
 @lowering("avg_pool2d", CUDA)
 def _avg_pool(node, in_shapes, out_shape):
     geo, inc = _pool_geometry(node.attrs), bool(node.attrs["count_include_pad"])
-    return lambda out, x: lib.avg_pool(out, x, geo, inc)
+    return lambda out, x: ck.avg_pool(out, x, geo, inc)
 
 
 @lowering("avg_pool2d_grad", CUDA)
 def _avg_pool_grad(node, in_shapes, out_shape):
     geo, inc = _pool_geometry(node.attrs), bool(node.attrs["count_include_pad"])
-    return lambda out, gy: lib.avg_pool_grad(out, gy, geo, inc)
+    return lambda out, gy: ck.avg_pool_grad(out, gy, geo, inc)
