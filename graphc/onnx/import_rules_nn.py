@@ -6,7 +6,9 @@ kernel, ceil_mode) become an explicit pad before the pool; LRN is a composition 
 summed over a channel window by an average pool).
 """
 
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -127,60 +129,88 @@ def _conv_transpose(n):
 def _pool_geometry(n, x, one_d):
     kernel = _per_axis(n, "kernel_shape", 1, one_d)
     strides = _per_axis(n, "strides", 1, one_d)
-    if tuple(_per_axis(n, "dilations", 1, one_d)) != (1, 1):
-        n.unsupported(f"dilations={n.attr('dilations')} (graphc pools without dilation)")
+    dilations = tuple(_per_axis(n, "dilations", 1, one_d))
     if n.attr("storage_order", 0) != 0 or n.wants_output(1):
         n.unsupported("the Indices output and storage_order (graphc's max pool gives values only)")
     hw = x.shape[2:]
-    t, b, left, r = _explicit_pads(n, hw, kernel, strides, (1, 1), one_d)
+    t, b, left, r = _explicit_pads(n, hw, kernel, strides, dilations, one_d)
     ceil = n.attr("ceil_mode", 0)
-    extra = []
-    for size, k, s, lo, hi in zip(hw, kernel, strides, (t, left), (b, r)):
-        span = size + lo + hi - k
+    extra, outs = [], []
+    for size, k, s, d, lo, hi in zip(hw, kernel, strides, dilations, (t, left), (b, r)):
+        span = size + lo + hi - ((k - 1) * d + 1)
         out = (-(-span // s) if ceil else span // s) + 1
         if ceil and (out - 1) * s >= size + lo:
             out -= 1  # the last window would start in the end padding
-        extra.append(max((out - 1) * s + k - (size + lo + hi), 0))
-    return kernel, strides, (t, b, left, r), extra
+        extra.append(max((out - 1) * s + (k - 1) * d + 1 - (size + lo + hi), 0))
+        outs.append(out)
+    return _Pool(kernel, strides, dilations, (t, b, left, r), extra, outs)
 
 
-def _native(pads, kernel, extra):
-    t, b, left, r = pads
-    return not any(extra) and t == b and left == r and 2 * t <= kernel[0] and 2 * left <= kernel[1]
+class _Pool(NamedTuple):
+    kernel: tuple
+    strides: tuple
+    dilations: tuple
+    pads: tuple  # (top, bottom, left, right)
+    extra: list  # rows and columns ceil_mode adds at the end
+    out: list  # the output's (H, W)
+
+    @property
+    def native(self) -> bool:
+        """graphc's pooling takes it as it is (symmetric pads within half the kernel, no dilation)."""
+        t, b, left, r = self.pads
+        symmetric = t == b and left == r and 2 * t <= self.kernel[0] and 2 * left <= self.kernel[1]
+        return symmetric and not any(self.extra) and self.dilations == (1, 1)
+
+    def padding(self):
+        t, b, left, r = self.pads
+        return [(0, 0), (0, 0), (t, b + self.extra[0]), (left, r + self.extra[1])]
+
+    def windows(self, xp):
+        """Each kernel position's strided view of the padded input (a dilated pool reduces over them)."""
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = self.kernel, self.strides, self.dilations, self.out
+        for i in range(kh):
+            for j in range(kw):
+                starts = [i * dh, j * dw]
+                yield F.slice(
+                    xp, starts, [starts[0] + (ho - 1) * sh + 1, starts[1] + (wo - 1) * sw + 1], [sh, sw], axes=[2, 3]
+                )
 
 
 @onnx_op("MaxPool", since=1, attrs=_POOL_ATTRS)
 def _max_pool(n):
     x, one_d = _spatial_input(n, n.input(0))
-    kernel, strides, pads, extra = _pool_geometry(n, x, one_d)
-    if _native(pads, kernel, extra):
-        return _back_to_1d(F.max_pool2d(x, kernel, strides, (pads[0], pads[2])), one_d)
-    t, b, left, r = pads
-    lowest = float(np.finfo(x.dtype).min)
-    xp = F.pad(x, [(0, 0), (0, 0), (t, b + extra[0]), (left, r + extra[1])], lowest)
-    return _back_to_1d(F.max_pool2d(xp, kernel, strides), one_d)
+    p = _pool_geometry(n, x, one_d)
+    if p.native:
+        return _back_to_1d(F.max_pool2d(x, p.kernel, p.strides, (p.pads[0], p.pads[2])), one_d)
+    xp = F.pad(x, p.padding(), float(np.finfo(x.dtype).min))
+    if p.dilations == (1, 1):
+        return _back_to_1d(F.max_pool2d(xp, p.kernel, p.strides), one_d)
+    return _back_to_1d(functools.reduce(F.maximum, p.windows(xp)), one_d)
 
 
 @onnx_op("AveragePool", since=1, attrs=_POOL_ATTRS | {"count_include_pad"})
 def _average_pool(n):
     x, one_d = _spatial_input(n, n.input(0))
-    kernel, strides, pads, extra = _pool_geometry(n, x, one_d)
+    p = _pool_geometry(n, x, one_d)
     include = bool(n.attr("count_include_pad", 0))
-    if _native(pads, kernel, extra):
-        y = F.avg_pool2d(x, kernel, strides, (pads[0], pads[2]), count_include_pad=include)
+    if p.native:
+        y = F.avg_pool2d(x, p.kernel, p.strides, (p.pads[0], p.pads[2]), count_include_pad=include)
         return _back_to_1d(y, one_d)
     # The window sums over the zero-padded input, divided by the count of the elements that count.
-    t, b, left, r = pads
+    t, b, left, r = p.pads
     h, w = x.shape[2:]
-    full = [(0, 0), (0, 0), (t, b + extra[0]), (left, r + extra[1])]
-    area = float(kernel[0] * kernel[1])
-    sums = F.avg_pool2d(F.pad(x, full), kernel, strides) * area
-    mask = np.zeros((1, 1, h + t + b + extra[0], w + left + r + extra[1]), x.dtype)
+    mask = np.zeros((1, 1, h + t + b + p.extra[0], w + left + r + p.extra[1]), x.dtype)
     if include:
         mask[:, :, : h + t + b, : w + left + r] = 1
     else:
         mask[:, :, t : t + h, left : left + w] = 1
-    counts = F.avg_pool2d(F.constant(mask, x.dtype), kernel, strides) * area
+    if p.dilations == (1, 1):
+        area = float(p.kernel[0] * p.kernel[1])
+        sums = F.avg_pool2d(F.pad(x, p.padding()), p.kernel, p.strides) * area
+        counts = F.avg_pool2d(F.constant(mask, x.dtype), p.kernel, p.strides) * area
+    else:
+        sums = functools.reduce(F.add, p.windows(F.pad(x, p.padding())))
+        counts = functools.reduce(F.add, p.windows(F.constant(mask, x.dtype)))
     return _back_to_1d(sums / counts, one_d)
 
 
@@ -229,13 +259,22 @@ def _channel(v, x):
 
 @onnx_op("BatchNormalization", since=6, attrs={"epsilon", "momentum", "spatial", "is_test", "training_mode"})
 def _batch_norm(n):
-    if n.attr("training_mode", 0):
-        n.unsupported("training_mode=1 (graphc imports inference graphs; train with graphc.nn's BatchNorm)")
+    """Inference: the running statistics given; training_mode=1: the batch's, and the running ones
+    updated with `momentum` as the second and third outputs."""
     if n.attr("spatial", 1) != 1:
         n.unsupported("spatial=0 (per-activation statistics)")
     x, scale, bias, mean, var = (n.input(i) for i in range(5))
-    inv = F.div(_channel(scale, x), F.sqrt(_channel(var, x) + n.attr("epsilon", 1e-5)))
-    return (x - _channel(mean, x)) * inv + _channel(bias, x)
+    eps = n.attr("epsilon", 1e-5)
+    if not n.attr("training_mode", 0):
+        inv = F.div(_channel(scale, x), F.sqrt(_channel(var, x) + eps))
+        return (x - _channel(mean, x)) * inv + _channel(bias, x)
+    axes = (0, *range(2, x.ndim))
+    batch_mean = F.mean(x, axes)
+    centred = x - _channel(batch_mean, x)
+    batch_var = F.mean(centred * centred, axes)
+    y = centred / F.sqrt(_channel(batch_var, x) + eps) * _channel(scale, x) + _channel(bias, x)
+    momentum = n.attr("momentum", 0.9)
+    return [y, mean * momentum + batch_mean * (1.0 - momentum), var * momentum + batch_var * (1.0 - momentum)]
 
 
 @onnx_op("InstanceNormalization", since=6, attrs={"epsilon"})

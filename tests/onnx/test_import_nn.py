@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 import graphc as gc
 
@@ -74,6 +75,7 @@ def test_conv_1d_and_conv_transpose():
         {"kernel_shape": [2, 3], "pads": [0, 1, 1, 2], "strides": [2, 2]},  # asymmetric: an explicit pad
         {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
         {"kernel_shape": [3, 2], "auto_pad": "SAME_UPPER", "strides": [2, 1]},
+        {"kernel_shape": [2, 2], "dilations": [2, 3], "pads": [1, 0, 1, 1]},  # windows of strided slices
     ],
 )
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
@@ -81,7 +83,7 @@ def test_pools(op, attrs):
     feeds = {"x": _x(2, 3, 8, 7)}
     for include in (0, 1) if op == "AveragePool" else (None,):
         extra = {} if include is None else {"count_include_pad": include}
-        _agree(_model(helper.make_node(op, ["x"], ["y"], **attrs, **extra), feeds), feeds)
+        _agree(_model(helper.make_node(op, ["x"], ["y"], **attrs, **extra), feeds, opset=19), feeds)
 
 
 def test_global_pools_gemm_and_batchnorm():
@@ -92,6 +94,16 @@ def test_global_pools_gemm_and_batchnorm():
     stats = {"s": _x(3), "b": _x(3), "m": _x(3), "v": np.abs(_x(3)) + 0.5}
     for opset in (7, 9, 15):
         _agree(_model(bn, feeds, stats, opset=opset), feeds)
+    # training_mode: the batch's statistics, and the running ones updated (onnx.reference: onnxruntime
+    # has no training-mode BatchNormalization)
+    train = helper.make_node(
+        "BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, momentum=0.8
+    )
+    model = _model(train, feeds, stats, opset=15)
+    want = ReferenceEvaluator(model).run(None, feeds)
+    got = gc.run(gc.onnx.load(model), feeds)
+    for name, w in zip(["y", "rm", "rv"], want):
+        np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-6)
     gemm = helper.make_node("Gemm", ["a", "w", "c"], ["y"], alpha=0.5, beta=2.0, transB=1)
     feeds = {"a": _x(3, 4)}
     _agree(_model(gemm, feeds, {"w": _x(5, 4), "c": _x(5)}, opset=11), feeds)
