@@ -29,7 +29,9 @@ def load_torch_weights(layer: Recurrent, state_dict) -> None:
     anything is written; a missing, unexpected or mis-shaped entry is an error naming it. A
     module made with bias=False may omit all the bias entries (they load as zeros)."""
     loc = user_location()
-    what = f"load_torch_weights: {layer._what()}" if isinstance(layer, Recurrent) else "load_torch_weights"
+    what = "load_torch_weights"
+    if isinstance(layer, Recurrent):
+        what += f": {type(layer).__name__} {layer.scope or layer.name!r}"
     if not isinstance(layer, Recurrent):
         raise AttributeValueError(f"{what}: expects a SimpleRNN, LSTM or GRU layer, got {layer!r}" + where(loc))
     if not layer.built:
