@@ -22,7 +22,7 @@ HEADER = """# graphc generated kernel: {label} (source is a pure function of the
 import math
 import numpy as np
 from numba import njit, prange
-from graphc.backends.numba.vmath import vexp as _vexp, vtanh as _vtanh
+from graphc.backends.numba.vmath import radd as _radd, vexp as _vexp, vtanh as _vtanh
 
 F = np.float32
 
@@ -86,7 +86,9 @@ def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label:
     lines += body
     val = names[anchor.inputs[0].id]
     if local:
-        lines.append("    " * (r + 1) + "acc = " + rs.combine.format(a="acc", b=val))
+        # a float sum's accumulator adds may be reassociated (vmath.radd): partial sums, vectorised
+        step = f"_radd(acc, {val})" if rs.wide and dt.startswith("float") else rs.combine.format(a="acc", b=val)
+        lines.append("    " * (r + 1) + "acc = " + step)
         lines.append("    " * r + f"res[{ridx}] = {cast}(" + rs.combine.format(a=f"res[{ridx}]", b="acc") + ")")
     else:
         lines.append("    " * (r + 1) + f"res[{ridx}] = {cast}(" + rs.combine.format(a=f"res[{ridx}]", b=val) + ")")

@@ -10,7 +10,9 @@ column row is a shifted copy of an input row (a vectorised copy for stride 1):
   conv2d:             out[n]  = W @ cols[n]                 (batched np.matmul into `out`)
   conv2d_grad_weight: gw      = sum_n gy[n] @ cols[n].T      (batched matmul + sum over n)
   conv2d_grad_input:  gx      = col2im(W.T @ gy[n])          (batched matmul + scatter kernel)
-Groups are one more batch axis of the matmuls. Measured on the LeNet-5 shapes (batch 64,
+Groups are one more batch axis of the matmuls. The products are one per image (np.matmul loops
+over the batch), so their BLAS thread count follows one image's product, not the batch's: on
+LeNet's shapes every one is small and runs on one thread. Measured on the LeNet-5 shapes (batch 64,
 float32, one BLAS thread, this 2-core box under load ~4.5, so every figure is inflated; ms,
 median of 30-50, torch 2.13 CPU with one thread in the same process for scale):
 
@@ -111,7 +113,7 @@ def _conv(node, in_shapes, out_shape):
     geo = _geometry(node.attrs)
     k = cg * kh * kw
     columns = _columns_of(node, (n, c, g, k, kh, kw, ho, wo), geo)
-    flops = 2.0 * n * o * k * ho * wo
+    flops = 2.0 * o * k * ho * wo  # of one image's product: BLAS threads split each one alone
     small = flops < blas.SMALL_FLOPS
 
     def run(out, x, w):
@@ -132,7 +134,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     k = cg * kh * kw
     columns = _columns_of(node, (n, c, g, k, kh, kw, ho, wo), geo)
     per_image = np.empty((n, g, o // g, k), node.dtype)  # gy[n] @ cols[n].T, summed over n afterwards
-    flops = 2.0 * n * o * k * ho * wo
+    flops = 2.0 * o * k * ho * wo  # of one image's product: BLAS threads split each one alone
     small = flops < blas.SMALL_FLOPS
 
     def run(out, x, gy):
@@ -154,7 +156,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
     k, dt = cg * kh * kw, node.dtype
     col2im = _k().col2im
     ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
-    flops = 2.0 * n * o * k * ho * wo
+    flops = 2.0 * o * k * ho * wo  # of one image's product: BLAS threads split each one alone
     small = flops < blas.SMALL_FLOPS
 
     def run(out, gy, w):

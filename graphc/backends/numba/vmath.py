@@ -1,4 +1,4 @@
-"""Vectorisable float32 exp and tanh for generated kernels.
+"""Vectorisable float32 exp and tanh for generated kernels, and the reassociable add of their sums.
 
 Numba calls libm's expf/tanhf one element at a time (no SVML here), which stops LLVM from
 vectorising a loop. These branch-free versions (Cephes polynomials, range reduction by a
@@ -71,3 +71,19 @@ def vtanh(x):
     t = t if x >= F(0.0) else -t
     r = p if a < F(0.625) else t
     return r if x == x else x
+
+
+@intrinsic
+def radd(typingctx, acc, x):
+    """acc + x (x converted to acc's float type) as an add that LLVM may reassociate: the
+    reduction loops' accumulators, so that a sum vectorises into partial sums (a strict chain of
+    float64 adds runs at one add per 4 cycles). The loop's other arithmetic keeps its order."""
+    if not isinstance(acc, types.Float) or not isinstance(x, (types.Float, types.Integer, types.Boolean)):
+        return None
+    sig = acc(acc, x)
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[1], x, acc)
+        return builder.fadd(args[0], v, flags=("reassoc", "contract"))
+
+    return sig, codegen
