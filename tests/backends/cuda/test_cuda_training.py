@@ -144,3 +144,20 @@ def test_nn_model_fits_evaluates_and_predicts_on_cuda():
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
     assert model.evaluate(X, y)["accuracy"] > 0.8
     assert model.train_step.kernels and type(model.train_step).__name__ == "CudaExecutable"
+
+
+def _statements(source: str) -> list[str]:
+    """A kernel's computing statements (v0 = ..., t0 = ...), the CPU's vector math read as math."""
+    lines = [ln.strip().replace("_vexp(", "math.exp(").replace("_vtanh(", "math.tanh(") for ln in source.splitlines()]
+    return [ln for ln in lines if ln[:1] in "vt" and " = " in ln and ln.split(" = ")[0][1:].isdigit()]
+
+
+def test_kernels_compute_with_the_cpu_kernels_statements():
+    cpu, dev = gc.compile(_adam_mlp(), "numba"), gc.compile(_adam_mlp(), "cuda")
+    cpu.runtime({"batch": 3}), dev.runtime({"batch": 3})
+    generated = [(a, b) for a, b in zip(cpu.kernels, dev.kernels) if "def kernel" in a.source]
+    assert len(generated) > 5
+    for a, b in generated:
+        assert "@cuda.jit" in b.source
+        assert _statements(b.source) == _statements(a.source), a.name
+    assert sum(len(_statements(a.source)) > 2 for a, _ in generated) > 3  # fused chains, not just copies
