@@ -73,12 +73,12 @@ class ScanLoop:
         steps = range(self.length - 1, -1, -1) if self.reverse else range(self.length)
         for t in steps:
             for r, buf in zip(res, body_in[:nc]):
-                lib.copy(r[t], buf)
+                lib.copy(_at(r, t), buf)
             for buf, x in zip(body_in[nc : nc + nx], xs):
-                lib.copy(buf, x[t])
+                lib.copy(buf, _at(x, t))
             vals = rt.run_device(step, (*outer_loop, t))
             for y, o in zip(ys, self.outputs[nc:]):
-                lib.copy(y[t], vals[o])
+                lib.copy(_at(y, t), vals[o])
             new = [vals[o] for o in self.outputs[:nc]]
             if any(any(c is b for b in body_in) for c in new):  # a carry passed through: copy aside first
                 for st, c in zip(self.staged, new):
@@ -90,6 +90,12 @@ class ScanLoop:
         for f, buf in zip(final, body_in[:nc]):
             lib.copy(f, buf)
         return self.outs
+
+
+def _at(a, t):
+    """Step t of a stacked device array, as a device array (a slice: indexing a 1-d device array
+    would copy one number to the host)."""
+    return a[t : t + 1]
 
 
 @lowering("scan", "cuda")

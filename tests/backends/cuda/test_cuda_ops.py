@@ -82,3 +82,17 @@ def test_an_op_without_a_cuda_lowering_in_a_loop_body_is_found_at_compile_time()
         g.output("h", h)
     with pytest.raises(UnsupportedOpError, match=r"op 'allreduce' \(allreduce#\d+: f32\[2\]\) has no CUDA lowering"):
         gc.compile(g, "cuda")
+
+
+def test_a_scan_with_scalar_carries_reverse_and_a_random_op_in_its_body():
+    def build(g):
+        xs = g.input("a", (4, 3))
+
+        def cell(c, x):  # a scalar carry, a vector y, a dropout mask drawn at each step
+            y = gc.tanh(x * c) * gc.dropout_mask(x, 0.5, seed=1)
+            return c * 0.5 + gc.sum(y), y
+
+        c, ys = gc.scan(cell, gc.constant(np.float32(1.0)), xs, reverse=True)
+        return gc.sum(ys, 0) + c, {"a": np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)}
+
+    _compare(build)
