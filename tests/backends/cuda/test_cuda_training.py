@@ -131,7 +131,7 @@ def test_an_evaluation_step_sees_the_training_steps_parameters():
     np.testing.assert_allclose(after, on_host, rtol=RTOL)
 
 
-def test_nn_model_fits_evaluates_and_predicts_on_cuda():
+def test_nn_model_fits_evaluates_and_predicts_on_cuda(tmp_path):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((48, 6)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
@@ -144,6 +144,16 @@ def test_nn_model_fits_evaluates_and_predicts_on_cuda():
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
     assert model.evaluate(X, y)["accuracy"] > 0.8
     assert model.train_step.kernels and type(model.train_step).__name__ == "CudaExecutable"
+    # a checkpoint holds the device's values; loaded on the CPU it predicts the same
+    model.save(tmp_path / "m")
+    on_cpu = nn.Model.load(tmp_path / "m", backend="numba")
+    np.testing.assert_allclose(on_cpu.predict(X[:5]), p, rtol=1e-4, atol=1e-6)
+    # weights loaded into the cuda model from the host reach the device
+    other = nn.Model(nn.Sequential([nn.Dense(8, activation="tanh"), nn.Dense(2)]), input_shape=(6,),
+                     optimizer=nn.optim.Adam(lr=0.05), backend="cuda", seed=1)  # fmt: skip
+    assert not np.allclose(other.predict(X[:5]), p, atol=1e-4)
+    other.load_weights(tmp_path / "m")
+    np.testing.assert_allclose(other.predict(X[:5]), p, rtol=1e-4, atol=1e-6)
 
 
 def _statements(source: str) -> list[str]:
