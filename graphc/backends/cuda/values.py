@@ -36,7 +36,10 @@ class DeviceValues(dict):
     def _sync(self, name):
         host = dict.__getitem__(self, name)
         if name in self.device_newer:
-            self.dev[name].copy_to_host(ary=host.reshape(host.shape or (1,)))
+            if host.flags.c_contiguous:
+                self.dev[name].copy_to_host(ary=host.reshape(host.shape or (1,)))
+            else:  # an array the user set: copied down, then into it
+                np.copyto(host, self.dev[name].copy_to_host().reshape(host.shape))
             self.transfers.add("d2h", "variable", host.nbytes)
             self.device_newer.discard(name)
         if name in self.dev and name not in self.host_set:

@@ -171,3 +171,18 @@ def test_kernels_compute_with_the_cpu_kernels_statements():
         assert "@cuda.jit" in b.source
         assert _statements(b.source) == _statements(a.source), a.name
     assert sum(len(_statements(a.source)) > 2 for a, _ in generated) > 3  # fused chains, not just copies
+
+
+def test_a_variable_set_to_a_strided_array_is_updated_and_read_back():
+    with gc.Graph("g") as g:
+        x = g.input("x", (2,))
+        w = g.param("w", (2,), init=np.array([1.0, 2.0], np.float32))
+        g.output("y", x * w)
+        g.update("w", w * 2.0)
+    step = gc.compile(g, "cuda")
+    np.testing.assert_array_equal(step(x=np.ones(2, np.float32))["y"], [1, 2])
+    strided = np.array([[1.0, 5.0], [3.0, 4.0]], np.float32)[:, 0]
+    g.values["w"] = strided
+    np.testing.assert_array_equal(step(x=np.ones(2, np.float32))["y"], [1, 3])
+    assert g.values["w"] is strided
+    np.testing.assert_array_equal(strided, [2, 6])
