@@ -1,9 +1,10 @@
 """The Numba CPU backend: fused loop kernels generated from op templates, BLAS for matmul.
 
-Importing this package is cheap (Numba loads on the first compile). executor.py compiles a
-graph into a backend-neutral schedule per shape (graphc.backends.schedule); runtime.py runs one
-(buffers, bound kernels, steps.py's steps); loops.py and codegen.py write the kernels' source,
-cache.py keeps them on disk.
+Importing this package is cheap (Numba loads on the first compile that needs it; with a warm
+cache it never does). executor.py compiles a graph into a backend-neutral schedule per shape
+(graphc.backends.schedule); runtime.py runs one (buffers, bound kernels, steps.py's steps);
+loops.py and codegen.py write the kernels' source, cache.py keeps them on disk (cache_folder.py:
+where; numba_cache.py: Numba's entries; native.py: kernels loaded as machine code without Numba).
 """
 
 from graphc.backends.base import Backend, register_backend
@@ -22,7 +23,8 @@ class NumbaBackend(Backend):
 
 
 def compile_stats() -> dict:
-    """Kernels compiled / loaded from the disk cache / reused in memory / rebuilt, this process."""
+    """Kernels compiled / loaded from the disk cache (`native`: of those, without Numba) / reused in
+    memory / rebuilt, this process."""
     from graphc.backends.numba.cache import stats
 
     return stats()

@@ -1,10 +1,17 @@
 """The on-disk kernel cache: generated modules named by a content hash, their machine code beside them.
 
-Layout: $GRAPHC_CACHE_DIR (default ~/.cache/graphc) / numba-<numba>-py<python>-g<codegen hash> /
-gk_<hash>.py, with Numba's index (.nbi) and machine code (.nbc) in __pycache__ beside them. The
-package's fixed kernels (conv, pooling) keep theirs in the same folder, under lib/. Numba's own
-choice of folder (NUMBA_CACHE_DIR, or a user-wide folder when the source's folder is read-only)
-is not used: everything graphc compiles lives in one folder, found and cleared in one place.
+Layout: $GRAPHC_CACHE_DIR (default ~/.cache/graphc) / numba-<numba>-llvmlite-<llvmlite>-py<python>-
+g<codegen hash> / gk_<hash>.py, with Numba's index (.nbi) and machine code (.nbc) in __pycache__
+beside them, and under native/ each kernel's native entry (native.py: its object code per
+argument types, loaded without Numba). The package's fixed kernels (conv, pooling, softmax rows)
+keep Numba's entries in the same folder, under lib/. Numba's own choice of folder
+(NUMBA_CACHE_DIR, or a user-wide folder when the source's folder is read-only) is not used:
+everything graphc compiles lives in one folder, found and cleared in one place.
+
+A kernel is a `Kernel` (`kernel(source)`, `library_kernel(module, name)`), bound to argument
+types on first use: from its native entry when there is one (no Numba import: a warm process
+starts in about a tenth of a second), else through Numba (its disk cache, or a compile), which
+writes the native entry. GRAPHC_NATIVE_KERNELS=0 sends every kernel through Numba.
 
 Reading never writes: a module file that already holds the expected text is executed as it is
 (no bytecode cache) and Numba's entries are only read, so a warm cache on a read-only folder
@@ -16,7 +23,9 @@ Faults cost a compile, never a failed or wrong run (each one is counted in `stat
 - a Numba entry that does not load (truncated, garbage, unpicklable): deleted and recompiled;
 - a Numba entry that loads another kernel's machine code (files swapped or copied): each entry
   is checked against the function it was asked for (module, qualified name, argument types)
-  before use; a foreign one is refused and recompiled, and the good code written over it.
+  before use; a foreign one is refused and recompiled, and the good code written over it;
+- a native entry that is damaged (checksum), foreign (another kernel or argument types) or for
+  another CPU: refused, deleted, and the kernel goes through Numba, which writes it again.
 
 Writes are atomic: a module file goes to a temporary name and is linked into place only if
 absent (two processes compiling the same kernel keep one file), or replaced with os.replace.
