@@ -226,7 +226,32 @@ def main(argv=None) -> int:
         report[name] = results
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    for line in ratio_table(report):
+        print(line)
     return 0 if all_ok else 1
+
+
+RATIOS = (("median_ms", "step, ms"), ("cold_compile_s", "cold compile, s"), ("warm_compile_s", "warm start, s"))
+RATIOS += (("peak_rss_mb", "peak RSS, MB"),)
+
+
+def ratio_table(report: dict) -> list[str]:
+    """The run as one markdown table: per workload and measure, each system's figure and graphc's
+    over the best peer's (lower is better for every measure)."""
+    systems = list(dict.fromkeys(s for results in report.values() for s in results))
+    if len(systems) < 2:
+        return []
+    lines = ["", "| workload | " + " | ".join(systems) + " | graphc / best peer |", "|---" * (len(systems) + 2) + "|"]
+    for name, results in report.items():
+        for key, what in RATIOS:
+            vals = [results.get(s, {}).get(key) for s in systems]
+            if vals[0] is None:
+                continue
+            peers = [v for v in vals[1:] if v is not None and v == v]
+            ratio = f"{vals[0] / min(peers):.2f}" if peers and min(peers) > 0 else "-"
+            cells = ["-" if v is None else f"{v:.3g}" for v in vals]
+            lines.append(f"| {name} {what} | " + " | ".join(cells) + f" | {ratio} |")
+    return lines
 
 
 if __name__ == "__main__":
