@@ -1,5 +1,5 @@
-"""Import rules for RNN, GRU and LSTM (each a graphc scan), against onnxruntime (onnx.reference for the
-batch-major layout); gradients flow to the imported weights."""
+"""Import rules for RNN, GRU, LSTM, Scan and Loop (each a graphc scan), against onnxruntime (onnx.reference
+for the batch-major layout); gradients flow to the imported weights."""
 
 import numpy as np
 import onnxruntime as ort
@@ -93,3 +93,93 @@ def test_imported_weights_get_gradients():
         values.append(gc.run(g, {"X": x}, outputs=[loss])[0])
     g.values["W"] = w0
     assert analytic[i] == pytest.approx((values[0] - values[1]) / (2 * eps), rel=2e-2, abs=1e-3)
+
+
+def _body(nodes, inputs, outputs):
+    return helper.make_graph(
+        nodes,
+        "body",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+    )
+
+
+def test_scan_with_directions_and_axes_agrees_with_onnxruntime():
+    """A running sum over axis 1 of x read backwards, its outputs stacked forwards along axis 1; the body
+    reads the outer `scale` by name (captured)."""
+    body = _body(
+        [
+            helper.make_node("Mul", ["x_t", "scale"], ["xs"]),
+            helper.make_node("Add", ["acc", "xs"], ["acc_out"]),
+            helper.make_node("Identity", ["acc_out"], ["y_t"]),
+        ],
+        [("acc", T.FLOAT, [2]), ("x_t", T.FLOAT, [2])],
+        [("acc_out", T.FLOAT, [2]), ("y_t", T.FLOAT, [2])],
+    )
+    node = helper.make_node(
+        "Scan",
+        ["init", "x"],
+        ["final", "ys"],
+        body=body,
+        num_scan_inputs=1,
+        scan_input_axes=[1],
+        scan_input_directions=[1],
+        scan_output_axes=[1],
+        scan_output_directions=[0],
+    )
+    graph = helper.make_graph(
+        [node],
+        "scan",
+        [helper.make_tensor_value_info("init", T.FLOAT, [2]), helper.make_tensor_value_info("x", T.FLOAT, [2, 5])],
+        [helper.make_tensor_value_info("final", T.FLOAT, [2]), helper.make_tensor_value_info("ys", T.FLOAT, [2, 5])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "scale")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    feeds = {"init": np.array([1.0, -1.0], np.float32), "x": RNG.standard_normal((2, 5)).astype(np.float32)}
+    want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    got = gc.run(gc.onnx.load(model), feeds)
+    np.testing.assert_allclose(got["final"], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
+
+
+def test_loop_with_a_known_trip_count():
+    body = _body(
+        [
+            helper.make_node("Cast", ["i"], ["fi"], to=T.FLOAT),
+            helper.make_node("Add", ["v", "fi"], ["v_out"]),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+            helper.make_node("Mul", ["v_out", "v_out"], ["sq"]),
+        ],
+        [("i", T.INT64, []), ("cond", T.BOOL, []), ("v", T.FLOAT, [3])],
+        [("cond_out", T.BOOL, []), ("v_out", T.FLOAT, [3]), ("sq", T.FLOAT, [3])],
+    )
+    node = helper.make_node("Loop", ["M", "", "v0"], ["v_final", "squares"], body=body)
+    graph = helper.make_graph(
+        [node],
+        "loop",
+        [helper.make_tensor_value_info("v0", T.FLOAT, [3])],
+        [
+            helper.make_tensor_value_info("v_final", T.FLOAT, [3]),
+            helper.make_tensor_value_info("squares", T.FLOAT, [4, 3]),
+        ],
+        [numpy_helper.from_array(np.array(4, np.int64), "M")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    feeds = {"v0": np.array([0.0, 1.0, -2.0], np.float32)}
+    want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    got = gc.run(gc.onnx.load(model), feeds)
+    np.testing.assert_allclose(got["v_final"], want[0])
+    np.testing.assert_allclose(got["squares"], want[1])
+    while_loop = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Loop", ["M", "", "v0"], ["v_final", "squares"], body=body, name="loop")],
+            "loop",
+            [helper.make_tensor_value_info("v0", T.FLOAT, [3]), helper.make_tensor_value_info("M", T.INT64, [])],
+            [helper.make_tensor_value_info("v_final", T.FLOAT, [3])],
+        ),
+        opset_imports=[helper.make_opsetid("", 16)],
+    )
+    with pytest.raises(
+        gc.GraphFileError, match=r"node 'loop' \(Loop\): its input 0 \(M, 'M'\) must be known at import"
+    ):
+        gc.onnx.load(while_loop)
