@@ -2,6 +2,7 @@
 computations at import, against onnx.reference (every opset) and onnxruntime."""
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
@@ -179,3 +180,30 @@ def test_arithmetic_on_a_symbolic_dimension_is_refused_by_name():
     model = _model(nodes, {"x": X}, {"two": np.array([2, 1, 1])}, dims={"x": ["batch", 3, 4]})
     with pytest.raises(gc.GraphFileError, match=r"node 'double' \(Mul\): its result computes with symbolic dimension"):
         gc.onnx.load(model)
+
+
+def _every_opset_model(opset):
+    """Unsqueeze -> ReduceSum -> Clip -> Split -> Softmax, each in the form its opset defines."""
+    inits = {}
+    if opset < 13:
+        unsq = helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0])
+        red = helper.make_node("ReduceSum", ["u"], ["r"], axes=[3], keepdims=1)
+        split = helper.make_node("Split", ["c"], ["s0", "s1"], axis=2, split=[1, 2])
+    else:
+        inits.update(ax0=np.array([0]), ax3=np.array([3]), sizes=np.array([1, 2]))
+        unsq = helper.make_node("Unsqueeze", ["x", "ax0"], ["u"])
+        red = helper.make_node("ReduceSum", ["u", "ax3"], ["r"], keepdims=1)
+        split = helper.make_node("Split", ["c", "sizes"], ["s0", "s1"], axis=2)
+    if opset < 11:
+        clip = helper.make_node("Clip", ["r"], ["c"], min=-1.0, max=1.5)
+    else:
+        inits.update(lo=np.array(-1.0, np.float32), hi=np.array(1.5, np.float32))
+        clip = helper.make_node("Clip", ["r", "lo", "hi"], ["c"])
+    soft = helper.make_node("Softmax", ["s1"], ["y"], axis=1)
+    return _model([unsq, red, clip, split, soft], {"x": X}, inits, opset=opset)
+
+
+@pytest.mark.parametrize("opset", range(7, onnx.defs.onnx_opset_version() + 1))
+def test_every_opset_from_7_to_the_newest(opset):
+    # onnxruntime: onnx.reference computes Softmax before opset 13 with the later axis semantics
+    _agree(_every_opset_model(opset), {"x": X}, "onnxruntime")
