@@ -124,9 +124,10 @@ class GraphBuilder:
                 continue
             t = vi.type
             if not t.HasField("tensor_type"):
-                kind = t.WhichOneof("value")
+                kind = (t.WhichOneof("value") or "untyped value").removesuffix("_type")
+                kind = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
                 self.problems.append(
-                    Problem(vi.name, "graph input", f"graph input {vi.name!r} is a {kind}, not a tensor")
+                    Problem(vi.name, "graph input", f"graph input {vi.name!r} is {kind}, not a tensor")
                 )
                 self.values[vi.name] = _POISONED
                 continue

@@ -167,3 +167,16 @@ def test_trainable_names_must_be_initializers():
         gc.onnx.load(m, trainable={"v"})
     with pytest.raises(GraphcError, match=r"trainable must be True, False or a set of initializer names, got 'w'"):
         gc.onnx.load(m, trainable="w")
+
+
+def test_sequence_inputs_and_missing_producers_are_named():
+    seq = helper.make_tensor_sequence_value_info("s", T.FLOAT, [2])
+    nodes = [helper.make_node("Relu", ["ghost"], ["y"], name="reads_ghost")]
+    m = _model(nodes, [seq, _vi("x", [2])], [_vi("y", None), _vi("z", None)])
+    with pytest.raises(UnsupportedModelError) as info:
+        gc.onnx.load(m)
+    assert str(info.value).splitlines()[1:] == [
+        "  graph input 's' is a sequence, not a tensor",
+        "  node 'reads_ghost' (Relu): input 'ghost' is not a graph input, an initializer or an earlier node's output",
+        "  graph output 'z' is made by no node",
+    ]
