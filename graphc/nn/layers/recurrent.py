@@ -36,7 +36,16 @@ __all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU"]
 
 
 class Recurrent(Layer):
-    """The common part of SimpleRNN, LSTM and GRU (see the module docstring)."""
+    """The common part of SimpleRNN, LSTM and GRU (see the module docstring).
+
+    return_sequences: every step's output (batch, time, D*units), else the last (batch, D*units);
+    return_state: the call returns (output, final state); num_layers: stacked layers; dropout:
+    on the sequence between stacked layers while training (masks seeded by `seed`, default
+    derived from the graph seed and the scope); bidirectional: D = 2; init / recurrent_init /
+    bias_init: initializers of w_ih, w_hh ("orthogonal": each gate block orthogonal) and the
+    biases; dtype: the parameters' (default: the input's float dtype). `weights[(layer,
+    direction)]` maps "w_ih", "w_hh", "b_in" (and the GRU's "b_hh") to the parameter nodes.
+    """
 
     cell_kind = ""
 
