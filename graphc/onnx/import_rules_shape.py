@@ -349,3 +349,42 @@ def _one_hot(n):
     hot = hot * F.expand_dims(F.cast(valid, values.dtype), axis)
     off, on = F.take(values, [0]), F.take(values, [1])
     return hot * F.reshape(on - off, ()) + F.reshape(off, ())
+
+
+# -- shape arithmetic without a graphc op: computed at import, on values known then ------------------
+def _known(n, i):
+    value = n.known(i)
+    if value is None:
+        n.unsupported(
+            f"{n.op_type} of a value computed at run time (graphc has no {n.op_type} op; it computes {n.op_type} "
+            f"at import, on values known then, as shape computations need)"
+        )
+    return n.numbers(i, "input")
+
+
+def _folded(op_type, fn, since=1, attrs=()):
+    onnx_op(op_type, since=since, attrs=attrs, folds_only=True)(fn)
+
+
+_folded("Floor", lambda n: np.floor(_known(n, 0)), since=6)
+_folded("Ceil", lambda n: np.ceil(_known(n, 0)), since=6)
+_folded("Round", lambda n: np.round(_known(n, 0)), since=11)
+_folded(
+    "Mod",
+    lambda n: (np.fmod if n.attr("fmod", 0) else np.mod)(_known(n, 0), _known(n, 1)).astype(_known(n, 0).dtype),
+    since=10,
+    attrs={"fmod"},
+)
+
+
+def _reduce_prod(n):
+    x = _known(n, 0)
+    axes = n.attr("axes") if n.opset < 18 else (n.ints(1, "axes") if n.has(1) else None)
+    if not axes:
+        if n.attr("noop_with_empty_axes", 0):
+            return x
+        axes = tuple(range(x.ndim))
+    return np.prod(x, axis=tuple(axes), keepdims=bool(n.attr("keepdims", 1))).astype(x.dtype)
+
+
+_folded("ReduceProd", _reduce_prod, attrs={"axes", "keepdims", "noop_with_empty_axes"})

@@ -172,8 +172,9 @@ class GraphBuilder:
         try:
             with self.graph.scope(label.strip("/") or proto.op_type):
                 outs = None
-                if rule.fold and inputs and all(isinstance(v, Const) for v in inputs):
-                    outs = _fold(rule, proto, self.opset, inputs)
+                known = self._known(inputs)
+                if rule.fold and known is not None:
+                    outs = _fold(rule, proto, self.opset, known)
                 if outs is None:
                     outs = _outputs_of(rule.build(NodeContext(proto, self.opset, inputs, bodies=self._body)))
             self._bind(proto, outs)
@@ -186,6 +187,21 @@ class GraphBuilder:
         except GraphcError as exc:
             self.problems.append(Problem(label, proto.op_type, f"{type(exc).__name__}: {exc}"))
             self._poison(proto)
+
+    def _known(self, inputs: list) -> list | None:
+        """The inputs as values known at import, if they all are (None otherwise). A one-element float
+        initializer counts as known beside known values (Div(Shape(x), 2.0) is shape arithmetic),
+        never alone: a node reading parameters only stays in the graph, so they stay trainable."""
+        if not inputs or not any(isinstance(v, Const) for v in inputs):
+            return None
+        out = []
+        for v in inputs:
+            if isinstance(v, Node) and v.op == "param" and v.shape in ((), (1,)) and v.name in v.graph.values:
+                v = Const(v.graph.values[v.name])
+            if not isinstance(v, Const):
+                return None
+            out.append(v)
+        return out
 
     def _body(self, proto: GraphProto, args: list) -> list:
         from graphc.ir.graph import current_graph

@@ -46,19 +46,22 @@ class Rule:
 
     attrs: the attributes the rule reads; a node setting any other is reported as unsupported.
     fold: whether a node whose inputs are all known at import is evaluated at import (shape
-    computations); False for rules that must stay in the graph."""
+    computations); False for rules that must stay in the graph.
+    folds_only: the op has no graphc equivalent; the rule computes it (with NumPy) on values known
+    at import only, as shape computations need (Floor, Ceil, ReduceProd ...)."""
 
     op_type: str
     since: int
     build: Callable
     attrs: frozenset
     fold: bool = True
+    folds_only: bool = False
 
 
 _RULES: dict[str, list[Rule]] = {}
 
 
-def onnx_op(op_type: str, since: int = 1, attrs=(), fold: bool = True):
+def onnx_op(op_type: str, since: int = 1, attrs=(), fold: bool = True, folds_only: bool = False):
     """Decorator: `fn(n: NodeContext)` imports ONNX `op_type` nodes of opsets >= since (until the
     rule with the next `since` of the same op type)."""
 
@@ -66,7 +69,7 @@ def onnx_op(op_type: str, since: int = 1, attrs=(), fold: bool = True):
         rules = _RULES.setdefault(op_type, [])
         if any(r.since == since for r in rules):
             raise ValueError(f"ONNX op {op_type} has two import rules from opset {since}")
-        rules.append(Rule(op_type, since, fn, frozenset(attrs), fold))
+        rules.append(Rule(op_type, since, fn, frozenset(attrs), fold, folds_only))
         rules.sort(key=lambda r: r.since)
         return fn
 
@@ -87,6 +90,7 @@ def first_opset(op_type: str) -> int | None:
     return rules[0].since if rules else None
 
 
-def declared_op_types() -> list[str]:
-    """The ONNX op types with a rule among the rule modules imported so far (see importer_table)."""
-    return sorted(_RULES)
+def declared_op_types(folds_only: bool = False) -> list[str]:
+    """The ONNX op types with a rule among the rule modules imported so far (see importer_table):
+    those graphc computes, or (folds_only=True) those it computes on values known at import only."""
+    return sorted(op for op, rules in _RULES.items() if rules[-1].folds_only == folds_only)

@@ -11,5 +11,10 @@ from graphc.onnx.importer_registry import declared_op_types
 
 
 def op_types() -> list[str]:
-    """Every ONNX op type that has an import rule (for the conformance table)."""
+    """Every ONNX op type graphc imports into its graph (for the conformance table)."""
     return declared_op_types()
+
+
+def folded_op_types() -> list[str]:
+    """The ONNX op types graphc computes at import only, on values known then (shape arithmetic)."""
+    return declared_op_types(folds_only=True)

@@ -207,3 +207,29 @@ def _every_opset_model(opset):
 def test_every_opset_from_7_to_the_newest(opset):
     # onnxruntime: onnx.reference computes Softmax before opset 13 with the later axis semantics
     _agree(_every_opset_model(opset), {"x": X}, "onnxruntime")
+
+
+def test_shape_arithmetic_without_graphc_ops_is_computed_at_import():
+    """Floor, Ceil, Mod and ReduceProd have no graphc op: on values known at import (shape arithmetic)
+    they are computed then; on run-time values they are refused by name."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Cast", ["s"], ["sf"], to=T.FLOAT),
+        helper.make_node("Div", ["sf", "three"], ["q"]),
+        helper.make_node("Ceil", ["q"], ["c"]),
+        helper.make_node("Floor", ["q"], ["f"]),
+        helper.make_node("Cast", ["c"], ["ci"], to=T.INT64),
+        helper.make_node("Mod", ["s", "two"], ["m"]),
+        helper.make_node("ReduceProd", ["s"], ["numel"], keepdims=1),
+        helper.make_node("Concat", ["numel", "ci", "m"], ["y"], axis=0),
+        helper.make_node("Unsqueeze", ["f", "one"], ["f1"]),
+        helper.make_node("Add", ["x", "f1"], ["z"]),
+    ]
+    inits = {"three": np.array(3.0, np.float32), "two": np.array(2), "one": np.array([1])}
+    model = _model(nodes, {"x": X}, inits, opset=13, outputs=("y", "z"))
+    model.graph.output[0].type.tensor_type.elem_type = T.INT64
+    g = _agree(model, {"x": X}, "onnxruntime")
+    assert g.outputs["y"].is_const and {n.op for n in g.live_nodes()} == {"input", "const", "add"}
+    at_run_time = _model([helper.make_node("Floor", ["x"], ["y"], name="floor")], {"x": X})
+    with pytest.raises(gc.GraphFileError, match=r"node 'floor' \(Floor\): Floor of a value computed at run time"):
+        gc.onnx.load(at_run_time)
