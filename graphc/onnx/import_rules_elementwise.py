@@ -259,8 +259,11 @@ def _identity(n):
 
 @onnx_op("Dropout", since=7, attrs={"ratio", "is_test", "seed"})
 def _dropout(n):
-    """Inference: the identity (and a mask of ones): graphc imports evaluation graphs."""
+    """Inference (or a ratio of 0): the identity, and a mask of ones. graphc imports evaluation graphs:
+    training mode with a ratio above 0 draws a random mask, which no import can reproduce."""
     if n.has(2) and bool(n.numbers(2, "training_mode").reshape(-1)[0]):
-        n.unsupported("training_mode=True (graphc imports inference graphs; train with graphc.nn's dropout)")
+        ratio = float(n.numbers(1, "ratio").reshape(-1)[0]) if n.has(1) else 0.5
+        if ratio != 0.0:
+            n.unsupported("training_mode=True (graphc imports inference graphs; train with graphc.nn's dropout)")
     x = n.input(0)
     return [x, F.full_like(x, True, "bool") if n.wants_output(1) else None]
