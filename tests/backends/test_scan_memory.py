@@ -153,3 +153,22 @@ def test_with_a_gradient_the_forward_scan_stacks_its_carry_ins_and_the_reverse_s
     ref = gc.compile(g, "reference", outputs=[loss, *grads])
     for x, y in zip(exe(feeds(8)), ref(feeds(8))):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_an_evaluation_step_of_a_training_graph_stacks_no_carry_ins():
+    g, loss, ins = rnn()
+    with g:
+        g.output("loss", loss)
+        acc = g.variable("acc", (), dtype="float64")
+        g.update("acc", acc + gc.sum(gc.grad(loss, [ins[2]])[0]))  # training reads a gradient: a reverse scan
+    train = gc.compile(g, "numba")
+    (fwd,) = (n for n in train.nodes if n.op == "scan" and not n.attrs["reverse"])
+    assert fwd.attrs["saved"] is True  # the step that trains reads the carry-ins
+    ev = gc.compile(g, "numba", outputs="loss")  # not training: the updates are not applied
+    assert [n.attrs["saved"] for n in ev.graph.nodes if n.op == "scan"] == [False]
+    assert not ev.graph.updates and g.updates and ev.source_graph is g
+    ref = gc.compile(g, "reference", outputs="loss")
+    np.testing.assert_allclose(ev(feeds(9)), ref(feeds(9)), rtol=1e-12)
+    assert g.values["acc"] == 0.0
+    train(feeds(9))
+    assert g.values["acc"] != 0.0  # the training step still writes its update
