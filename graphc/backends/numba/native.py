@@ -275,13 +275,13 @@ class NativeFunction:
         self._addr = addr
         self._arrays = tuple(i for i, r in enumerate(self.recipe) if r[0] == "a")
         self._scalars = tuple(i for i, r in enumerate(self.recipe) if r[0] != "a")
-        self._ret = ctypes.create_string_buffer(16)
-        self._last = None  # the scalars of the last block made, and that block
-        self._block_of(tuple(0 for _ in self._scalars))
+        self._ret = ctypes.create_string_buffer(16)  # for kernels returning nothing (never read)
+        self._blocks: dict = {}  # scalars -> (block, its address); entries never change (threads share them)
 
     def _block_of(self, scalars: tuple):
-        if self._last is not None and self._last[0] == scalars:
-            return self._last[1]
+        got = self._blocks.get(scalars)
+        if got is not None:
+            return got
         blk = (ctypes.c_int64 * (1 + len(scalars)))()
         blk[0] = self._addr
         for k, (i, v) in enumerate(zip(self._scalars, scalars)):
@@ -289,32 +289,36 @@ class NativeFunction:
                 blk[1 + k] = struct.unpack("<q", struct.pack("<d", float(v)))[0]
             else:
                 blk[1 + k] = int(v)
-        self._last = (scalars, blk, ctypes.addressof(blk))
-        return blk
+        if len(self._blocks) > 64:  # scalars that keep changing: do not keep them all
+            self._blocks.clear()
+        got = self._blocks[scalars] = (blk, ctypes.addressof(blk))
+        return got
 
-    def _finish(self, status):
+    def _finish(self, status, ret):
         if status not in (0, -2):
             raise KernelFailed(f"graphc kernel {self.label} failed natively (status {status}); its inputs were checked")
         if self.ret_type is None:
             return None
-        v = self.ret_type.from_buffer(self._ret).value
+        v = self.ret_type.from_buffer(ret).value
         return bool(v) if self.ret_type is ctypes.c_uint8 else v
 
     def __call__(self, *args):
-        scalars = tuple(args[i] for i in self._scalars)
-        self._block_of(scalars)
-        arrays = tuple(args[i] for i in self._arrays)
-        return self._finish(self._thunk(self._last[2], arrays, self._ret))
+        blk, addr = self._block_of(tuple(args[i] for i in self._scalars))  # blk: alive through the call
+        ret = self._ret if self.ret_type is None else ctypes.create_string_buffer(16)  # one per call: threads
+        status = self._thunk(addr, tuple(args[i] for i in self._arrays), ret)
+        del blk
+        return self._finish(status, ret)
 
     def bound(self, args):
         """A call with these arguments fixed (its block and array tuple made once)."""
-        self._block_of(tuple(args[i] for i in self._scalars))
-        blk, addr = self._last[1], self._last[2]
+        blk, addr = self._block_of(tuple(args[i] for i in self._scalars))
         arrays = tuple(args[i] for i in self._arrays)
-        thunk, ret, finish = self._thunk, self._ret, self._finish
+        thunk, finish = self._thunk, self._finish
+        shared = self.ret_type is None
 
         def call(*_, _keep=blk):
-            return finish(thunk(addr, arrays, ret))
+            ret = self._ret if shared else ctypes.create_string_buffer(16)
+            return finish(thunk(addr, arrays, ret), ret)
 
         return call
 
