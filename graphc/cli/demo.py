@@ -1,6 +1,8 @@
 """`graphc demo --out DIR`: trains a small CNN on the bundled digits and draws its training step.
 
     graphc demo --out demo_out        # or: python -m graphc demo --out demo_out
+    graphc demo --task forecast       # an LSTM forecasts the yearly sunspots (graphc/cli/demo_forecast.py)
+    graphc demo --task text           # a character GRU on the standard library's source (graphc/cli/demo_text.py)
 
 It prints a progress bar per epoch, then `test accuracy: 0.xxxx` as its last line, and writes
 DIR/forward.svg and DIR/backward.svg (the forward and backward parts of the training step),
@@ -10,6 +12,9 @@ to install it.
 
 Under an MPI launcher (`mpiexec -n 2 graphc demo --out DIR`) it trains data-parallel, 32
 samples per rank per step; rank 0 alone prints and writes the files.
+
+The other tasks print their own metric last (test RMSE against two baselines; validation bits
+per character against the unigram baseline) and write the same three drawings and curves.png.
 """
 
 import sys
@@ -65,6 +70,15 @@ def draw_training_step(model, out_dir: Path) -> list[Path]:
     title = f"{g.name}: the training step, one box per layer"
     files += gc.render(step, out_dir / "train.svg", view="train", collapse=True, title=title)
     return files
+
+
+def report_files(files, say=print) -> None:
+    """`wrote FILE` for each file written; a drawing's .gv source only where no image was made
+    from it (no `dot`)."""
+    images = {Path(f).with_suffix("") for f in files if Path(f).suffix != ".gv"}
+    for f in files:
+        if Path(f).suffix != ".gv" or Path(f).with_suffix("") not in images:  # a .gv alone: no `dot`
+            say(f"wrote {f}")
 
 
 def demo(
@@ -133,36 +147,59 @@ def demo(
     curves = model.plot_history(out_dir / "curves.png", title="digits CNN: training and validation")
     files += [curves] if world.is_root else []
     elapsed = time.perf_counter() - t0
-    images = {Path(f).with_suffix("") for f in files if Path(f).suffix != ".gv"}
-    for f in files:
-        if Path(f).suffix != ".gv" or Path(f).with_suffix("") not in images:  # a .gv alone: no `dot`
-            say(f"wrote {f}")
+    report_files(files, say)
     say(f"test loss: {result['loss']:.4f}   ({elapsed:.1f} s including compilation)")
     say(f"test accuracy: {result['accuracy']:.4f}", flush=True)
     return {**result, "seconds": elapsed, "model": model}
 
 
+TASK_EPOCHS = {"image": 20, "forecast": 100, "text": 3}  # each task's default number of epochs
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="train a small CNN on the bundled 8x8 digits and draw its graphs",
+        help="train a small network (a CNN on digits; --task: an LSTM, a GRU) and draw its graphs",
         description=__doc__.split("\n\n")[0],
     )
+    p.add_argument(
+        "--task",
+        choices=tuple(TASK_EPOCHS),
+        default="image",
+        help="image: a CNN on digits (default); forecast: an LSTM on the yearly sunspots; "
+        "text: a character GRU on the Python standard library's source",
+    )
     p.add_argument("--out", default="graphc_demo", help="output folder (default: graphc_demo)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: 20 for image, 100 for forecast, 3 for text)"
+    )
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
+def task_function(task: str):
+    """The function that runs `task` (the modules of the other tasks load on first use)."""
+    if task == "forecast":
+        from graphc.cli.demo_forecast import forecast_demo
+
+        return forecast_demo
+    if task == "text":
+        from graphc.cli.demo_text import text_demo
+
+        return text_demo
+    return demo
+
+
 def run(args) -> int:
-    if args.epochs < 1:
+    epochs = TASK_EPOCHS[args.task] if args.epochs is None else args.epochs
+    if epochs < 1:
         # A bad value, not a bad command line: the message alone, without argparse's usage line.
-        print(f"graphc demo: error: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        print(f"graphc demo: error: --epochs must be >= 1, got {epochs}", file=sys.stderr)
         return 2
     try:
-        demo(args.out, epochs=args.epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
+        task_function(args.task)(args.out, epochs=epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
     except GraphcError as exc:
         return report("demo", exc)
     return 0
