@@ -105,6 +105,8 @@ def _short(text: str) -> str:
     if needs:
         return f"{needs.group(1)} computed at run time"
     text = re.sub(r"\s*\(declared at [^)]*\)", "", text.strip().splitlines()[0] if text.strip() else text)
+    if len(text) > 110 and " (" in text[:110]:  # an explanation that does not fit: left to the error itself
+        text = text[: text[:110].rindex(" (")]
     text = re.sub(r"'[^']*'", "'…'", text) if len(text) > 90 else text
     return text[:110]
 
