@@ -20,7 +20,7 @@ def forecast_demo(
 ) -> dict:
     """Train the sunspots LSTM and write its drawings and plots into `out`. Returns the results."""
     from graphc import nn
-    from graphc.cli.demo import draw_training_step, report_files
+    from graphc.cli.demo_drawing import draw_training_step, report_files
     from graphc.datasets_sequences import LinearAR, forecast_windows, load_sunspots, persistence_forecast, rmse
 
     out_dir = Path(out)

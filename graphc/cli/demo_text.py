@@ -30,7 +30,7 @@ def text_demo(
 
     corpus_chars: characters of the corpus to use (default CORPUS_CHARS)."""
     from graphc import nn
-    from graphc.cli.demo import draw_training_step, report_files
+    from graphc.cli.demo_drawing import draw_training_step, report_files
     from graphc.datasets_sequences import CharVocab, next_char_windows, read_corpus, unigram_bits_per_char
 
     out_dir = Path(out)
