@@ -27,6 +27,11 @@ def load_sunspots() -> tuple[np.ndarray, np.ndarray]:
     """The yearly mean sunspot numbers 1700-2008 (309 years; source and licence in the CSV's header).
 
     Returns (years int64, sunspots float32)."""
+    if not SUNSPOTS_CSV.is_file():
+        raise InputError(
+            f"load_sunspots: the bundled data file {SUNSPOTS_CSV} is missing (this installation of graphc lacks its "
+            "data files; install it from the repository with `pip install -e .`)"
+        )
     lines = [line for line in SUNSPOTS_CSV.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
     if lines[0] != "year,sunspots":
         raise InputError(f"load_sunspots: {SUNSPOTS_CSV} should start with 'year,sunspots', got {lines[0]!r}")

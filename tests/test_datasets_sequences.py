@@ -33,6 +33,17 @@ def test_sunspots_are_the_yearly_series_1700_2008_with_its_source_named():
     assert "statsmodels" in header and "BSD 3-Clause" in header and "public domain" in header
 
 
+def test_a_missing_sunspots_file_is_a_clear_error(tmp_path, monkeypatch):
+    import graphc.datasets_sequences as ds
+
+    monkeypatch.setattr(ds, "SUNSPOTS_CSV", tmp_path / "sunspots.csv")
+    with pytest.raises(InputError, match=r"the bundled data file .*sunspots\.csv is missing .*pip install -e \."):
+        load_sunspots()
+    (tmp_path / "sunspots.csv").write_text("# header\nyear,count\n1700,5\n")
+    with pytest.raises(InputError, match="should start with 'year,sunspots', got 'year,count'"):
+        load_sunspots()
+
+
 def test_forecast_windows_pair_each_window_with_the_next_value():
     X, y = forecast_windows(np.arange(10.0), 3)
     assert X.shape == (7, 3, 1) and y.shape == (7, 1)
