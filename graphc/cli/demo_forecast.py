@@ -24,7 +24,6 @@ def forecast_demo(
     from graphc.datasets_sequences import LinearAR, forecast_windows, load_sunspots, persistence_forecast, rmse
 
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     years, counts = load_sunspots()
     X, y = forecast_windows(counts / SCALE, WINDOW)
@@ -50,6 +49,7 @@ def forecast_demo(
     }
     actual = yte * SCALE
     scores = {k: rmse(p, actual) for k, p in preds.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
     files = draw_training_step(model, out_dir)
     files.append(model.plot_history(out_dir / "curves.png", title="sunspots LSTM: training and validation mse"))
     files.append(plot_forecast(out_dir / "forecast.png", test_years, actual[:, 0], preds, scores))

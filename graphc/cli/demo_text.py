@@ -34,7 +34,6 @@ def text_demo(
     from graphc.datasets_sequences import CharVocab, next_char_windows, read_corpus, unigram_bits_per_char
 
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     text = read_corpus(max_chars=CORPUS_CHARS if corpus_chars is None else corpus_chars)
     vocab = CharVocab.from_text(text)
@@ -65,6 +64,7 @@ def text_demo(
     bpc = model.evaluate(X_val, y_val)["loss"] / math.log(2)
     unigram = unigram_bits_per_char(ids[:-n_val], y_val, V)
     sample = nn.generate(model, "def ", 200, temperature=0.8, seed=seed, vocab=vocab)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
     files = draw_training_step(model, out_dir)
     files.append(model.plot_history(out_dir / "curves.png", title="character GRU: training and validation"))
     elapsed = time.perf_counter() - t0

@@ -85,3 +85,13 @@ def test_unknown_task_is_a_usage_error(capsys):
 def test_bad_epochs_for_a_task_prints_the_message_alone(capsys):
     assert main(["demo", "--task", "forecast", "--epochs", "0"]) == 2
     assert capsys.readouterr().err == "graphc demo: error: --epochs must be >= 1, got 0\n"
+
+
+def test_a_backend_that_cannot_run_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    """--backend reaches nn.Model as given (any registered backend; here one that does not exist)."""
+    out = tmp_path / "never"
+    for task in ("forecast", "text"):
+        assert main(["demo", "--task", task, "--backend", "nosuch", "--out", str(out), "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("graphc demo: error: unknown backend 'nosuch'; available: ") and err.count("\n") == 1
+    assert not out.exists()
