@@ -195,31 +195,6 @@ def test_type_key_follows_numbas_typing():
     assert native.type_key([1 << 70]) is None and native.type_key(["text"]) is None
 
 
-COLD = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import graphc as gc
-    with gc.Graph("cold") as g:
-        x = g.input("x", (4, 3))
-        g.output("y", gc.exp(x) * 2.0)
-    x = np.ones((4, 3), np.float32)
-    gc.compile(g, "numba")(x=x)
-    before = "scipy.linalg" in sys.modules
-    from numba import njit  # Numba's own linear algebra still works (it imports scipy.linalg then)
-    dot = njit(lambda a, b: np.dot(a, b))(x.T.copy(), x)
-    print(json.dumps({"scipy_linalg": before, "dot": float(dot.sum()), "numba": "numba" in sys.modules}))
-""")
-
-
-def test_a_cold_compile_does_not_import_scipy_linalg(tmp_path):
-    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"scipy_linalg": False, "dot": 36.0, "numba": True}, got
-
-
 def test_float_sums_vectorise_into_partial_sums(fresh_cache):
     """The accumulator of a sum over the innermost dim adds through vmath.radd, which LLVM may
     reassociate: the loop is vectorised (a strict float64 chain was one add per 4 cycles)."""

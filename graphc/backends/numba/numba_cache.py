@@ -21,36 +21,6 @@ from graphc.backends.numba import cache_folder as cache
 from graphc.backends.numba import native
 
 
-def _load_arraymath_without_scipy() -> None:
-    """Load Numba's array-math registry (its first compile does) without the BLAS check that
-    imports scipy.linalg (~0.3 s of a cold start; graphc's kernels call no BLAS from Numba).
-    The check asks whether scipy is installed instead; Numba's linear algebra still imports
-    scipy.linalg itself when it is first used. If Numba's layout differs, nothing is changed."""
-    if "numba.np.arraymath" in sys.modules:
-        return
-    try:
-        import importlib.util
-
-        import numba.np.linalg as linalg
-
-        original = linalg.ensure_blas
-    except (ImportError, AttributeError):
-        return
-
-    def installed():
-        if importlib.util.find_spec("scipy") is None:
-            raise ImportError("scipy 0.16+ is required for linear algebra")
-
-    linalg.ensure_blas = installed
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        linalg.ensure_blas = original
-
-
-_load_arraymath_without_scipy()
-
-
 class _Locator(InTreeCacheLocator):
     """A generated kernel's entries go in __pycache__ beside its module; any other function's
     (the package's conv/pool kernels) in the cache folder's lib/<module folder>_<hash>/. Never
