@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="folder for gradient_norms.png")
     p.add_argument("--backend", default=None, help="reference or numba (default: numba when available)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="(accepted like the other examples; nothing to hide)")
+    p.add_argument("--quiet", action="store_true", help="no effect: there is no progress bar")
     return p.parse_args(argv)
 
 
