@@ -168,6 +168,17 @@ def run(args) -> int:
         # A bad value, not a bad command line: the message alone, without argparse's usage line.
         print(f"graphc demo: error: --epochs must be >= 1, got {epochs}", file=sys.stderr)
         return 2
+    if args.task != "image":
+        from graphc.distributed import launched_size
+
+        size = launched_size()
+        if size is not None and size != 1:  # every rank would train alone and write the same files
+            print(
+                f"graphc demo: error: --task {args.task} runs in one process; under an MPI launcher only the "
+                "image task trains data-parallel",
+                file=sys.stderr,
+            )
+            return 1
     try:
         task_function(args.task)(args.out, epochs=epochs, backend=args.backend, seed=args.seed, progress=not args.quiet)
     except GraphcError as exc:

@@ -95,3 +95,13 @@ def test_a_backend_that_cannot_run_is_one_line_and_leaves_no_folder(tmp_path, ca
         err = capsys.readouterr().err
         assert err.startswith("graphc demo: error: unknown backend 'nosuch'; available: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_sequence_tasks_refuse_an_mpi_launch(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert main(["demo", "--task", "forecast", "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err == (
+        "graphc demo: error: --task forecast runs in one process; under an MPI launcher only the image task "
+        "trains data-parallel\n"
+    )
+    assert not (tmp_path / "x").exists()
