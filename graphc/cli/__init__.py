@@ -1,8 +1,11 @@
 """The `graphc` command (also `python -m graphc`): one module per subcommand.
 
     graphc demo --out DIR          train a small CNN on the bundled digits, draw its training step
-    graphc render FILE -o OUT.svg  draw FILE.py's build() (a graph, compiled step or model) or FILE.json
-    graphc info                    version, backends, devices, kernel cache, library versions
+                                   (--task forecast|text: an LSTM forecaster, a character-level GRU)
+    graphc render FILE -o OUT.svg  draw FILE.py's build() (a graph, compiled step or model), FILE.json
+                                   or FILE.onnx
+    graphc info [FILE]             version, backends, devices, kernel cache, library versions; with
+                                   FILE, what a model file holds
     graphc --version
 
 Bare `graphc` prints this help. Bad input (a file, an option's value) ends a command with a
