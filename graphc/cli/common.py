@@ -1,4 +1,5 @@
-"""What the `graphc` commands share: the one-line error they end with and how it is printed."""
+"""What the `graphc` commands share: the one-line error they end with and how it is printed, and
+how they print a size in bytes."""
 
 import sys
 
@@ -19,3 +20,13 @@ def report(command: str, exc: BaseException) -> int:
     """Print `graphc COMMAND: error: MESSAGE` to stderr; the exit status 1."""
     print(f"graphc {command}: error: {one_line(exc)}", file=sys.stderr)
     return 1
+
+
+def byte_size(n: int) -> str:
+    """`n` bytes for people: `512 bytes`, `1.5 kB`, `2.0 MB`, ... (powers of 1000, up to GB)."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}"

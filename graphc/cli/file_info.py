@@ -15,7 +15,7 @@ FILE may also be anything `graphc render` draws (FILE.py with build(), a graph s
 from collections import Counter
 from pathlib import Path
 
-from graphc.cli.common import CommandError, one_line
+from graphc.cli.common import CommandError, byte_size, one_line
 from graphc.errors import GraphcError
 
 
@@ -59,7 +59,7 @@ def onnx_lines(path: Path) -> list[str]:
         f"inputs: {', '.join(_value_text(v) for v in inputs) or 'none'}",
         f"outputs: {', '.join(_value_text(v) for v in g.output) or 'none'}",
         f"ops: {len(g.node)} nodes" + (f": {_counts(ops)}" if ops else ""),
-        f"parameters: {len(g.initializer)} initializers, {values:,} values ({_size(size)})",
+        f"parameters: {len(g.initializer)} initializers, {values:,} values ({byte_size(size)})",
     ]
     try:
         from graphc.onnx import load
@@ -131,12 +131,3 @@ def _itemsize(data_type: int) -> int:
         return helper.tensor_dtype_to_np_dtype(data_type).itemsize
     except (KeyError, TypeError, ValueError):
         return 0
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    for unit in ("kB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"

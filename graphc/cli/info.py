@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from graphc.cli.common import byte_size
+
 # The backends graphc ships, in the order `graphc info` lists them: (name, module, what it runs on).
 BUILTIN = (
     ("reference", "graphc.backends.reference", "NumPy"),
@@ -121,16 +123,7 @@ def cache_line() -> str:
                 files, size = files + 1, size + path.stat().st_size
         except OSError:  # removed while we look, or unreadable
             continue
-    return f"{folder} ({files} files, {_size(size)})"
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    for unit in ("kB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"
+    return f"{folder} ({files} files, {byte_size(size)})"
 
 
 def _version(module: str) -> str:

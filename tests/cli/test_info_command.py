@@ -12,6 +12,7 @@ import numpy
 
 import graphc
 from graphc.cli import info, main
+from graphc.cli.common import byte_size
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_info_says_why_a_backend_is_not_available(monkeypatch, capsys):
 
 
 def test_sizes_read_as_people_write_them():
-    assert [info._size(n) for n in (0, 999, 1000, 5_700_000, 3 * 10**9, 4 * 10**12)] == [
+    assert [byte_size(n) for n in (0, 999, 1000, 5_700_000, 3 * 10**9, 4 * 10**12)] == [
         "0 bytes", "999 bytes", "1.0 kB", "5.7 MB", "3.0 GB", "4000.0 GB",
     ]  # fmt: skip
 
