@@ -4,25 +4,11 @@ The full runs (python examples/<name>.py) use more epochs and reach the accuraci
 docstrings; these shorter ones check lower bounds that the short runs reliably reach.
 """
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def run(name, *args):
-    return example(name).main([*args, "--backend", "reference", "--quiet", "--seed", "0"])
+from example_scripts import example, run
 
 
 def test_perceptron_separates_setosa(tmp_path, capsys):
