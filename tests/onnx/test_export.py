@@ -2,26 +2,15 @@
 the files pass onnx.checker's full check and agree with graphc in onnxruntime; graphs with ops that
 have no ONNX form, paths that cannot be written and wrong arguments get clear errors."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from example_scripts import example
 
 import graphc as gc
 from graphc import nn
 from graphc.datasets import load_digits
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def perturbed(model, seed=0):
