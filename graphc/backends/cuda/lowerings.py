@@ -228,32 +228,27 @@ def _one_hot(node, in_shapes, out_shape):
     return _indexed(run, flag, 0, 0, three[1])
 
 
-@lowering("take", CUDA)
-def _take(node, in_shapes, out_shape):
-    x, idx = in_shapes
-    three, k = _three(x, node.attrs["axis"]), math.prod(idx)
-    flag = _Flag(node, in_shapes, out_shape)
-    lo = -three[1] if node.attrs.get("negative", True) else 0
+def _take(kernel, on_input: bool):
+    """take's or take_grad's lowering: `kernel` (lib.take, lib.take_grad) gathers along (or
+    scatter-adds back into) the axis of input 0 (`on_input`) or of the output."""
 
-    def run(out, x, idx):
-        lib.take(out, x, idx, three, k, flag.flag, lo)
-        flag.check((x, idx))
+    def build(node, in_shapes, out_shape):
+        a, idx = in_shapes
+        three, k = _three(a if on_input else out_shape, node.attrs["axis"]), math.prod(idx)
+        flag = _Flag(node, in_shapes, out_shape)
+        lo = -three[1] if node.attrs.get("negative", True) else 0
 
-    return _indexed(run, flag, 1, lo, three[1])
+        def run(out, a, idx):
+            kernel(out, a, idx, three, k, flag.flag, lo)
+            flag.check((a, idx))
+
+        return _indexed(run, flag, 1, lo, three[1])
+
+    return build
 
 
-@lowering("take_grad", CUDA)
-def _take_grad(node, in_shapes, out_shape):
-    g, idx = in_shapes
-    three, k = _three(out_shape, node.attrs["axis"]), math.prod(idx)
-    flag = _Flag(node, in_shapes, out_shape)
-    lo = -three[1] if node.attrs.get("negative", True) else 0
-
-    def run(out, g, idx):
-        lib.take_grad(out, g, idx, three, k, flag.flag, lo)
-        flag.check((g, idx))
-
-    return _indexed(run, flag, 1, lo, three[1])
+lowering("take", CUDA)(_take(lib.take, on_input=True))
+lowering("take_grad", CUDA)(_take(lib.take_grad, on_input=False))
 
 
 @lowering("sequence_mask", CUDA)
