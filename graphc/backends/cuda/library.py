@@ -311,13 +311,17 @@ def argmax(out, x, three) -> None:
 
 
 # -- indices: one_hot, take and its scatter-add -------------------------------------------------
+@cuda.jit(device=True)
+def _pjq(e, k_, q_):
+    """The flat index e of a (P, K, Q) array as (p, j, q)."""
+    return e // (k_ * q_), (e // q_) % k_, e % q_
+
+
 @cuda.jit
 def _one_hot(labels, out, bad):
     p_, d_, q_ = out.shape
     for e in range(cuda.grid(1), p_ * d_ * q_, cuda.gridsize(1)):
-        p = e // (d_ * q_)
-        i = (e // q_) % d_
-        q = e % q_
+        p, i, q = _pjq(e, d_, q_)
         lab = labels[p, q]
         if lab < 0 or lab >= d_:
             bad[0] = 1
@@ -330,41 +334,41 @@ def one_hot(out, labels, three, bad) -> None:
         _one_hot[grid(out.size)](labels.reshape(p, q), out.reshape(three), bad)
 
 
+@cuda.jit(device=True)
+def _checked(i, d_, lo, bad):
+    """Index i of an axis of d_ wrapped to [0, d_) when negative (lo < 0); -1 and bad[0] set when
+    it lies outside [lo, d_)."""
+    if i < lo or i >= d_:
+        bad[0] = 1
+        return -1
+    return i + d_ if i < 0 else i
+
+
 @cuda.jit
 def _take(x, idx, out, bad, lo):
     p_, d_, q_ = x.shape
     k_ = idx.shape[0]
     for e in range(cuda.grid(1), p_ * k_ * q_, cuda.gridsize(1)):
-        p = e // (k_ * q_)
-        j = (e // q_) % k_
-        q = e % q_
-        i = idx[j]
-        if i < lo or i >= d_:
-            bad[0] = 1
-            out[p, j, q] = 0
-        else:
-            out[p, j, q] = x[p, i + d_ if i < 0 else i, q]
+        p, j, q = _pjq(e, k_, q_)
+        i = _checked(idx[j], d_, lo, bad)
+        out[p, j, q] = x[p, i, q] if i >= 0 else 0
+
+
+@cuda.jit
+def _take_grad(g, idx, out, bad, lo):
+    d_ = out.shape[1]
+    p_, k_, q_ = g.shape
+    for e in range(cuda.grid(1), p_ * k_ * q_, cuda.gridsize(1)):
+        p, j, q = _pjq(e, k_, q_)
+        i = _checked(idx[j], d_, lo, bad)
+        if i >= 0:
+            cuda.atomic.add(out, (p, i, q), g[p, j, q])  # repeated indices accumulate
 
 
 def take(out, x, idx, three, k, bad, lo) -> None:
     p, d, q = three
     if out.size:
         _take[grid(out.size)](x.reshape(three), flat(idx), out.reshape(p, k, q), bad, lo)
-
-
-@cuda.jit
-def _take_grad(g, idx, out, bad, lo):
-    p_, d_, q_ = out.shape
-    k_ = idx.shape[0]
-    for e in range(cuda.grid(1), p_ * k_ * q_, cuda.gridsize(1)):
-        p = e // (k_ * q_)
-        j = (e // q_) % k_
-        q = e % q_
-        i = idx[j]
-        if i < lo or i >= d_:
-            bad[0] = 1
-        else:
-            cuda.atomic.add(out, (p, i + d_ if i < 0 else i, q), g[p, j, q])  # repeated indices accumulate
 
 
 def take_grad(out, g, idx, three, k, bad, lo) -> None:
