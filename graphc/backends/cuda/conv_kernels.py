@@ -8,22 +8,31 @@ import math
 from graphc.backends.cuda.library import cuda, fill, flat, grid
 
 
+@cuda.jit(device=True)
+def _nchw(e, c_, ho, wo):
+    """The flat index e of an (N, C, Ho, Wo) array as (n, c, oh, ow)."""
+    return e // (wo * ho * c_), (e // (wo * ho)) % c_, (e // wo) % ho, e % wo
+
+
 # -- convolution helpers: im2col, col2im (scatter-add), the sum over images ---------------------
+@cuda.jit(device=True)
+def _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Row r of the columns (channel, kernel row, kernel column) at output (oh, ow): the input's
+    (c, ih, iw), which may lie in the padding."""
+    c = r // (kh * kw)
+    i = (r // kw) % kh
+    j = r % kw
+    return c, oh * sh - ph + i * dh, ow * sw - pw + j * dw
+
+
 @cuda.jit
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw):
     """cols (N, C*kh*kw, Ho, Wo) from x (N, C, H, W); zeros in the padding."""
     n_, c_, h_, w_ = x.shape
     _, r_, ho, wo = cols.shape
     for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        r = (e // (wo * ho)) % r_
-        n = e // (wo * ho * r_)
-        c = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        ih = oh * sh - ph + i * dh
-        iw = ow * sw - pw + j * dw
+        n, r, oh, ow = _nchw(e, r_, ho, wo)
+        c, ih, iw = _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         inside = ih >= 0 and ih < h_ and iw >= 0 and iw < w_
         cols[n, r, oh, ow] = x[n, c, ih, iw] if inside else 0
 
@@ -38,15 +47,8 @@ def _col2im(cols, out, kh, kw, sh, sw, ph, pw, dh, dw):
     n_, c_, h_, w_ = out.shape
     _, r_, ho, wo = cols.shape
     for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        r = (e // (wo * ho)) % r_
-        n = e // (wo * ho * r_)
-        c = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        ih = oh * sh - ph + i * dh
-        iw = ow * sw - pw + j * dw
+        n, r, oh, ow = _nchw(e, r_, ho, wo)
+        c, ih, iw = _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         if ih >= 0 and ih < h_ and iw >= 0 and iw < w_:
             cuda.atomic.add(out, (n, c, ih, iw), cols[n, r, oh, ow])
 
@@ -93,43 +95,26 @@ def _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw):
 
 
 @cuda.jit
-def _max_pool(x, out, kh, kw, sh, sw, ph, pw):
-    n_, c_, ho, wo = out.shape
-    w_ = x.shape[3]
-    for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
-        out[n, c, oh, ow] = x[n, c, at // w_, at % w_] if at >= 0 else -math.inf
-
-
-@cuda.jit
 def _max_pool_grad(x, g, out, kh, kw, sh, sw, ph, pw):
     n_, c_, ho, wo = g.shape
     w_ = x.shape[3]
     for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
+        n, c, oh, ow = _nchw(e, c_, ho, wo)
         at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
         if at >= 0:
             cuda.atomic.add(out, (n, c, at // w_, at % w_), g[n, c, oh, ow])
 
 
 @cuda.jit
-def _max_pool_gather(x, h, out, kh, kw, sh, sw, ph, pw):
+def _max_pool_gather(x, h, out, empty, kh, kw, sh, sw, ph, pw):
+    """out = h at each window's argmax of x (h is x for the max pool itself); `empty` where the
+    window is all padding."""
     n_, c_, ho, wo = out.shape
     w_ = x.shape[3]
     for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
+        n, c, oh, ow = _nchw(e, c_, ho, wo)
         at = _window_argmax(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw)
-        out[n, c, oh, ow] = h[n, c, at // w_, at % w_] if at >= 0 else 0
+        out[n, c, oh, ow] = h[n, c, at // w_, at % w_] if at >= 0 else empty
 
 
 @cuda.jit(device=True)
@@ -139,22 +124,26 @@ def _span(o, s, p, k, size):
     return max(a0, 0), min(a1, size)
 
 
+@cuda.jit(device=True)
+def _avg_window(oh, ow, kh, kw, sh, sw, ph, pw, h_, w_, include_pad):
+    """Output (oh, ow)'s window clipped to the input, rows [a0, a1) by columns [b0, b1), and the
+    count its mean divides by (the whole window with include_pad, else the part inside)."""
+    a0, a1 = _span(oh, sh, ph, kh, h_)
+    b0, b1 = _span(ow, sw, pw, kw, w_)
+    return a0, a1, b0, b1, kh * kw if include_pad else (a1 - a0) * (b1 - b0)
+
+
 @cuda.jit
 def _avg_pool(x, out, kh, kw, sh, sw, ph, pw, include_pad):
     n_, c_, ho, wo = out.shape
     h_, w_ = x.shape[2], x.shape[3]
     for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        a0, a1 = _span(oh, sh, ph, kh, h_)
-        b0, b1 = _span(ow, sw, pw, kw, w_)
+        n, c, oh, ow = _nchw(e, c_, ho, wo)
+        a0, a1, b0, b1, cnt = _avg_window(oh, ow, kh, kw, sh, sw, ph, pw, h_, w_, include_pad)
         s = x[n, c, 0, 0] * 0
         for i in range(a0, a1):
             for j in range(b0, b1):
                 s += x[n, c, i, j]
-        cnt = kh * kw if include_pad else (a1 - a0) * (b1 - b0)
         out[n, c, oh, ow] = s / cnt
 
 
@@ -163,13 +152,8 @@ def _avg_pool_grad(g, out, kh, kw, sh, sw, ph, pw, include_pad):
     n_, c_, ho, wo = g.shape
     h_, w_ = out.shape[2], out.shape[3]
     for e in range(cuda.grid(1), n_ * c_ * ho * wo, cuda.gridsize(1)):
-        ow = e % wo
-        oh = (e // wo) % ho
-        c = (e // (wo * ho)) % c_
-        n = e // (wo * ho * c_)
-        a0, a1 = _span(oh, sh, ph, kh, h_)
-        b0, b1 = _span(ow, sw, pw, kw, w_)
-        cnt = kh * kw if include_pad else (a1 - a0) * (b1 - b0)
+        n, c, oh, ow = _nchw(e, c_, ho, wo)
+        a0, a1, b0, b1, cnt = _avg_window(oh, ow, kh, kw, sh, sw, ph, pw, h_, w_, include_pad)
         share = g[n, c, oh, ow] / cnt
         for i in range(a0, a1):
             for j in range(b0, b1):
@@ -178,7 +162,7 @@ def _avg_pool_grad(g, out, kh, kw, sh, sw, ph, pw, include_pad):
 
 def max_pool(out, x, geo) -> None:
     if out.size:
-        _max_pool[grid(out.size)](x, out, *geo)
+        _max_pool_gather[grid(out.size)](x, x, out, -math.inf, *geo)
 
 
 def max_pool_grad(out, x, g, geo) -> None:
@@ -189,7 +173,7 @@ def max_pool_grad(out, x, g, geo) -> None:
 
 def max_pool_gather(out, x, h, geo) -> None:
     if out.size:
-        _max_pool_gather[grid(out.size)](x, h, out, *geo)
+        _max_pool_gather[grid(out.size)](x, h, out, 0.0, *geo)
 
 
 def avg_pool(out, x, geo, include_pad) -> None:
