@@ -173,9 +173,12 @@ def _tree(part, t, is_max):
 
 
 @cuda.jit(device=True)
-def _row_lse(x, p, q, n_, part, t):
-    """log-sum-exp of row (p, :, q), as the reference (an infinite max is not subtracted); every
-    thread gets (m, lse)."""
+def _row_lse(x, r, part, t):
+    """Row r of x (P, N, Q) as (p, q), and the log-sum-exp of x[p, :, q], as the reference (an
+    infinite max is not subtracted); every thread gets (p, q, lse)."""
+    n_, q_ = x.shape[1], x.shape[2]
+    p = r // q_
+    q = r % q_
     m = -math.inf
     for i in range(t, n_, RT):
         v = x[p, i, q]
@@ -193,7 +196,7 @@ def _row_lse(x, p, q, n_, part, t):
     _tree(part, t, False)
     lse = m + math.log(part[0])
     cuda.syncthreads()
-    return m, lse
+    return p, q, lse
 
 
 @cuda.jit
@@ -202,9 +205,7 @@ def _softmax(x, out, take_log):
     t = cuda.threadIdx.x
     p_, n_, q_ = x.shape
     for r in range(cuda.blockIdx.x, p_ * q_, cuda.gridDim.x):
-        p = r // q_
-        q = r % q_
-        m, lse = _row_lse(x, p, q, n_, part, t)
+        p, q, lse = _row_lse(x, r, part, t)
         for i in range(t, n_, RT):
             v = x[p, i, q] - lse
             out[p, i, q] = v if take_log else math.exp(v)
@@ -230,7 +231,7 @@ def _ce_labels(x, labels, out, bad):
                 bad[0] = 1
                 out[p, q] = 0
             continue
-        m, lse = _row_lse(x, p, q, n_, part, t)
+        lse = _row_lse(x, r, part, t)[2]
         if t == 0:
             out[p, q] = lse - x[p, lab, q]
 
@@ -247,9 +248,7 @@ def _ce_probs(x, tg, out):
     t = cuda.threadIdx.x
     p_, n_, q_ = x.shape
     for r in range(cuda.blockIdx.x, p_ * q_, cuda.gridDim.x):
-        p = r // q_
-        q = r % q_
-        m, lse = _row_lse(x, p, q, n_, part, t)
+        p, q, lse = _row_lse(x, r, part, t)
         s = 0.0
         for i in range(t, n_, RT):
             w = tg[p, i, q]
