@@ -25,32 +25,41 @@ def _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
     return c, oh * sh - ph + i * dh, ow * sw - pw + j * dw
 
 
-@cuda.jit
-def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw):
-    """cols (N, C*kh*kw, Ho, Wo) from x (N, C, H, W); zeros in the padding."""
-    n_, c_, h_, w_ = x.shape
-    _, r_, ho, wo = cols.shape
-    for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        n, r, oh, ow = _nchw(e, r_, ho, wo)
-        c, ih, iw = _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
-        inside = ih >= 0 and ih < h_ and iw >= 0 and iw < w_
-        cols[n, r, oh, ow] = x[n, c, ih, iw] if inside else 0
+@cuda.jit(device=True)
+def _to_cols(cols, x, n, r, oh, ow, c, ih, iw, inside):
+    cols[n, r, oh, ow] = x[n, c, ih, iw] if inside else 0
+
+
+@cuda.jit(device=True)
+def _from_cols(cols, out, n, r, oh, ow, c, ih, iw, inside):
+    if inside:
+        cuda.atomic.add(out, (n, c, ih, iw), cols[n, r, oh, ow])
+
+
+def _make_cols_kernel(move):
+    """A kernel over the columns (N, C*kh*kw, Ho, Wo) of an image (N, C, H, W) that calls the
+    device function `move` at each (column element, image element) pair; `inside`: the image
+    element is not in the padding."""
+
+    @cuda.jit
+    def kernel(cols, image, kh, kw, sh, sw, ph, pw, dh, dw):
+        h_, w_ = image.shape[2], image.shape[3]
+        n_, r_, ho, wo = cols.shape
+        for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
+            n, r, oh, ow = _nchw(e, r_, ho, wo)
+            c, ih, iw = _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+            move(cols, image, n, r, oh, ow, c, ih, iw, ih >= 0 and ih < h_ and iw >= 0 and iw < w_)
+
+    return kernel
+
+
+_im2col = _make_cols_kernel(_to_cols)  # cols from x, zeros in the padding
+_col2im = _make_cols_kernel(_from_cols)  # scatter-add of cols into the image
 
 
 def im2col(cols, x, geo) -> None:
     if cols.size:
-        _im2col[grid(cols.size)](x, cols, *geo)
-
-
-@cuda.jit
-def _col2im(cols, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    n_, c_, h_, w_ = out.shape
-    _, r_, ho, wo = cols.shape
-    for e in range(cuda.grid(1), n_ * r_ * ho * wo, cuda.gridsize(1)):
-        n, r, oh, ow = _nchw(e, r_, ho, wo)
-        c, ih, iw = _tap(r, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
-        if ih >= 0 and ih < h_ and iw >= 0 and iw < w_:
-            cuda.atomic.add(out, (n, c, ih, iw), cols[n, r, oh, ow])
+        _im2col[grid(cols.size)](cols, x, *geo)
 
 
 def col2im(out, cols, geo) -> None:
