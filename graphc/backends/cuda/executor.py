@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.backends.base import Executable, optimize_for
 from graphc.backends.cuda import device
 from graphc.backends.cuda.runtime import BACKEND, Runtime, check_lowerings
 from graphc.backends.cuda.values import resident
-from graphc.backends.loopgen import reduce_spec
+from graphc.backends.fused import FusedExecutable
 from graphc.backends.schedule import Schedule
-from graphc.fusion import fuse
 from graphc.ir import shapes
 from graphc.passes.pipeline import Summary
 
@@ -36,7 +34,7 @@ class CudaReport(Summary):
         return "\n".join([super().__str__(), f"device: {self.device}", *self.transfers])
 
 
-class CudaExecutable(Executable):
+class CudaExecutable(FusedExecutable):
     """A graph compiled to CUDA kernels; call it like any Executable."""
 
     def __init__(
@@ -47,13 +45,7 @@ class CudaExecutable(Executable):
         device.cuda()  # no device: a CudaUnavailableError naming both ways forward
         self.source_graph = graph
         self.variables = resident(graph)  # before the passes: the optimized copy shares it
-        self.optimize_summary = None
-        if passes:
-            opt, outputs = optimize_for(graph, outputs, disable, trace)
-            graph, self.optimize_summary = opt.graph, opt.summary
-        super().__init__(graph, outputs, apply_updates)
-        roots = [n for _, n in self._outputs] + list(self._updates.values())
-        self.kernels = fuse(self.nodes, roots, lambda n: reduce_spec(n) is not None)
+        super().__init__(graph, outputs, apply_updates, passes, disable, trace)
         check_lowerings(self.kernels, {n.id: n for n in self.nodes})
         self.transfers = device.Transfers()  # this step's feeds, outputs, constants and masks
         self._runtimes: dict = {}

@@ -12,17 +12,17 @@ their results are fresh arrays each call); random ops always do, so they draw th
 numbers as the reference interpreter.
 """
 
-from graphc.backends.base import Executable, applies_updates, optimize_for
-from graphc.backends.loopgen import reduce_spec
+from graphc.backends.base import applies_updates
+from graphc.backends.fused import FusedExecutable
 from graphc.backends.numba.runtime import Runtime
 from graphc.backends.schedule import Schedule
-from graphc.fusion import fuse, is_loop_op
+from graphc.fusion import is_loop_op
 from graphc.ir import shapes
 
 BACKEND = "numba"  # the key of this backend's lowerings (OpDef.lowerings)
 
 
-class NumbaExecutable(Executable):
+class NumbaExecutable(FusedExecutable):
     """A graph compiled to Numba kernels; call it like any Executable."""
 
     def __init__(
@@ -31,15 +31,9 @@ class NumbaExecutable(Executable):
         from graphc.backends.numba import lowerings  # noqa: F401  (registers lowerings)
 
         self.source_graph = graph
-        self.optimize_summary = None
         if passes and graph.updates and not applies_updates(outputs, apply_updates):
             graph, outputs = _without_updates(graph, outputs)
-        if passes:
-            opt, outputs = optimize_for(graph, outputs, disable, trace)
-            graph, self.optimize_summary = opt.graph, opt.summary
-        super().__init__(graph, outputs, apply_updates)
-        roots = [n for _, n in self._outputs] + list(self._updates.values())
-        self.kernels = fuse(self.nodes, roots, lambda n: reduce_spec(n) is not None)
+        super().__init__(graph, outputs, apply_updates, passes, disable, trace)
         self._runtimes: dict = {}  # sorted dim bindings -> Runtime
         if all(shapes.is_concrete(n.shape) for n in self.needed_inputs):
             self._specialise({})  # everything is known: generate and compile now
