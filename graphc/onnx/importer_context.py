@@ -94,7 +94,7 @@ class NodeContext:
         v = self._value(i)
         if isinstance(v, Const):
             return v.value
-        if v.op == "param" and v.graph.values.get(v.name) is not None:
+        if v.is_param and v.graph.values.get(v.name) is not None:
             return v.graph.values[v.name]  # a float initializer: its value, read now (a pad value, a bound)
         raise NeedsValue(
             f"its input {i} ({what}, {self.proto.input[i]!r}) must be known at import (an initializer, a Constant "

@@ -196,7 +196,7 @@ class GraphBuilder:
             return None
         out = []
         for v in inputs:
-            if isinstance(v, Node) and v.op == "param" and v.shape in ((), (1,)) and v.name in v.graph.values:
+            if isinstance(v, Node) and v.is_param and v.shape in ((), (1,)) and v.name in v.graph.values:
                 v = Const(v.graph.values[v.name])
             if not isinstance(v, Const):
                 return None
