@@ -4,13 +4,11 @@ launched on it, and the count of the data that crosses between host and device.
 numba.cuda is imported on first use (`cuda()`), never by importing graphc. Under the simulator
 (NUMBA_ENABLE_CUDASIM=1, read by Numba when it is first imported) every CUDA thread is a Python
 thread, so the launch shapes are small there (a few threads per block, one or two blocks) and
-the kernels stride over their elements; on a GPU the same kernels run with full blocks. Under
-the simulator graphc also lowers the interpreter's thread switch interval to 50 us (see cuda()).
+the kernels stride over their elements; on a GPU the same kernels run with full blocks.
 """
 
 import importlib.util
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -56,7 +54,6 @@ def possible() -> tuple[bool, str]:
 
 
 _CUDA = None
-SIM_SWITCH_INTERVAL = 5e-5  # seconds; see cuda()
 
 
 def cuda():
@@ -78,10 +75,6 @@ def cuda():
         ) from exc
     if not available:
         raise CudaUnavailableError(f"backend 'cuda': numba.cuda sees no usable GPU: {_INSTALL}; or {_SIM}")
-    if simulated() and sys.getswitchinterval() > SIM_SWITCH_INTERVAL:
-        # the simulator's block scheduler polls its threads while holding the GIL: at Python's
-        # default 5 ms switch interval a kernel runs about 5x slower than at 50 us
-        sys.setswitchinterval(SIM_SWITCH_INTERVAL)
     _CUDA = numba_cuda
     return _CUDA
 
