@@ -12,7 +12,6 @@ their results are fresh arrays each call); random ops always do, so they draw th
 numbers as the reference interpreter.
 """
 
-from graphc.backends.base import applies_updates
 from graphc.backends.fused import FusedExecutable
 from graphc.backends.numba.runtime import Runtime
 from graphc.backends.schedule import Schedule
@@ -31,8 +30,6 @@ class NumbaExecutable(FusedExecutable):
         from graphc.backends.numba import lowerings  # noqa: F401  (registers lowerings)
 
         self.source_graph = graph
-        if passes and graph.updates and not applies_updates(outputs, apply_updates):
-            graph, outputs = _without_updates(graph, outputs)
         super().__init__(graph, outputs, apply_updates, passes, disable, trace)
         self._runtimes: dict = {}  # sorted dim bindings -> Runtime
         if all(shapes.is_concrete(n.shape) for n in self.needed_inputs):
@@ -67,25 +64,6 @@ class NumbaExecutable(FusedExecutable):
         schedule = Schedule(self.nodes, self.kernels, outs, self._updates, env, g.params, g.values, BACKEND)
         rt = self._runtimes[tuple(sorted(env.items()))] = Runtime(schedule, g.values)
         return rt
-
-
-def _without_updates(graph, outputs):
-    """A copy of `graph` without its updates, and `outputs` with its nodes those of the copy: a
-    step that does not train (an evaluation of a training graph) is optimized for its outputs
-    only, so the passes drop what only the updates read (a scan's gradient, and with it the
-    stacked carry-ins it would read: loop_prune clears the scan's `saved`)."""
-    from graphc.ir.node import Node
-    from graphc.passes.rewrite import rewrite
-
-    copy, mapping = rewrite(graph, with_map=True)
-    copy.updates = {}
-
-    def mapped(o):
-        return mapping[o.id] if isinstance(o, Node) and o.graph is graph else o
-
-    if outputs is None or isinstance(outputs, Node | str):
-        return copy, mapped(outputs)
-    return copy, [mapped(o) for o in outputs]
 
 
 __all__ = ["NumbaExecutable", "is_loop_op"]
