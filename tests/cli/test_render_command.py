@@ -260,14 +260,14 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
 def test_the_gallery_shows_committed_svgs_made_by_commands_that_parse():
     doc = (ROOT / "docs" / "drawings.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\((drawings/[\w.]+)\)", doc)
-    assert len(images) == 15
+    assert len(images) == 20
     for name in images:
         svg = (ROOT / "docs" / name).read_text()
         assert svg.lstrip().startswith("<?xml") and "</svg>" in svg, name
     from graphc.cli import parser
 
     commands = re.findall(r"`((?:graphc render \S+ )?--view \w+[^`]*)`", doc)
-    assert len(commands) == 15
+    assert len(commands) == 20
     for command in commands:
         args = command.removeprefix("graphc render ").split()
         parser().parse_args(["render", "FILE.py", *[a for a in args if not a.endswith(".py")]])
