@@ -31,8 +31,10 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, env_dir, numba_dir=None):
+def _run(tmp_path, env_dir, numba_dir=None, direct=True):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    if not direct:  # every kernel through Numba, whose entries are under test
+        env["GRAPHC_DIRECT_KERNELS"] = "0"
     env["GRAPHC_CACHE_DIR"] = str(env_dir)
     if numba_dir is not None:
         env["NUMBA_CACHE_DIR"] = str(numba_dir)
@@ -51,7 +53,7 @@ def test_second_process_reuses_disk_cache_and_survives_corruption(tmp_path, numb
     numba_dir = tmp_path / "numba" if numba_cache_dir else None
 
     def run():
-        return _run(tmp_path, cache, numba_dir)
+        return _run(tmp_path, cache, numba_dir, direct=False)
 
     first = run()
     assert first["stats"]["compiled"] >= 2 and first["err"] < 1e-5

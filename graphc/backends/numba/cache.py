@@ -39,7 +39,7 @@ import threading
 import types
 from pathlib import Path
 
-from graphc.backends.numba import cache_folder, native
+from graphc.backends.numba import cache_folder, direct, native
 from graphc.backends.numba.cache_folder import STATS, KernelCacheWarning, cache_dir, fault, source_hash
 
 __all__ = ["STATS", "KernelCacheWarning", "Kernel", "cache_dir", "fault", "source_hash", "kernel", "library_kernel"]
@@ -110,6 +110,14 @@ def _module(source: str, name: str, filename: str):
     return mod
 
 
+def _module_file(h: str, source: str) -> Path | None:
+    """The cache's module file of generated source `source` (hash h), written if missing; None
+    if there is no folder or it cannot be written."""
+    d = cache_dir()
+    path = d / f"gk_{h}.py" if d is not None else None
+    return path if path is not None and (_holds(path, source) or _write(path, source)) else None
+
+
 def load(source: str):
     """The `kernel` dispatcher of a generated module (written if missing, executed, memoised)."""
     h = source_hash(source)
@@ -119,13 +127,11 @@ def load(source: str):
             STATS["reused"] += 1
             return mod.kernel
         name = f"graphc_gk_{h}"
-        d = cache_dir()
-        path = d / f"gk_{h}.py" if d is not None else None
-        on_disk = path is not None and (_holds(path, source) or _write(path, source))
-        if not on_disk:
+        path = _module_file(h, source)
+        if path is None:
             STATS["in_memory"] += 1
-        mod = _module(source, name, str(path) if on_disk else f"<graphc kernel {h}>")
-        if on_disk:
+        mod = _module(source, name, str(path) if path is not None else f"<graphc kernel {h}>")
+        if path is not None:
             _attach(mod.kernel)
         _MODULES[h] = mod
         return mod.kernel
@@ -138,8 +144,9 @@ class Kernel:
     types: the native function from its entry (native.py: Numba is not imported), or else the
     Numba dispatcher, compiled or loaded from Numba's cache, which writes the entry for next time."""
 
-    def __init__(self, kernel_id: str, label: str, dispatcher):
+    def __init__(self, kernel_id: str, label: str, dispatcher, code=None):
         self.id, self.label, self._dispatcher = kernel_id, label, dispatcher
+        self.code = code  # (module text, function name, generated?): what direct.py compiles
         self._bound: dict = {}
 
     def dispatcher(self):
@@ -153,6 +160,8 @@ class Kernel:
             return fn
         key = native.type_key(args)
         fn = _native(self, key) if key is not None else None
+        if fn is None and key is not None:
+            fn = _direct(self, args, key)
         if fn is None:
             from graphc.backends.numba import numba_cache
 
@@ -186,6 +195,33 @@ def _native(k: Kernel, key: str):
     return fn
 
 
+def _direct(k: Kernel, args, key: str):
+    """The kernel compiled by graphc itself (direct.py), without Numba; None if it does not translate."""
+    if k.code is None or not direct.enabled():
+        return None
+    try:
+        fdef = direct.find_function(*k.code)
+        header, obj, thunk = direct.compile_entry(fdef, k.id, key, args, k.label)
+    except direct.Unsupported:
+        return None
+    except Exception as e:  # llvmlite refusing the IR: a translator bug, which Numba's compile hides
+        fault(f"direct compile of {k.label} failed: {type(e).__name__}: {e}", warn=False)
+        return None
+    text, _, generated = k.code
+    with _LOCK:
+        d = cache_dir()
+        # a generated kernel's source goes beside its machine code, as when Numba compiles it
+        on_disk = d is not None and (not generated or _module_file(k.id, text) is not None)
+        fn = native.add(d / "native" if on_disk else None, k.id, key, header, obj, thunk)
+        if not on_disk or not fn.written:
+            STATS["in_memory"] += 1
+            if on_disk:
+                fault(f"cannot write the native entry of {k.label}")
+        STATS["compiled"] += 1
+        STATS["direct"] += 1
+    return fn
+
+
 _KERNELS: dict[str, Kernel] = {}
 
 
@@ -197,7 +233,7 @@ def kernel(source: str) -> Kernel:
         if k is not None:
             STATS["reused"] += 1
             return k
-        k = _KERNELS[h] = Kernel(h, f"gk_{h}", lambda: load(source))
+        k = _KERNELS[h] = Kernel(h, f"gk_{h}", lambda: load(source), (source, "kernel", True))
         return k
 
 
@@ -205,7 +241,8 @@ def library_kernel(module: str, name: str) -> Kernel:
     """A package kernel: function `name` of module `module` (e.g. conv_kernels), named by the
     module file's text and the function's name."""
     spec_file = Path(__file__).parent / f"{module.rsplit('.', 1)[-1]}.py"
-    kid = f"lib:{module}.{name}:{hashlib.sha256(spec_file.read_bytes()).hexdigest()[:24]}"
+    text = spec_file.read_bytes()
+    kid = f"lib:{module}.{name}:{hashlib.sha256(text).hexdigest()[:24]}"
     with _LOCK:
         k = _KERNELS.get(kid)
         if k is None:
@@ -215,7 +252,7 @@ def library_kernel(module: str, name: str) -> Kernel:
 
                 return adopt(getattr(importlib.import_module(module), name))
 
-            k = _KERNELS[kid] = Kernel(kid, f"{module}.{name}", dispatcher)
+            k = _KERNELS[kid] = Kernel(kid, f"{module}.{name}", dispatcher, (text.decode(), name, False))
         return k
 
 

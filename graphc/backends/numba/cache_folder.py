@@ -8,8 +8,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-CODEGEN_VERSION = "2"
-STATS = {"compiled": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
+CODEGEN_VERSION = "3"
+STATS = {"compiled": 0, "direct": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
 _WARNED: set = set()
 
 
@@ -23,11 +23,12 @@ def _codegen_version() -> str:
     so entries compiled by an older graphc are never loaded."""
     here = Path(__file__).parent
     h = hashlib.sha256(CODEGEN_VERSION.encode())
-    for name in ("codegen.py", "vmath.py", "native.py", "numba_cache.py"):
+    for name in (*_SHAPERS, "direct.py", "kernel_ir.py", "kernel_vmath.py", "kernel_thunk.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 
 
+_SHAPERS = ("codegen.py", "vmath.py", "native.py", "numba_cache.py")
 _DIR = None
 
 

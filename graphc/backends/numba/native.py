@@ -115,12 +115,17 @@ def _llvm():
 
 
 # -- reading and writing entries -------------------------------------------------------------------
+def entry_header(kernel_id: str, key: str, header: dict, kernel_obj: bytes, thunk_obj: bytes) -> dict:
+    """An entry's full header: `header` with what names and checks the entry."""
+    sha = hashlib.sha256(kernel_obj + thunk_obj).hexdigest()
+    return dict(header, kernel=kernel_id, types=key, machine=_machine(), sha=sha, split=len(kernel_obj))
+
+
 def write(folder: Path, kernel_id: str, key: str, header: dict, kernel_obj: bytes, thunk_obj: bytes) -> bool:
     """Write an entry (the kernel's object code, then its thunk's) atomically; False if the
     folder cannot be written."""
     obj = kernel_obj + thunk_obj
-    head = dict(header, kernel=kernel_id, types=key, machine=_machine(), sha=hashlib.sha256(obj).hexdigest())
-    head["split"] = len(kernel_obj)
+    head = entry_header(kernel_id, key, header, kernel_obj, thunk_obj)
     text = json.dumps(head, sort_keys=True).encode()
     data = MAGIC + struct.pack("<I", len(text)) + text + obj
     tmp = None
@@ -228,6 +233,13 @@ def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
         if got is None:
             return None
         head, obj, thunk = got
+        fn = _LOADED[name] = install(head, obj, thunk)
+        return fn
+
+
+def install(head: dict, obj: bytes, thunk: bytes) -> "NativeFunction":
+    """Add an entry's object code (header `head`) to this process's engine: its native function."""
+    with _LOCK:
         unreachable = set(head.get("unreachable", ()))
         stubs = []
         for s in undefined_symbols(obj):
@@ -253,7 +265,18 @@ def load(folder: Path, kernel_id: str, key: str) -> "NativeFunction | None":
             if not all(addrs):
                 raise BadEntry(f"defines no {sym} or {tsym}")
             _ADDED[sym] = (head["sha"], addrs)
-        fn = _LOADED[name] = NativeFunction(*addrs, head)
+        return NativeFunction(*addrs, head)
+
+
+def add(folder: Path | None, kernel_id: str, key: str, header: dict, obj: bytes, thunk: bytes) -> "NativeFunction":
+    """A kernel compiled in this process (direct.py): written as an entry in `folder` (if it can
+    be), and installed here as a later load would find it."""
+    head = entry_header(kernel_id, key, header, obj, thunk)
+    # a folder that cannot be written: in memory only (fn.written says which)
+    written = folder is not None and write(folder, kernel_id, key, header, obj, thunk)
+    with _LOCK:
+        fn = _LOADED[entry_name(kernel_id, key)] = install(head, obj, thunk)
+        fn.written = written
         return fn
 
 
@@ -277,6 +300,7 @@ class NativeFunction:
         self._scalars = tuple(i for i, r in enumerate(self.recipe) if r[0] != "a")
         self._ret = ctypes.create_string_buffer(16)  # for kernels returning nothing (never read)
         self._blocks: dict = {}  # scalars -> (block, its address); entries never change (threads share them)
+        self.written = True  # False: compiled in this process, and its entry could not be written
 
     def _block_of(self, scalars: tuple):
         got = self._blocks.get(scalars)

@@ -18,7 +18,7 @@ from numba.core.dispatcher import Dispatcher
 from numba.np.numpy_support import as_dtype
 
 from graphc.backends.numba import cache_folder as cache
-from graphc.backends.numba import native
+from graphc.backends.numba import kernel_thunk, native
 
 
 class _Locator(InTreeCacheLocator):
@@ -296,53 +296,15 @@ def write_native(native_as, payload, label: str) -> None:
         cache.fault(f"cannot write the native entry of {label}", warn=False)
 
 
-_LLTYPE = {"P": "ptr", "I": "i64", "B": "i8", "F": "float", "D": "double"}
-# CPython and NumPy object layouts the thunk reads (stable ABI fields of a 64-bit build):
-_TUPLE_ITEMS = 24  # PyTupleObject.ob_item
-_ARRAY_DATA, _ARRAY_DIMS, _ARRAY_STRIDES = 16, 32, 40  # PyArrayObject_fields.data, .dimensions, .strides
-
-
 def thunk_ir(name: str, argtys, codes: str) -> str | None:
-    """LLVM IR of `i32 name(i64* block, PyObject* arrays, ptr ret)`: calls the native function at
-    block[0] with the arrays of tuple `arrays` (data, shape, strides read from each ndarray) and
-    the scalars of block[1:], in the native function's flattened argument order."""
-    body, vals = [], []
-    na = ns = 0
+    """The thunk (kernel_thunk.thunk_ir) of a Numba-compiled function of argument types `argtys`;
+    None if Numba's data model (`codes`) is not the one the thunk mirrors."""
+    kinds = []
     for ty in argtys:
         if isinstance(ty, types.Array):
-            k, na = na, na + 1
-            o = f"%o{k}"
-            body += [f"{o}p = getelementptr i8, ptr %arrays, i64 {_TUPLE_ITEMS + 8 * k}", f"{o} = load ptr, ptr {o}p"]
-            for f, off in (("d", _ARRAY_DATA), ("s", _ARRAY_DIMS), ("t", _ARRAY_STRIDES)):
-                body += [f"%{f}{k}p = getelementptr i8, ptr {o}, i64 {off}", f"%{f}{k} = load ptr, ptr %{f}{k}p"]
-            dims, strides, n = [], [], "1"
-            for i in range(ty.ndim):
-                for f, out in (("s", dims), ("t", strides)):
-                    v = f"%{f}{k}_{i}"
-                    body += [f"{v}p = getelementptr i64, ptr %{f}{k}, i64 {i}", f"{v} = load i64, ptr {v}p"]
-                    out.append(("i64", v))
-                body.append(f"%n{k}_{i} = mul i64 {n}, %s{k}_{i}")
-                n = f"%n{k}_{i}"
-            item = as_dtype(ty.dtype).itemsize
-            vals += [("ptr", "null"), ("ptr", "null"), ("i64", n), ("i64", str(item)), ("ptr", f"%d{k}")]
-            vals += dims + strides
+            kinds.append(("a", ty.ndim, as_dtype(ty.dtype).itemsize))
         else:
-            ns += 1
-            v = f"%v{ns}"
-            body.append(f"{v}p = getelementptr i64, ptr %block, i64 {ns}")
-            if isinstance(ty, types.Boolean):
-                body += [f"{v}w = load i64, ptr {v}p", f"{v} = trunc i64 {v}w to i8"]
-                vals.append(("i8", v))
-            elif ty == types.float64:
-                body.append(f"{v} = load double, ptr {v}p")
-                vals.append(("double", v))
-            else:
-                body.append(f"{v} = load i64, ptr {v}p")
-                vals.append(("i64", v))
-    if [t for t, _ in vals] != [_LLTYPE[c] for c in codes]:
+            kinds.append("b" if isinstance(ty, types.Boolean) else "d" if ty == types.float64 else "i")
+    if kernel_thunk.codes(kinds) != codes:
         return None  # a data model this thunk does not mirror
-    args = ", ".join(f"{t} {v}" for t, v in vals)
-    lines = [f"define i32 @{name}(ptr %block, ptr %arrays, ptr %ret) {{", "entry:", "  %exc = alloca ptr"]
-    lines += ["  " + b for b in body]
-    lines += ["  %fn = load ptr, ptr %block", f"  %r = call i32 %fn(ptr %ret, ptr %exc, {args})", "  ret i32 %r", "}"]
-    return "\n".join(lines) + "\n"
+    return kernel_thunk.thunk_ir(name, kinds)
