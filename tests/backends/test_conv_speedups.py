@@ -1,0 +1,96 @@
+"""The Numba conv/pool fast paths match the reference: the 2x2 max-pool kernels (forward and
+gradient) on ties, NaN and infinities anywhere in a window; both layouts of the conv weight
+gradient; the forward's columns reused by the weight gradient only when its input is the same."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+pytest.importorskip("numba")
+from graphc.backends.numba import lowerings_conv  # noqa: E402  (imports numba's kernels lazily)
+
+
+def _compare(g, outs, feeds_list, rtol=2e-4, atol=2e-5):
+    ref = gc.compile(g, "reference", outputs=outs)
+    got = gc.compile(g, "numba", outputs=outs)
+    for feeds in feeds_list:
+        for o, r, v in zip(outs, ref(feeds), got(feeds)):
+            np.testing.assert_allclose(v, r, rtol=rtol, atol=atol * max(1.0, float(np.abs(r).max())), err_msg=str(o))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("hw", [(6, 8), (7, 5)], ids=["even", "odd"])
+def test_2x2_max_pool_routes_ties_nan_and_inf_like_the_reference(dtype, hw):
+    rng = np.random.default_rng(3)
+    with gc.Graph("pool2") as g:
+        x = g.input("x", ("batch", 3, *hw), dtype=dtype)
+        y = gc.max_pool2d(x, 2)
+        c = gc.constant(rng.standard_normal((1, *y.shape[1:])).astype(dtype))
+        (gx,) = gc.grad(gc.sum(y * c), [x])
+    ref = gc.compile(g, "reference", outputs=[y, gx])
+    got = gc.compile(g, "numba", outputs=[y, gx])
+    for _ in range(4):
+        # few distinct values: ties in most windows; NaN and +-inf in random positions
+        xv = rng.integers(-2, 3, (4, 3, *hw)).astype(dtype)
+        pick = rng.random(xv.shape)
+        xv[pick < 0.1] = np.nan
+        xv[(pick >= 0.1) & (pick < 0.15)] = np.inf
+        xv[(pick >= 0.15) & (pick < 0.2)] = -np.inf
+        for r, v in zip(ref({"x": xv}), got({"x": xv})):
+            np.testing.assert_array_equal(v, r)
+
+
+@pytest.mark.parametrize(
+    "shape,w,kw",
+    [
+        ((3, 1, 12, 12), (4, 1, 3, 3), {}),  # Ho*Wo 100 >= k 9: gy[n] @ cols[n].T
+        ((3, 6, 6, 6), (8, 6, 3, 3), {}),  # Ho*Wo 16 < k 54: cols[n] @ gy[n].T
+        ((2, 4, 7, 7), (6, 2, 3, 3), {"groups": 2, "padding": 1}),  # 49 >= 18, two groups
+        ((2, 4, 7, 7), (6, 2, 3, 3), {"groups": 2, "stride": 2}),  # 9 < 18, two groups
+    ],
+)
+def test_conv_weight_gradient_in_both_layouts(shape, w, kw):
+    rng = np.random.default_rng(5)
+    with gc.Graph("wgrad") as g:
+        x = g.input("x", ("batch", *shape[1:]))
+        wt = g.input("w", w)
+        y = gc.conv2d(x, wt, **kw)
+        c = gc.constant(rng.standard_normal((1, *y.shape[1:])).astype("float32"))
+        (gw,) = gc.grad(gc.sum(y * c), [wt])
+    feeds = [{"x": rng.standard_normal(s).astype("float32"), "w": rng.standard_normal(w).astype("float32")}
+             for s in (shape, (1, *shape[1:]))]  # fmt: skip
+    _compare(g, [y, gw], feeds)
+
+
+def test_the_weight_gradient_reuses_the_forward_columns_only_for_the_same_input():
+    rng = np.random.default_rng(9)
+    xv = rng.standard_normal((2, 2, 6, 6)).astype("float32")
+    wv = rng.standard_normal((3, 2, 3, 3)).astype("float32")
+    with gc.Graph("fwd") as f:
+        y = gc.conv2d(f.input("x", (2, 2, 6, 6)), f.input("w", (3, 2, 3, 3)))
+    with gc.Graph("wgrad_only") as g:  # no forward conv in this graph: the memo is another graph's
+        x = g.input("x", (2, 2, 6, 6))
+        wt = g.input("w", (3, 2, 3, 3))
+        gy = g.input("gy", (2, 3, 4, 4))
+        (gw,) = gc.grad(gc.sum(gc.conv2d(x, wt) * gy), [wt])
+    gyv = rng.standard_normal((2, 3, 4, 4)).astype("float32")
+    fwd = gc.compile(f, "numba", outputs=[y])
+    fwd({"x": xv, "w": wv})  # leaves xv's columns in the memo
+    changed = xv.copy()
+    changed[1, 1, 5, 5] += 1.0  # one element differs: its columns must not be taken
+    _compare(g, [gw], [{"x": changed, "w": wv, "gy": gyv}, {"x": xv, "w": wv, "gy": gyv}])
+
+
+def test_the_columns_memo_answers_only_for_a_bytewise_equal_input():
+    memo = lowerings_conv._Memo()
+    x = np.arange(8, dtype="float32").reshape(2, 4)
+    x[0, 0] = np.nan
+    cols = memo.put("k", x, (3,), "float32")
+    assert memo.get("k", x.copy()) is cols  # NaN equals itself bytewise
+    y = x.copy()
+    y[1, 3] = -y[1, 3]
+    assert memo.get("k", y) is None and memo.get("other", x) is None
+    for i in range(memo.LIMIT):
+        memo.put(i, x, (3,), "float32")
+    assert memo.get("k", x) is None and len(memo.entries) == memo.LIMIT  # the oldest went first
