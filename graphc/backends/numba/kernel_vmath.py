@@ -1,5 +1,6 @@
-"""vmath's vectorisable float32 exp and tanh as LLVM IR, for kernel_ir (the same operations in
-the same order as vmath.vexp and vmath.vtanh, which Numba inlines into the kernels it compiles)."""
+"""The LLVM IR of vmath's vectorisable float32 exp and tanh (Cephes polynomials; see vmath.py),
+emitted into a kernel by Numba (vmath's intrinsics) and by graphc's own compiler (kernel_ir.py)
+alike. `em` is the emitter: its IR builder `em.b`, and `em._intrinsic(name, value, type)`."""
 
 from llvmlite import ir
 
