@@ -75,33 +75,6 @@ def _copy_row(dst, d, src, s, m):
 
 
 @njit(inline="always", **_OPTS)
-def _add_row(dst, d, src, s, m):
-    """dst[d:d+m] += src[s:s+m], 8 at a time as _copy_row."""
-    j = uint64(0)
-    i0, i1, i2, i3, i4, i5, i6, i7 = _I
-    while j + _8 <= m:
-        a, b = s + j, d + j
-        x0, x1, x2, x3 = (
-            src[a + i0] + dst[b + i0],
-            src[a + i1] + dst[b + i1],
-            src[a + i2] + dst[b + i2],
-            src[a + i3] + dst[b + i3],
-        )
-        x4, x5, x6, x7 = (
-            src[a + i4] + dst[b + i4],
-            src[a + i5] + dst[b + i5],
-            src[a + i6] + dst[b + i6],
-            src[a + i7] + dst[b + i7],
-        )
-        dst[b + i0], dst[b + i1], dst[b + i2], dst[b + i3] = x0, x1, x2, x3
-        dst[b + i4], dst[b + i5], dst[b + i6], dst[b + i7] = x4, x5, x6, x7
-        j += _8
-    while j < m:
-        dst[d + j] += src[s + j]
-        j += i1
-
-
-@njit(inline="always", **_OPTS)
 def _fill(dst, d, m, v):
     for j in range(m):
         dst[d + j] = v
@@ -171,13 +144,13 @@ def col2im(cols, x, kh_, kw_, sh, sw, ph, pw, dh, dw):
                     sb = uint64(((n * c_ + c) * kh_ * kw_ + kh * kw_ + kw) * ho * wo)
                     d0 = uint64(xb + (r0 * sh - ph + kh * dh) * w_ + off + lo * sw)
                     ustep = uint64(sh * w_)
-                    if sw == 1:
-                        for oh in range(r1 - r0):
-                            _add_row(xf, d0 + uint64(oh) * ustep, cf, sb + uint64(r0 + oh) * uwo + ulo, m)
-                    else:
-                        for oh in range(r1 - r0):
-                            s = sb + uint64(r0 + oh) * uwo + ulo
-                            dst = d0 + uint64(oh) * ustep
+                    for oh in range(r1 - r0):
+                        s = sb + uint64(r0 + oh) * uwo + ulo
+                        dst = d0 + uint64(oh) * ustep
+                        if sw == 1:  # a plain loop: added 8 at a time as in _copy_row it was 1.7x slower
+                            for j in range(m):
+                                xf[dst + j] += cf[s + j]
+                        else:
                             for j in range(m):
                                 xf[dst + j * usw] += cf[s + j]
 
