@@ -94,3 +94,29 @@ def test_the_columns_memo_answers_only_for_a_bytewise_equal_input():
     for i in range(memo.LIMIT):
         memo.put(i, x, (3,), "float32")
     assert memo.get("k", x) is None and len(memo.entries) == memo.LIMIT  # the oldest went first
+
+
+def test_batches_split_over_threads_match_the_reference(monkeypatch):
+    """GRAPHC_BLAS_THREADS=2 fixes the tuner's pick at 2: every conv and pool call splits its
+    batch (3 images: parts of 1 and 2) over two threads."""
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "2")
+    rng = np.random.default_rng(11)
+    with gc.Graph("split") as g:
+        x = g.input("x", ("batch", 2, 10, 10))
+        w1 = g.input("w1", (4, 2, 3, 3))
+        w2 = g.input("w2", (6, 4, 3, 3))
+        h = gc.max_pool2d(gc.relu(gc.conv2d(x, w1)), 2)  # 8x8 -> 4x4
+        h = gc.avg_pool2d(gc.conv2d(h, w2, padding=1), 2)
+        c = gc.constant(rng.standard_normal((1, *h.shape[1:])).astype("float32"))
+        gx, g1, g2 = gc.grad(gc.sum(h * c), [x, w1, w2])
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype("float32")
+
+    feeds = [{"x": arr(b, 2, 10, 10), "w1": arr(4, 2, 3, 3), "w2": arr(6, 4, 3, 3)} for b in (3, 1, 3)]
+    parts = []  # the thread count of each split call, when it was made
+    split = lowerings_conv.batch_split
+    real = split.over_batch
+    monkeypatch.setattr(split, "over_batch", lambda n, part: parts.append(split.threads(n)) or real(n, part))
+    _compare(g, [h, gx, g1, g2], feeds)
+    assert 2 in parts and 1 in parts  # batches of 3 split in two; the batch of 1 ran whole

@@ -11,8 +11,10 @@ column row is a shifted copy of an input row (a vectorised copy for stride 1):
   conv2d_grad_weight: gw      = sum_n gy[n] @ cols[n].T      (batched matmul + sum over n)
   conv2d_grad_input:  gx      = col2im(W.T @ gy[n])          (batched matmul + scatter kernel)
 Groups are one more batch axis of the matmuls. The products are one per image (np.matmul loops
-over the batch), so their BLAS thread count follows one image's product, not the batch's: on
-LeNet's shapes every one is small and runs on one thread. Measured on the LeNet-5 shapes (batch 64,
+over the batch; one GEMM over the whole batch measured 2-4x slower on LeNet's shapes), so their
+BLAS thread count follows one image's product, not the batch's. When those are small (all of
+LeNet's), the batch itself is split over the BLAS tuner's threads instead (batch_split: each
+thread makes its images' columns and products), as are the pooling kernels'. Measured on the LeNet-5 shapes (batch 64,
 float32, one BLAS thread, this 2-core box under load ~4.5, so every figure is inflated; ms,
 median of 30-50, torch 2.13 CPU with one thread in the same process for scale):
 
@@ -45,7 +47,7 @@ import threading
 
 import numpy as np
 
-from graphc.backends.numba import blas
+from graphc.backends.numba import batch_split, blas
 from graphc.ops.registry import lowering
 
 _ARENA = threading.local()
@@ -139,30 +141,46 @@ def _memo() -> _Memo:
 
 
 def _columns_of(node, x_shape, dims, geo, shared: str):
-    """x -> its im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo), or x itself, reshaped, for
-    a 1x1 kernel at stride 1 without padding. shared "put": made into the memo (the forward
-    conv2d); "get": taken from the memo when it holds x's (the weight gradient), else made in a
-    reused scratch buffer."""
+    """x -> (cols, fill): x's im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo) and
+    fill(x, lo, hi), which makes images lo..hi of them (None: they are made already). shared
+    "put": the columns go into the memo (the forward conv2d); "get": they are taken from the memo
+    when it holds x's (the weight gradient), else made in a reused scratch buffer. For a 1x1
+    kernel at stride 1 without padding the columns are x itself, reshaped."""
     n, c, g, k, kh, kw, ho, wo = dims
     if _identity_cols(kh, kw, geo, node.attrs["padding"]):
-        return lambda x: x.reshape(n, g, k, ho * wo)
+        return lambda x: (x.reshape(n, g, k, ho * wo), None)
     im2col, dt = _k().im2col, node.dtype
     shape = (n, c * kh * kw, ho, wo)
     key = (*x_shape, np.dtype(dt).str, kh, kw, *geo)
 
     def columns(x):
-        x = np.ascontiguousarray(x)
         if shared == "put":
             cols4 = _memo().put(key, x, shape, dt)
         else:
             cols4 = _memo().get(key, x)
             if cols4 is not None:
-                return cols4.reshape(n, g, k, ho * wo)
+                return cols4.reshape(n, g, k, ho * wo), None
             cols4 = _scratch(shape, dt)
-        im2col(x, cols4, kh, kw, *geo)
-        return cols4.reshape(n, g, k, ho * wo)
+        return cols4.reshape(n, g, k, ho * wo), lambda x, lo, hi: im2col(x[lo:hi], cols4[lo:hi], kh, kw, *geo)
 
     return columns
+
+
+def _threads_for(flops: float, n: int):
+    """(per-image product is small, the call's work for the tuner): a small per-image product runs
+    on one BLAS thread and the batch is split over the tuner's threads (batch_split); a large one
+    takes the BLAS threads itself, whole."""
+    small = flops < blas.SMALL_FLOPS
+    return small, flops * n if small else flops
+
+
+def _split(small: bool, n: int, part) -> None:
+    if small:
+        blas.use(1)
+        batch_split.over_batch(n, part)
+    else:
+        blas.use(blas.large)
+        part(0, n)
 
 
 @lowering("conv2d", "numba")
@@ -171,17 +189,23 @@ def _conv(node, in_shapes, out_shape):
     ho, wo = out_shape[2:]
     g = node.attrs["groups"]
     geo = _geometry(node.attrs)
-    k = cg * kh * kw
+    k, og, p = cg * kh * kw, o // g, ho * wo
     columns = _columns_of(node, in_shapes[0], (n, c, g, k, kh, kw, ho, wo), geo, "put")
-    flops = 2.0 * o * k * ho * wo  # of one image's product: BLAS threads split each one alone
-    small = flops < blas.SMALL_FLOPS
+    small, work = _threads_for(2.0 * o * k * p, n)  # flops of one image's product
 
     def run(out, x, w):
-        blas.use(1 if small else blas.large)
-        cols = columns(x)
-        np.matmul(w.reshape(g, o // g, k), cols, out=out.reshape(n, g, o // g, ho * wo))
+        x = np.ascontiguousarray(x)
+        cols, fill = columns(x)
+        wg, out4 = w.reshape(g, og, k), out.reshape(n, g, og, p)
 
-    run.flops = flops
+        def part(lo, hi):
+            if fill is not None:
+                fill(x, lo, hi)
+            np.matmul(wg, cols[lo:hi], out=out4[lo:hi])
+
+        _split(small, n, part)
+
+    run.flops = work
     return run
 
 
@@ -191,33 +215,34 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     o, cg, kh, kw = out_shape
     g = node.attrs["groups"]
     geo = _geometry(node.attrs)
-    k, og, p = cg * kh * kw, o // g, ho * wo
+    k, og, p, dt = cg * kh * kw, o // g, ho * wo, node.dtype
     columns = _columns_of(node, in_shapes[0], (n, c, g, k, kh, kw, ho, wo), geo, "get")
-    flops = 2.0 * o * k * p  # of one image's product: BLAS threads split each one alone
-    small = flops < blas.SMALL_FLOPS
-    if p >= k:  # gy[n] @ cols[n].T per image, summed over n afterwards
-        per_image = np.empty((n, g, og, k), node.dtype)
+    small, work = _threads_for(2.0 * o * k * p, n)
+    # per image: gy[n] @ cols[n].T, or cols[n] @ gy[n].T (gy[n].T copied first) when the
+    # contraction is the short side; summed over n afterwards
+    short = p < k
+    per_image = np.empty((n, g, k, og) if short else (n, g, og, k), dt)
 
-        def run(out, x, gy):
-            blas.use(1 if small else blas.large)
-            cols = columns(x)
-            np.matmul(gy.reshape(n, g, og, p), cols.transpose(0, 1, 3, 2), out=per_image)
-            np.sum(per_image, axis=0, out=out.reshape(g, og, k))
+    def run(out, x, gy):
+        x = np.ascontiguousarray(x)
+        cols, fill = columns(x)
+        gy4 = gy.reshape(n, g, og, p)
+        gyt = _scratch((n, g, p, og), dt, slot=1) if short else None
 
-    else:  # a short contraction: cols[n] @ gy[n].T, with gy[n].T copied, summed and transposed
-        # OpenBLAS's small-matrix path is slow for gy[n] @ cols[n].T when k > p: LeNet's conv2
-        # (p 64, k 150, o 16) took 0.51 ms for the 64 products, 0.18 ms this way (+0.04 ms copy)
-        per_image = np.empty((n, g, k, og), node.dtype)
+        def part(lo, hi):
+            if fill is not None:
+                fill(x, lo, hi)
+            if short:
+                np.copyto(gyt[lo:hi], gy4[lo:hi].transpose(0, 1, 3, 2))
+                np.matmul(cols[lo:hi], gyt[lo:hi], out=per_image[lo:hi])
+            else:
+                np.matmul(gy4[lo:hi], cols[lo:hi].transpose(0, 1, 3, 2), out=per_image[lo:hi])
 
-        def run(out, x, gy):
-            blas.use(1 if small else blas.large)
-            cols = columns(x)
-            gyt = _scratch((n, g, p, og), node.dtype, slot=1)
-            np.copyto(gyt, gy.reshape(n, g, og, p).transpose(0, 1, 3, 2))
-            np.matmul(cols, gyt, out=per_image)
-            np.sum(per_image, axis=0, out=out.reshape(g, og, k).transpose(0, 2, 1))
+        _split(small, n, part)
+        dst = out.reshape(g, og, k)
+        np.sum(per_image, axis=0, out=dst.transpose(0, 2, 1) if short else dst)
 
-    run.flops = flops
+    run.flops = work
     return run
 
 
@@ -227,24 +252,25 @@ def _conv_grad_input(node, in_shapes, out_shape):
     c = out_shape[1]
     g = node.attrs["groups"]
     geo = _geometry(node.attrs)
-    k, dt = cg * kh * kw, node.dtype
+    k, og, p, dt = cg * kh * kw, o // g, ho * wo, node.dtype
     col2im = _k().col2im
     ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
-    flops = 2.0 * o * k * ho * wo  # of one image's product: BLAS threads split each one alone
-    small = flops < blas.SMALL_FLOPS
+    small, work = _threads_for(2.0 * o * k * p, n)
 
     def run(out, gy, w):
-        blas.use(1 if small else blas.large)
-        wt = w.reshape(g, o // g, k).transpose(0, 2, 1)  # BLAS reads the transpose in place
-        gyg = gy.reshape(n, g, o // g, ho * wo)
-        if ident:
-            np.matmul(wt, gyg, out=out.reshape(n, g, k, ho * wo))
-            return
-        cols4 = _scratch((n, c * kh * kw, ho, wo), dt)
-        np.matmul(wt, gyg, out=cols4.reshape(n, g, k, ho * wo))
-        col2im(cols4, out, kh, kw, *geo)  # out: a planned, contiguous buffer
+        wt = w.reshape(g, og, k).transpose(0, 2, 1)  # BLAS reads the transpose in place
+        gyg = gy.reshape(n, g, og, p)
+        cols4 = out.reshape(n, c, *out.shape[2:]) if ident else _scratch((n, c * kh * kw, ho, wo), dt)
+        cols = cols4.reshape(n, g, k, p)
 
-    run.flops = flops
+        def part(lo, hi):
+            np.matmul(wt, gyg[lo:hi], out=cols[lo:hi])
+            if not ident:
+                col2im(cols4[lo:hi], out[lo:hi], kh, kw, *geo)  # out: a planned, contiguous buffer
+
+        _split(small, n, part)
+
+    run.flops = work
     return run
 
 
@@ -257,36 +283,39 @@ def _pool_geometry(a):
     return kh, kw, sh, sw, pad[0], pad[2]
 
 
+def _batched(kern, geo):
+    """run(out, *inputs) = kern(*inputs, out, *geo), the batch split over the tuner's threads."""
+
+    def run(out, *ins):
+        ins = [_c(a) for a in ins]
+        batch_split.over_batch(out.shape[0], lambda lo, hi: kern(*[a[lo:hi] for a in ins], out[lo:hi], *geo))
+
+    return run
+
+
 @lowering("max_pool2d", "numba")
 def _max_pool(node, in_shapes, out_shape):
-    geo, kern = _pool_geometry(node.attrs), _k().max_pool
-    return lambda out, x: kern(_c(x), out, *geo)
+    return _batched(_k().max_pool, _pool_geometry(node.attrs))
 
 
 @lowering("max_pool2d_grad", "numba")
 def _max_pool_grad(node, in_shapes, out_shape):
-    geo, kern = _pool_geometry(node.attrs), _k().max_pool_grad
-    return lambda out, x, gy: kern(_c(x), _c(gy), out, *geo)
+    return _batched(_k().max_pool_grad, _pool_geometry(node.attrs))
 
 
 @lowering("max_pool2d_gather", "numba")
 def _max_pool_gather(node, in_shapes, out_shape):
-    geo, kern = _pool_geometry(node.attrs), _k().max_pool_gather
-    return lambda out, x, h: kern(_c(x), _c(h), out, *geo)
+    return _batched(_k().max_pool_gather, _pool_geometry(node.attrs))
 
 
 @lowering("avg_pool2d", "numba")
 def _avg_pool(node, in_shapes, out_shape):
-    geo, kern = _pool_geometry(node.attrs), _k().avg_pool
-    inc = bool(node.attrs["count_include_pad"])
-    return lambda out, x: kern(_c(x), out, *geo, inc)
+    return _batched(_k().avg_pool, (*_pool_geometry(node.attrs), bool(node.attrs["count_include_pad"])))
 
 
 @lowering("avg_pool2d_grad", "numba")
 def _avg_pool_grad(node, in_shapes, out_shape):
-    geo, kern = _pool_geometry(node.attrs), _k().avg_pool_grad
-    inc = bool(node.attrs["count_include_pad"])
-    return lambda out, gy: kern(_c(gy), out, *geo, inc)
+    return _batched(_k().avg_pool_grad, (*_pool_geometry(node.attrs), bool(node.attrs["count_include_pad"])))
 
 
 # -- cross-entropy with integer labels ------------------------------------------------------------
