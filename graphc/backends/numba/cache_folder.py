@@ -23,12 +23,13 @@ def _codegen_version() -> str:
     so entries compiled by an older graphc are never loaded."""
     here = Path(__file__).parent
     h = hashlib.sha256(CODEGEN_VERSION.encode())
-    for name in (*_SHAPERS, "direct.py", "kernel_ir.py", "kernel_vmath.py", "kernel_thunk.py"):
+    for name in (*_SHAPERS, *_DIRECT):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 
 
 _SHAPERS = ("codegen.py", "vmath.py", "native.py", "numba_cache.py")
+_DIRECT = ("direct.py", "kernel_ir.py", "kernel_exprs.py", "kernel_types.py", "kernel_vmath.py", "kernel_thunk.py")
 _DIR = None
 
 

@@ -19,9 +19,9 @@ import os
 import threading
 
 from graphc.backends.numba import kernel_ir, kernel_thunk, native
-from graphc.backends.numba.kernel_ir import ArrayType, Unsupported
+from graphc.backends.numba.kernel_types import ITEMSIZE, ArrayType, Unsupported
 
-__all__ = ["enabled", "find_function", "compile_entry", "Unsupported"]
+__all__ = ["enabled", "Code", "find_function", "compile_entry", "Unsupported"]
 
 _LOCK = threading.Lock()
 _TM = None
@@ -32,9 +32,19 @@ def enabled() -> bool:
     return os.environ.get("GRAPHC_DIRECT_KERNELS", "1") != "0" and native.enabled()
 
 
-def find_function(source: str, name: str, generated: bool) -> ast.FunctionDef:
-    """Function `name` of module text `source`, if its decorator asks for what kernel_ir gives:
-    `njit` without parallel, with fastmath at most {'contract'}; Unsupported otherwise."""
+class Code:
+    """A kernel function's AST with what kernel_ir needs from its module: the module's other
+    njit functions (helpers, inlined where called) and which names are the 1-D view intrinsic."""
+
+    def __init__(self, fn: ast.FunctionDef, helpers: dict, flat: frozenset, consts: dict):
+        self.fn, self.helpers, self.flat, self.consts = fn, helpers, flat, consts
+
+
+def find_function(source: str, name: str, generated: bool) -> Code:
+    """Function `name` of module text `source`, if its decorator asks for what kernel_ir gives
+    (`njit` without parallel, fastmath at most {'contract'}, numpy's error model); Unsupported
+    otherwise. A generated module is its kernel alone; a package module's kernels may call
+    its other njit functions, and `_flat`, its intrinsic for the 1-D view of a C-contiguous array."""
     key = (hashlib.sha256(source.encode()).hexdigest(), name)
     got = _FUNCS.get(key)
     if got is None:
@@ -49,14 +59,49 @@ def _find(source, name, generated):
         tree = ast.parse(source)
     except SyntaxError as e:
         return Unsupported(f"source does not parse: {e}")
+    funcs, flat, consts = {}, set(), {}
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            try:
-                _check_decorator(node, generated)
-            except Unsupported as e:
-                return e
-            return node
-    return Unsupported(f"no function {name}")
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if _constant(node.value):  # a global a kernel reads: a compile-time constant, as in Numba
+                consts[node.targets[0].id] = node.value
+            continue
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        deco = [ast.unparse(d) for d in node.decorator_list]
+        if node.name == "_flat" and deco == ["intrinsic"] and not generated:
+            flat.add(node.name)
+            continue
+        try:
+            _check_decorator(node, generated)
+        except Unsupported as e:
+            funcs[node.name] = e
+            continue
+        funcs[node.name] = node
+    fn = funcs.get(name)
+    if fn is None:
+        return Unsupported(f"no function {name}")
+    if isinstance(fn, Unsupported):
+        return fn
+    helpers = {k: v for k, v in funcs.items() if k != name and not isinstance(v, Unsupported)}
+    if generated:
+        return Code(fn, {}, frozenset(), {})
+    return Code(fn, helpers, frozenset(flat), consts)
+
+
+_CONST_CALLS = {"uint64", "np.uint64", "np.int64", "np.float32", "np.float64", "F"}
+
+
+def _constant(e) -> bool:
+    """Whether e is a literal number, a cast of one (uint64(8)), or a tuple of those."""
+    if isinstance(e, ast.Constant):
+        return type(e.value) in (int, float, bool)
+    if isinstance(e, ast.Tuple):
+        return all(_constant(x) for x in e.elts)
+    if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+        return _constant(e.operand)
+    if isinstance(e, ast.Call) and ast.unparse(e.func) in _CONST_CALLS and len(e.args) == 1 and not e.keywords:
+        return _constant(e.args[0])
+    return False
 
 
 def _check_decorator(fn, generated):
@@ -75,7 +120,7 @@ def _check_decorator(fn, generated):
             raise Unsupported("a parallel kernel")
         if kw.arg == "fastmath" and text not in ("{'contract'}", "False"):
             raise Unsupported(f"fastmath={text}")
-        if kw.arg == "inline" or (kw.arg == "error_model" and text != "'numpy'"):
+        if (kw.arg == "inline" and text != "'always'") or (kw.arg == "error_model" and text != "'numpy'"):
             raise Unsupported(f"{kw.arg}={text}")
 
 
@@ -97,7 +142,7 @@ def _kinds(types):
     out = []
     for t in types:
         if isinstance(t, ArrayType):
-            out.append(("a", t.ndim, {"b": 1, "i32": 4, "i64": 8, "f32": 4, "f64": 8}[t.dtype]))
+            out.append(("a", t.ndim, ITEMSIZE[t.dtype]))
         else:
             out.append({"b": "b", "i64": "i", "f64": "d"}[t])
     return out
@@ -107,18 +152,28 @@ def _recipe(types):
     return [f"a{t.ndim}" if isinstance(t, ArrayType) else {"b": "b", "i64": "i", "f64": "d"}[t] for t in types]
 
 
-def compile_entry(fn: ast.FunctionDef, kernel_id: str, key: str, args, label: str):
-    """(header, object code, thunk object code) of kernel `fn` for these arguments; Unsupported
-    if kernel_ir does not translate it."""
+def _no_builtin_memset(text: str, sym: str) -> str:
+    """The kernel's IR with its loops kept as loops: LLVM would make a zeroing loop a memset call,
+    which costs more than the stores when the loop is a few elements long and runs many times
+    (one_hot's (128, 10, 1) output: 1280 calls); fills that are long still vectorise."""
+    head = f'define i32 @"{sym}"('
+    start = text.index(head)
+    end = text.index("\n{", start)
+    return text[:end] + ' "no-builtin-memset" "no-builtin-memcpy"' + text[end:]
+
+
+def compile_entry(code: Code, kernel_id: str, key: str, args, label: str):
+    """(header, object code, thunk object code) of kernel `code` (find_function) for these
+    arguments; Unsupported if kernel_ir does not translate it."""
     import llvmlite.binding as llvm
 
     types = kernel_ir.arg_types(args)
     h = hashlib.sha256(f"{kernel_id}|{key}".encode()).hexdigest()[:24]
     sym, thunk = f"graphc_direct_{h}", f"graphc_direct_thunk_{h}"
-    module, ret = kernel_ir.build(fn, types, sym)
+    module, ret = kernel_ir.build(code.fn, types, sym, code.helpers, code.flat, code.consts)
     with _LOCK:  # one LLVM context; llvmlite's passes are not documented as thread-safe
         tm = _target_machine()
-        mod = llvm.parse_assembly(str(module))
+        mod = llvm.parse_assembly(_no_builtin_memset(str(module), sym))
         mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
