@@ -24,168 +24,27 @@ Each pass rewrites scans in bodies too (nested scans), inner ones first.
 
 from dataclasses import dataclass
 
-from graphc.errors import GraphStructureError
 from graphc.ir.graph import Graph
-from graphc.ir.node import Attrs, Node
-from graphc.ir.subgraph import SubGraph
-from graphc.ops.control import saves_residuals
+from graphc.ir.node import Node
 from graphc.ops.registry import Kind
 from graphc.passes.batched import BATCH_RULES, batched_form, emit_batched
-from graphc.passes.bodies import as_graph, in_bodies
+from graphc.passes.bodies import in_bodies
+from graphc.passes.restack import restack
 from graphc.passes.rewrite import Rewriter, rewrite
+from graphc.passes.scan_parts import (
+    SCAN,
+    ScanParts,
+    body_readers,
+    has_scans,
+    live_ids,
+    new_scan,
+    project,
+    read_outputs,
+)
 
 __all__ = ["loop_prune", "loop_hoist", "loop_accumulate", "BATCH_RULES", "batched_form", "ScanParts"]
 
-SCAN = "scan"  # the op these passes rewrite (graphc/ops/control.py)
 ADD = "add"  # the accumulation an accumulator carry does
-
-
-@dataclass(frozen=True)
-class ScanParts:
-    """The parts of a scan node: its body and how its inputs and outputs are grouped."""
-
-    node: Node
-    body: SubGraph
-    num_carry: int
-    num_xs: int
-
-    @classmethod
-    def of(cls, node: Node) -> "ScanParts":
-        return cls(node, node.attrs["body"], node.attrs["num_carry"], node.attrs["num_xs"])
-
-    @property
-    def num_ys(self) -> int:
-        return len(self.body.outputs) - self.num_carry
-
-    @property
-    def carry_inputs(self) -> tuple:
-        return self.body.inputs[: self.num_carry]
-
-    @property
-    def x_inputs(self) -> tuple:
-        return self.body.inputs[self.num_carry :]
-
-    @property
-    def saved(self) -> bool:
-        """Whether the scan stacks its carry-ins as outputs (its residuals)."""
-        return saves_residuals(self.node.attrs)
-
-    def residual(self, i: int) -> int | None:
-        """The output index of carry i's stacked carry-ins (None: the scan does not stack them)."""
-        return self.num_carry + self.num_ys + i if self.saved else None
-
-
-def _scans(graph: Graph) -> bool:
-    return any(n.op == SCAN for n in graph.nodes)
-
-
-def _read_outputs(graph: Graph) -> dict[int, set[int]]:
-    """{tuple node id: indices of its outputs that live projections read}."""
-    read: dict[int, set[int]] = {}
-    for n in graph.live_nodes():
-        if n.opdef.takes_tuple and n.inputs:
-            read.setdefault(n.inputs[0].id, set()).add(n.attrs["index"])
-    return read
-
-
-def _readers(body: SubGraph) -> dict[int, list[Node]]:
-    readers: dict[int, list[Node]] = {n.id: [] for n in body.nodes}
-    for n in body.nodes:
-        for x in n.inputs:
-            readers[x.id].append(n)
-    return readers
-
-
-def _project(rw: Rewriter, node: Node, index: int) -> Node:
-    key = ("output", node.id, index)
-    if key not in rw.memo:
-        rw.memo[key] = rw.emit("tuple_get", [node], {"index": index})
-    return rw.memo[key]
-
-
-class BodyBuilder:
-    """A new body made from an old one: old inputs kept, new inputs standing for old nodes, and
-    the old nodes the new outputs read copied (the copy stops at nodes already standing)."""
-
-    def __init__(self, old: SubGraph):
-        self.old = old
-        self.rw = Rewriter(as_graph(old))
-
-    def keep(self, old_input: Node) -> Node:
-        new = self.rw.copy(old_input, ())
-        self.rw.map[old_input.id] = new
-        return new
-
-    def fresh(self, like: Node, stands_for: Node | None = None) -> Node:
-        """A new input of `like`'s type (standing for old node `stands_for`, if given)."""
-        name, k = f"{like.op}{like.id}", 1
-        while name in self.rw.new.inputs:
-            name, k = f"{like.op}{like.id}_{k}", k + 1
-        new = self.rw.new.input(name, like.shape, like.dtype)
-        if stands_for is not None:
-            self.rw.map[stands_for.id] = new
-        return new
-
-    def value(self, old: Node) -> Node:
-        """Old body node `old` in the new body, copying what it reads that is not there yet."""
-        made = self.rw.map
-        todo, seen, stack = [], set(), [old]
-        while stack:
-            n = stack.pop()
-            if n.id in made or n.id in seen:
-                continue
-            if n.is_input:
-                raise GraphStructureError(f"loop pass: body input {n.name} is read but was not kept")
-            seen.add(n.id)
-            todo.append(n)
-            stack.extend(n.inputs)
-        for n in sorted(todo, key=lambda n: n.id):  # a body's node ids are in topological order
-            self.rw.current = n
-            made[n.id] = self.rw.copy(n, [made[x.id] for x in n.inputs])
-        return made[old.id]
-
-    def finish(self, inputs, outputs, captured) -> SubGraph:
-        graph = self.rw.new
-        graph.inputs = {n.name: n for n in [*inputs, *captured]}
-        graph.sealed = True
-        return SubGraph(graph, inputs, outputs, captured)
-
-
-def _live_ids(outputs, stop=frozenset()) -> set[int]:
-    """Ids of the nodes `outputs` read, not looking past the nodes whose ids are in `stop`."""
-    seen, stack = set(), list(outputs)
-    while stack:
-        n = stack.pop()
-        if n.id not in seen:
-            seen.add(n.id)
-            if n.id not in stop:
-                stack.extend(n.inputs)
-    return seen
-
-
-def _new_scan(rw: Rewriter, s: ScanParts, carries, inputs, xs, caps, outputs, saved: bool | None = None) -> Node:
-    """A scan like `s`, whose body has the carries `carries` (old indices; `inputs` are the old
-    scan's rewritten inputs), the xs and captured values `xs` and `caps` (triples: old body input
-    or None, outer value, old body node a new input stands for or None) and the outputs
-    `outputs` (old body nodes: new carries, then ys), stacking its carry-ins if `saved` (None:
-    as `s` does). Body inputs that the outputs no longer read are dropped (xs and captured
-    values; which carries stay is the caller's choice)."""
-    live = _live_ids(outputs, {stands.id for _, _, stands in [*xs, *caps] if stands is not None})
-
-    def wanted(pairs):
-        return [p for p in pairs if (p[0] if p[2] is None else p[2]).id in live]
-
-    xs, caps = wanted(xs), wanted(caps)
-    b = BodyBuilder(s.body)
-    c_in = [b.keep(s.carry_inputs[i]) for i in carries]
-    x_in = [b.keep(old) if stands is None else b.fresh(stands, stands) for old, _, stands in xs]
-    k_in = [b.keep(old) if stands is None else b.fresh(stands, stands) for old, _, stands in caps]
-    outs = [b.value(o) for o in outputs]
-    body = b.finish([*c_in, *x_in], outs, k_in)
-    saved = s.saved if saved is None else saved
-    attrs = Attrs({**s.node.attrs, "body": body, "num_carry": len(carries), "num_xs": len(xs), "saved": saved})
-    args = [*(inputs[i] for i in carries), *(v for _, v, _ in xs), *(v for _, v, _ in caps)]
-    return rw.emit(SCAN, args, attrs)
 
 
 # -- loop_prune ------------------------------------------------------------------------------------------
@@ -217,21 +76,25 @@ def _prune_rule(read):
             grown, carries = not more <= carries, carries | more
         carries = sorted(carries)
         saved = bool(stacked)
-        if len(carries) == nc and len(ys) == ny and saved == s.saved and _all_inputs_read(s):
+        first = {}  # a body value stacked twice (two ys of one node) is stacked once
+        for j in ys:
+            first.setdefault(outs[nc + j].id, j)
+        kept = [j for j in ys if first[outs[nc + j].id] == j]
+        if len(carries) == nc and len(kept) == ny and saved == s.saved and _all_inputs_read(s):
             return None
         nx = s.num_xs
         xs = [(s.x_inputs[k], inputs[nc + k], None) for k in range(nx)]
         caps = [(c, inputs[nc + nx + k], None) for k, c in enumerate(s.body.captured)]
-        ys_out = [outs[nc + j] for j in ys]
-        new = _new_scan(rw, s, carries, inputs, xs, caps, [*(outs[i] for i in carries), *ys_out], saved)
-        nc2, ny2 = len(carries), len(ys)
+        ys_out = [outs[nc + j] for j in kept]
+        new = new_scan(rw, s, carries, inputs, xs, caps, [*(outs[i] for i in carries), *ys_out], saved)
+        nc2, ny2 = len(carries), len(kept)
         outputs = [None] * len(node.types)
         for pos, i in enumerate(carries):
-            outputs[i] = _project(rw, new, pos) if i in used else None
+            outputs[i] = project(rw, new, pos) if i in used else None
             if i in stacked:
-                outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos)
-        for pos, j in enumerate(ys):
-            outputs[nc + j] = _project(rw, new, nc2 + pos)
+                outputs[s.residual(i)] = project(rw, new, nc2 + ny2 + pos)
+        for j in ys:
+            outputs[nc + j] = project(rw, new, nc2 + kept.index(first[outs[nc + j].id]))
         rw.replace_outputs(node, outputs)
         return new
 
@@ -239,14 +102,14 @@ def _prune_rule(read):
 
 
 def _all_inputs_read(s: ScanParts) -> bool:
-    live = _live_ids(s.body.outputs)
+    live = live_ids(s.body.outputs)
     return all(n.id in live for n in (*s.x_inputs, *s.body.captured))
 
 
 def _prune(graph: Graph) -> Graph:
-    if not _scans(graph):
+    if not has_scans(graph):
         return rewrite(graph)  # a pass always returns a new graph
-    return rewrite(graph, _prune_rule(_read_outputs(graph)), graph.live_nodes())
+    return rewrite(graph, _prune_rule(read_outputs(graph)), graph.live_nodes())
 
 
 # -- loop_hoist ------------------------------------------------------------------------------------------
@@ -305,18 +168,20 @@ def _hoist_rule(rw: Rewriter, node: Node, inputs):
             else:
                 rw.memo[key] = emit_batched(rw, n, forms[n.id], args, length, rw.current)
         outer[n.id] = rw.memo[key]
-    readers = _readers(s.body)
+    readers = body_readers(s.body)
     outs = {o.id for o in s.body.outputs}
     boundary = [n for n in moved if n.id in outs or any(state[r.id] == _LOOP for r in readers[n.id])]
     xs = [(x, inputs[nc + k], None) for k, x in enumerate(s.x_inputs)]
     xs += [(None, outer[n.id], n) for n in boundary if state[n.id] == _STACKED]
     caps = [(c, inputs[nc + nx + k], None) for k, c in enumerate(s.body.captured)]
     caps += [(None, outer[n.id], n) for n in boundary if state[n.id] == _INVARIANT]
-    return _new_scan(rw, s, range(nc), inputs, xs, caps, list(s.body.outputs))
+    return new_scan(rw, s, range(nc), inputs, xs, caps, list(s.body.outputs))
 
 
 def _hoist(graph: Graph) -> Graph:
-    return rewrite(graph, _hoist_rule if _scans(graph) else None)
+    if not has_scans(graph):
+        return rewrite(graph)
+    return restack(rewrite(graph, _hoist_rule))
 
 
 # -- loop_accumulate ---------------------------------------------------------------------------------------
@@ -399,7 +264,7 @@ def _accumulate_rule(read):
         if node.op != SCAN:
             return None
         s = ScanParts.of(node)
-        readers = _readers(s.body)
+        readers = body_readers(s.body)
         accs = _accumulators(s, read.get(node.id, set()), readers)
         if not accs:
             return None
@@ -411,11 +276,15 @@ def _accumulate_rule(read):
         x_of = {x.id: k for k, x in enumerate(s.x_inputs)}
         c_of = {x.id: i for i, x in enumerate(s.carry_inputs)}
         k_of = {x.id: k for k, x in enumerate(s.body.captured)}
+        y_of = {}  # body node -> the output index it is stacked at (the ys it has, then new ones)
+        for j, y in enumerate(outs[nc:]):
+            y_of.setdefault(y.id, j)
         new_ys = []
         for r in recipes:
             for leaf in _leaves(r):
                 if leaf.id not in x_of and leaf.id not in k_of and leaf.id not in c_of and not leaf.is_const:
-                    if leaf not in new_ys:
+                    if leaf.id not in y_of:
+                        y_of[leaf.id] = ny + len(new_ys)
                         new_ys.append(leaf)
         if any(leaf.id in c_of and c_of[leaf.id] not in carries for r in recipes for leaf in _leaves(r)):
             return None  # a removed carry's per-step value: not available after the loop
@@ -424,7 +293,7 @@ def _accumulate_rule(read):
         new_outs = [*(outs[i] for i in carries), *outs[nc:], *new_ys]
         # a recipe reading a carry reads its stacked carry-ins: the new scan stacks them
         saved = s.saved or any(leaf.id in c_of for r in recipes for leaf in _leaves(r))
-        new = _new_scan(rw, s, carries, inputs, xs, caps, new_outs, saved)
+        new = new_scan(rw, s, carries, inputs, xs, caps, new_outs, saved)
         nc2, ny2 = len(carries), ny + len(new_ys)
         length = node.attrs["length"]
 
@@ -437,19 +306,19 @@ def _accumulate_rule(read):
             if n.id in k_of:
                 return inputs[nc + nx + k_of[n.id]]
             if n.id in c_of:
-                return _project(rw, new, nc2 + ny2 + carries.index(c_of[n.id]))
+                return project(rw, new, nc2 + ny2 + carries.index(c_of[n.id]))
             if n.is_const:
                 return rw.const(n.attrs["value"], n.dtype, like=n)
-            return _project(rw, new, nc2 + ny + new_ys.index(n))
+            return project(rw, new, nc2 + y_of[n.id])
 
         used = read.get(node.id, set())
         outputs = [None] * len(node.types)
         for pos, i in enumerate(carries):
-            outputs[i] = _project(rw, new, pos) if i in used else None
+            outputs[i] = project(rw, new, pos) if i in used else None
             if s.saved and s.residual(i) in used:
-                outputs[s.residual(i)] = _project(rw, new, nc2 + ny2 + pos)
+                outputs[s.residual(i)] = project(rw, new, nc2 + ny2 + pos)
         for j in range(ny):
-            outputs[nc + j] = _project(rw, new, nc2 + j) if nc + j in used else None
+            outputs[nc + j] = project(rw, new, nc2 + j) if nc + j in used else None
         for (k, _), r in zip(accs, recipes):
             if k in used:
                 stacked = after(r)
@@ -462,9 +331,9 @@ def _accumulate_rule(read):
 
 
 def _accumulate(graph: Graph) -> Graph:
-    if not _scans(graph):
+    if not has_scans(graph):
         return rewrite(graph)
-    return rewrite(graph, _accumulate_rule(_read_outputs(graph)), graph.live_nodes())
+    return rewrite(graph, _accumulate_rule(read_outputs(graph)), graph.live_nodes())
 
 
 loop_prune = in_bodies(_prune)
