@@ -129,14 +129,21 @@ def _pow(rw, node, inputs):
 def _sum_of_batched_products(rw, node, inputs):
     """sum(matmul(transpose(A), B), axis=0) over a leading stacked axis T, A [T, N, F], B [T, N, H]
     (the weight gradient of every step of a loop, summed) -> one product over T*N rows:
-    transpose(reshape(A, [T*N, F])) @ reshape(B, [T*N, H]). Needs T and N concrete."""
+    transpose(reshape(A, [T*N, F])) @ reshape(B, [T*N, H]). Needs T and N concrete. The
+    transpose may be of another transpose, folded into it (`transpose(x, (1, 2, 0))` for A =
+    `transpose(x, (1, 0, 2))`, a batch-first input made time-major): A is then that transpose,
+    whose rows are copied once."""
     (p,) = inputs
     if node.attrs["axes"] != (0,) or node.attrs["keepdims"] or p.op != "matmul" or p.ndim != 3:
         return None
     a_t, b = p.inputs
-    if a_t.op != "transpose" or a_t.attrs["perm"] != (0, 2, 1) or b.ndim != 3:
+    if a_t.op != "transpose" or b.ndim != 3:
         return None
-    a = a_t.inputs[0]
+    perm = a_t.attrs["perm"]
+    src = a_t.inputs[0]
+    # a_t = transpose(A, (0, 2, 1)) for A = transpose(src, q), q = perm with its last two swapped
+    q = (perm[0], perm[2], perm[1])
+    a = src if q == (0, 1, 2) else rw.emit("transpose", [src], {"perm": q})
     t, n = a.shape[:2]
     if not (isinstance(t, int) and isinstance(n, int)) or tuple(b.shape[:2]) != (t, n):
         return None

@@ -170,3 +170,22 @@ def test_gradients_after_restack_match_finite_differences_in_float64():
             down = results(g, f)["loss"]
             p[idx] = old
             np.testing.assert_allclose(got[f"d_{name}"][idx], (up - down) / (2 * eps), rtol=1e-6, atol=1e-9)
+
+
+def test_the_input_weight_gradient_of_a_batch_first_sequence_is_one_product_over_all_rows():
+    g = gc.Graph("batch_first")
+    with g:
+        x = g.input("x", (B, T, F))  # batch-first, made time-major for the scan
+        w_x = g.param("w_x", (F, H), init="uniform")
+        w_h = g.param("w_h", (H, H), init="uniform")
+        xs = gc.transpose(x, (1, 0, 2))
+        h, _ = gc.scan(lambda h, xt: (gc.tanh(xt @ w_x + h @ w_h), None), gc.constant(np.zeros((B, H), np.float32)), xs)
+        loss = gc.mean(h * h)
+        g.output("loss", loss)
+        for name, d in gc.gradients(loss).items():
+            g.output(f"d_{name}", d)
+    g2 = optimize(g)
+    d_wx = g2.outputs["d_w_x"]
+    assert d_wx.op == "matmul" and [a.type_str for a in d_wx.inputs] == [f"f32[{F},{T * B}]", f"f32[{T * B},{H}]"]
+    assert not [n for n in g2.live_nodes() if n.op == "matmul" and n.ndim == 3 and n.shape[-2:] == (F, H)]
+    assert_same(g, g2, {"x": rng.standard_normal((B, T, F)).astype(np.float32)}, rtol=1e-4, atol=1e-6)
