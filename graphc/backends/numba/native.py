@@ -259,7 +259,8 @@ def install(head: dict, obj: bytes, thunk: bytes) -> "NativeFunction":
             for s in stubs:
                 llvm.add_symbol(s, ctypes.cast(_STUB, ctypes.c_void_p).value)
             for o in (obj, thunk):
-                engine.add_object_file(llvm.ObjectFileRef.from_data(o))
+                if o:  # graphc's own kernels have their thunk in the kernel's object code
+                    engine.add_object_file(llvm.ObjectFileRef.from_data(o))
             engine.finalize_object()
             addrs = engine.get_function_address(sym), engine.get_function_address(tsym)
             if not all(addrs):
