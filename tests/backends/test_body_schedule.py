@@ -71,7 +71,8 @@ def test_an_lstm_body_is_scheduled_like_a_graph_and_its_plan_comes_from_the_sche
     assert plan.plan is s.plan and set(plan.buffers) == set(s.plan.buffer_of)
     names = plan.describe()
     assert names[0] == f"matmul#{s.steps[0].kernel.anchor} (np.dot)" and names[-1] == s.steps[-1].kernel.name
-    assert sum(x.endswith("(contiguous copy)") for x in names) == 4
+    # each part a column block of z's planned buffer: copied from that buffer at its offset
+    assert sum(x.endswith("(contiguous copy of a block)") for x in names) == 4
 
 
 def test_an_lstm_scheduled_body_gives_the_references_values_and_gradients():
