@@ -222,6 +222,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     # contraction is the short side; summed over n afterwards
     short = p < k
     per_image = np.empty((n, g, k, og) if short else (n, g, og, k), dt)
+    summed = np.empty((g, k, og), dt) if short else None
 
     def run(out, x, gy):
         x = np.ascontiguousarray(x)
@@ -239,8 +240,11 @@ def _conv_grad_weight(node, in_shapes, out_shape):
                 np.matmul(gy4[lo:hi], cols[lo:hi].transpose(0, 1, 3, 2), out=per_image[lo:hi])
 
         _split(small, n, part)
-        dst = out.reshape(g, og, k)
-        np.sum(per_image, axis=0, out=dst.transpose(0, 2, 1) if short else dst)
+        if short:  # summed, then transposed: summing into the transposed view took twice as long
+            np.sum(per_image, axis=0, out=summed)
+            np.copyto(out.reshape(g, og, k), summed.transpose(0, 2, 1))
+        else:
+            np.sum(per_image, axis=0, out=out.reshape(g, og, k))
 
     run.flops = work
     return run
