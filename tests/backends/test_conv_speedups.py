@@ -98,7 +98,7 @@ def test_the_columns_memo_answers_only_for_a_bytewise_equal_input():
 
 def test_batches_split_over_threads_match_the_reference(monkeypatch):
     """GRAPHC_BLAS_THREADS=2 fixes the tuner's pick at 2: every conv and pool call splits its
-    batch (3 images: parts of 1 and 2) over two threads."""
+    batch (3 images: parts of 1 and 2) over two threads (the size floor lowered to split them)."""
     monkeypatch.setenv("GRAPHC_BLAS_THREADS", "2")
     rng = np.random.default_rng(11)
     with gc.Graph("split") as g:
@@ -116,7 +116,18 @@ def test_batches_split_over_threads_match_the_reference(monkeypatch):
     feeds = [{"x": arr(b, 2, 10, 10), "w1": arr(4, 2, 3, 3), "w2": arr(6, 4, 3, 3)} for b in (3, 1, 3)]
     parts = []  # the thread count of each split call, when it was made
     split = lowerings_conv.batch_split
+    monkeypatch.setattr(split, "MIN_PART_ELEMENTS", 1)  # these small batches split too
     real = split.over_batch
-    monkeypatch.setattr(split, "over_batch", lambda n, part: parts.append(split.threads(n)) or real(n, part))
+    monkeypatch.setattr(split, "over_batch", lambda n, e, part: parts.append(split.threads(n, e)) or real(n, e, part))
     _compare(g, [h, gx, g1, g2], feeds)
     assert 2 in parts and 1 in parts  # batches of 3 split in two; the batch of 1 ran whole
+
+
+def test_a_small_batch_is_not_split(monkeypatch):
+    split = lowerings_conv.batch_split
+    monkeypatch.setattr(split.blas, "large", 2)
+    assert split.threads(64, 2 * split.MIN_PART_ELEMENTS) == 2
+    assert split.threads(64, 2 * split.MIN_PART_ELEMENTS - 1) == 1  # each part would be under the floor
+    assert split.threads(1, 10 * split.MIN_PART_ELEMENTS) == 1  # one image
+    monkeypatch.setattr(split.blas, "large", 1)
+    assert split.threads(64, 10 * split.MIN_PART_ELEMENTS) == 1  # the tuner chose one thread

@@ -14,7 +14,7 @@ from graphc.backends.numba import blas
 
 _POOL: ThreadPoolExecutor | None = None
 _LOCK = threading.Lock()
-MIN_ITEMS = 2  # a batch smaller than this runs whole
+MIN_PART_ELEMENTS = 1 << 16  # a part under this many elements costs more to hand over (~20 us) than it saves
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -26,15 +26,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def threads(n: int) -> int:
-    """How many parts a batch of n items is split into now."""
-    return max(1, min(blas.large, n)) if n >= MIN_ITEMS else 1
+def threads(n: int, elements: int) -> int:
+    """How many parts a batch of n items, `elements` array elements in all, is split into now."""
+    return max(1, min(blas.large, n, elements // MIN_PART_ELEMENTS))
 
 
-def over_batch(n: int, part) -> None:
+def over_batch(n: int, elements: int, part) -> None:
     """part(lo, hi) over consecutive slices of range(n), one per thread, the first in this thread;
-    returns when every part has (an error in any part is raised here)."""
-    t = threads(n)
+    returns when every part has (an error in any part is raised here). `elements`: how many
+    array elements the whole batch reads or writes (small batches are not split)."""
+    t = threads(n, elements)
     if t == 1:
         part(0, n)
         return

@@ -174,10 +174,10 @@ def _threads_for(flops: float, n: int):
     return small, flops * n if small else flops
 
 
-def _split(small: bool, n: int, part) -> None:
+def _split(small: bool, n: int, elements: int, part) -> None:
     if small:
         blas.use(1)
-        batch_split.over_batch(n, part)
+        batch_split.over_batch(n, elements, part)
     else:
         blas.use(blas.large)
         part(0, n)
@@ -203,7 +203,7 @@ def _conv(node, in_shapes, out_shape):
                 fill(x, lo, hi)
             np.matmul(wg, cols[lo:hi], out=out4[lo:hi])
 
-        _split(small, n, part)
+        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
 
     run.flops = work
     return run
@@ -239,7 +239,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
             else:
                 np.matmul(gy4[lo:hi], cols[lo:hi].transpose(0, 1, 3, 2), out=per_image[lo:hi])
 
-        _split(small, n, part)
+        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
         if short:  # summed, then transposed: summing into the transposed view took twice as long
             np.sum(per_image, axis=0, out=summed)
             np.copyto(out.reshape(g, og, k), summed.transpose(0, 2, 1))
@@ -272,7 +272,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
             if not ident:
                 col2im(cols4[lo:hi], out[lo:hi], kh, kw, *geo)  # out: a planned, contiguous buffer
 
-        _split(small, n, part)
+        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
 
     run.flops = work
     return run
@@ -292,7 +292,8 @@ def _batched(kern, geo):
 
     def run(out, *ins):
         ins = [_c(a) for a in ins]
-        batch_split.over_batch(out.shape[0], lambda lo, hi: kern(*[a[lo:hi] for a in ins], out[lo:hi], *geo))
+        elements = max(out.size, ins[0].size)
+        batch_split.over_batch(out.shape[0], elements, lambda lo, hi: kern(*[a[lo:hi] for a in ins], out[lo:hi], *geo))
 
     return run
 
