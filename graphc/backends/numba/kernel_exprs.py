@@ -317,6 +317,8 @@ class Expressions:
             if len(args) == 1:
                 v, t = self.scalar(args[0])
                 return self.cast(v, t, _CASTS[short]), _CASTS[short]
+        if fname not in ("max", "min", "abs", "_radd", "_vexp", "_vtanh") and not fname.startswith("math."):
+            raise Unsupported(f"call of {fname}")
         vals = [self.scalar(a) for a in args]
         if fname in ("max", "min") and len(vals) >= 2:
             acc, at = vals[0]

@@ -215,11 +215,14 @@ class _Emitter(Expressions):
         if s.orelse or not isinstance(s.target, ast.Name):
             raise Unsupported("for loop form")
         it = s.iter
-        if isinstance(it, ast.Tuple):  # over a tuple of values: unrolled
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"):
+            items, t = self.expr(it)  # over a tuple of values (made first, as Python does): unrolled
+            if t != "tuple":
+                raise Unsupported("a loop over something other than range or a tuple")
             end = self.func.append_basic_block("for.end")
-            for x in it.elts:
+            for v, vt in items:
                 nxt = self.func.append_basic_block("for.next")
-                self.store_var(s.target.id, *self.scalar(x))
+                self.store_var(s.target.id, v, vt)
                 self.loops.append((nxt, end))
                 self.block(s.body)
                 self.loops.pop()
@@ -229,9 +232,8 @@ class _Emitter(Expressions):
             self.b.branch(end)
             self.b.position_at_end(end)
             return
-        ok = isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
-        if not ok or it.keywords or not 1 <= len(it.args) <= 3:
-            raise Unsupported("a loop over something other than range or a tuple")
+        if it.keywords or not 1 <= len(it.args) <= 3:
+            raise Unsupported("range arguments")
         step = 1
         if len(it.args) == 3:
             c = it.args[2]
