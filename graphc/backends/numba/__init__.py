@@ -1,7 +1,8 @@
 """The Numba CPU backend: fused loop kernels generated from op templates, BLAS for matmul.
 
-Importing this package is cheap (Numba loads on the first compile that needs it; with a warm
-cache it never does). executor.py compiles a graph into a backend-neutral schedule per shape
+Importing this package is cheap (Numba loads on the first compile that needs it: graphc compiles
+the kernels it generates itself, direct.py, so a graph whose kernels all translate never imports
+it, and with a warm cache no graph does). executor.py compiles a graph into a backend-neutral schedule per shape
 (graphc.backends.schedule); runtime.py runs one (buffers, bound kernels, steps.py's steps);
 loops.py and codegen.py write the kernels' source, cache.py keeps them on disk (cache_folder.py:
 where; numba_cache.py: Numba's entries; native.py: kernels loaded as machine code without Numba).
@@ -23,8 +24,8 @@ class NumbaBackend(Backend):
 
 
 def compile_stats() -> dict:
-    """Kernels compiled / loaded from the disk cache (`native`: of those, without Numba) / reused in
-    memory / rebuilt, this process."""
+    """Kernels compiled (`direct`: of those, by graphc itself, without Numba) / loaded from the disk
+    cache (`native`: of those, without Numba) / reused in memory / rebuilt, this process."""
     from graphc.backends.numba.cache import stats
 
     return stats()

@@ -10,8 +10,11 @@ everything graphc compiles lives in one folder, found and cleared in one place.
 
 A kernel is a `Kernel` (`kernel(source)`, `library_kernel(module, name)`), bound to argument
 types on first use: from its native entry when there is one (no Numba import: a warm process
-starts in about a tenth of a second), else through Numba (its disk cache, or a compile), which
-writes the native entry. GRAPHC_NATIVE_KERNELS=0 sends every kernel through Numba.
+starts in about a tenth of a second); else compiled by graphc itself (direct.py: its source
+translated to LLVM IR and compiled through llvmlite, about 20 ms, no Numba), which writes the
+native entry; else, for a kernel that does not translate, through Numba (its disk cache, or a
+compile), which writes the native entry too where the kernel allows. GRAPHC_NATIVE_KERNELS=0
+sends every kernel through Numba; GRAPHC_DIRECT_KERNELS=0 only those that would be compiled.
 
 Reading never writes: a module file that already holds the expected text is executed as it is
 (no bytecode cache) and Numba's entries are only read, so a warm cache on a read-only folder
@@ -25,7 +28,7 @@ Faults cost a compile, never a failed or wrong run (each one is counted in `stat
   is checked against the function it was asked for (module, qualified name, argument types)
   before use; a foreign one is refused and recompiled, and the good code written over it;
 - a native entry that is damaged (checksum), foreign (another kernel or argument types) or for
-  another CPU: refused, deleted, and the kernel goes through Numba, which writes it again.
+  another CPU: refused, deleted, and the kernel is compiled again, which writes it again.
 
 Writes are atomic: a module file goes to a temporary name and is linked into place only if
 absent (two processes compiling the same kernel keep one file), or replaced with os.replace.
@@ -39,7 +42,7 @@ import threading
 import types
 from pathlib import Path
 
-from graphc.backends.numba import cache_folder, direct, native
+from graphc.backends.numba import cache_folder, native
 from graphc.backends.numba.cache_folder import STATS, KernelCacheWarning, cache_dir, fault, source_hash
 
 __all__ = ["STATS", "KernelCacheWarning", "Kernel", "cache_dir", "fault", "source_hash", "kernel", "library_kernel"]
@@ -197,6 +200,8 @@ def _native(k: Kernel, key: str):
 
 def _direct(k: Kernel, args, key: str):
     """The kernel compiled by graphc itself (direct.py), without Numba; None if it does not translate."""
+    from graphc.backends.numba import direct  # a warm process never needs it
+
     if k.code is None or not direct.enabled():
         return None
     try:
@@ -292,8 +297,8 @@ def forget() -> None:
 
 
 def stats() -> dict:
-    """Counters since the process started: kernels compiled, loaded from disk (of which
-    `native`: through llvmlite alone, without Numba), reused in memory,
+    """Counters since the process started: kernels compiled (of which `direct`: by graphc itself,
+    without Numba), loaded from disk (of which `native`: through llvmlite alone, without Numba), reused in memory,
     rebuilt (a bad or stale entry replaced), compiled in memory (no writable cache), and cache
     faults met (each cost a compile, never a failed run)."""
     return dict(STATS)
