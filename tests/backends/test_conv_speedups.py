@@ -121,6 +121,11 @@ def test_batches_split_over_threads_match_the_reference(monkeypatch):
     monkeypatch.setattr(split, "over_batch", lambda n, e, part: parts.append(split.threads(n, e)) or real(n, e, part))
     _compare(g, [h, gx, g1, g2], feeds)
     assert 2 in parts and 1 in parts  # batches of 3 split in two; the batch of 1 ran whole
+    split_values = gc.compile(g, "numba", outputs=[h, gx, g1, g2])(feeds[0])
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "1")
+    whole_values = gc.compile(g, "numba", outputs=[h, gx, g1, g2])(feeds[0])
+    for a, b in zip(split_values, whole_values):  # each image's arithmetic is the same either way
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_small_batch_is_not_split(monkeypatch):
