@@ -96,6 +96,19 @@ def test_the_columns_memo_answers_only_for_a_bytewise_equal_input():
     assert memo.get("k", x) is None and len(memo.entries) == memo.LIMIT  # the oldest went first
 
 
+def test_the_columns_memo_keeps_to_its_byte_budget(monkeypatch):
+    memo = lowerings_conv._Memo()
+    monkeypatch.setattr(memo, "BUDGET", 1000)
+    x = np.zeros(25, "float32")  # 100 bytes, and 100 of columns: 200 an entry
+    for i in range(4):
+        assert memo.put(i, x, (25,), "float32") is not None
+    assert memo.put("big", x, (250,), "float32") is None  # 1100 bytes: not kept at all
+    assert len(memo.entries) == 4
+    memo.put("more", x, (150,), "float32")  # 700 bytes: the three oldest go (800 + 700 > 1000)
+    assert list(memo.entries) == [3, "more"]
+    assert sum(a.nbytes + b.nbytes for a, b in memo.entries.values()) <= 1000
+
+
 def test_batches_split_over_threads_match_the_reference(monkeypatch):
     """GRAPHC_BLAS_THREADS=2 fixes the tuner's pick at 2: every conv and pool call splits its
     batch (3 images: parts of 1 and 2) over two threads (the size floor lowered to split them)."""

@@ -36,7 +36,7 @@ columns are dead when the kernel returns), so a LeNet step allocates nothing per
 forward conv2d's columns are the exception: it keeps them (with a copy of x) in a small
 per-thread memo, and the weight gradient, which reads the same x later in the step, takes them
 when its x is bytewise equal to the copy (LeNet conv2: a 0.01 ms compare instead of a 0.3 ms
-im2col; about 6 MB kept for LeNet's two convs).
+im2col; about 6 MB kept for LeNet's two convs, 64 MiB at most: larger columns are not kept).
 
 The weight gradient's product depends on the shape: gy[n] @ cols[n].T when Ho*Wo >= C*kh*kw,
 else cols[n] @ gy[n].T with gy[n].T copied first (OpenBLAS's small-matrix path is slow for the
@@ -109,16 +109,23 @@ class _Memo:
     about a tenth of the im2col it saves) it takes those columns instead of making them again."""
 
     LIMIT = 8  # geometries kept; the oldest goes first
+    BUDGET = 64 << 20  # bytes kept in all (inputs and columns); larger columns are not kept
 
     def __init__(self):
         self.entries: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
-    def put(self, key, x, shape, dtype) -> np.ndarray:
-        """The columns array to fill for input x (its copy taken now)."""
+    def put(self, key, x, shape, dtype) -> np.ndarray | None:
+        """The columns array to fill for input x (its copy taken now), or None when they would
+        not fit the budget (the caller makes them in scratch memory)."""
         e = self.entries.pop(key, None)
+        need = x.nbytes + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if need > self.BUDGET:
+            return None
         if e is None:
-            if len(self.entries) >= self.LIMIT:
-                del self.entries[next(iter(self.entries))]
+            held = sum(a.nbytes + b.nbytes for a, b in self.entries.values())
+            while self.entries and (len(self.entries) >= self.LIMIT or held + need > self.BUDGET):
+                a, b = self.entries.pop(next(iter(self.entries)))
+                held -= a.nbytes + b.nbytes
             e = (np.empty_like(x), np.empty(shape, dtype))
         self.entries[key] = e
         np.copyto(e[0], x)
@@ -160,6 +167,7 @@ def _columns_of(node, x_shape, dims, geo, shared: str):
             cols4 = _memo().get(key, x)
             if cols4 is not None:
                 return cols4.reshape(n, g, k, ho * wo), None
+        if cols4 is None:
             cols4 = _scratch(shape, dt)
         return cols4.reshape(n, g, k, ho * wo), lambda x, lo, hi: im2col(x[lo:hi], cols4[lo:hi], kh, kw, *geo)
 
