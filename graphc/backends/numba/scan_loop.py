@@ -187,7 +187,12 @@ class NativeScan:
         self._fixed = None
         self._stale = False
         self.fallback = None  # why the reference loop runs instead, once binding found out
-        self.flops = loop.plan.flops
+        # what one call multiplies (the executor tunes BLAS threads for calls with large products)
+        self.flops = loop.T * sum(st.call.flops for st in loop.plan.steps if st.call is not None)
+        # products of LOOP_SMALL_FLOPS and more in its steps: a tuner of its own times its driver
+        # calls on 1 and on all cores (a loop's products gain from threads otherwise than the others)
+        self.threaded = loop.plan.flops >= blas.LOOP_SMALL_FLOPS
+        self.tuner = blas.Tuner(self.threaded)
 
     def __call__(self, *inputs):
         if self.pools is None:
@@ -218,8 +223,11 @@ class NativeScan:
                 args = lp.call_args(init, xs, final, ys, rs, self._fixed)
                 if rebind:
                     lp.compile(args)
-                blas.use(1 if self.flops < blas.SMALL_FLOPS else blas.large)
+                tuner = self.tuner
+                blas.use(tuner.pick())
+                t0 = tuner.start()
                 lp.driver(*args)
+                tuner.done(t0)
                 return
         for out, res in zip(outs, self._reference(inputs)):
             out[...] = res
