@@ -241,3 +241,22 @@ def test_package_kernels_compiled_directly_match_numba():
         for a, b in zip(mine, theirs):
             if isinstance(a, np.ndarray):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_a_name_is_float32_only_where_the_module_says_so():
+    src = textwrap.dedent("""
+        import numpy as np
+        from numba import njit
+
+        F = np.float64
+
+
+        @njit(parallel=False, fastmath={'contract'}, error_model="numpy", nogil=True)
+        def kernel(a0, o0):
+            o0[0] = F(a0[0]) / 3
+    """)
+    args = [np.ones(1), np.zeros(1)]
+    with pytest.raises(direct.Unsupported, match="call of F"):  # Numba compiles it, with F as it is
+        direct.compile_entry(direct.find_function(src, "kernel", True), "k", "key", args, "k")
+    code = direct.find_function(src.replace("np.float64", "np.float32"), "kernel", True)
+    assert direct.compile_entry(code, "k", "key", args, "k")[0]["ret"] == "none"

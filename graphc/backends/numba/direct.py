@@ -36,8 +36,9 @@ class Code:
     """A kernel function's AST with what kernel_ir needs from its module: the module's other
     njit functions (helpers, inlined where called) and which names are the 1-D view intrinsic."""
 
-    def __init__(self, fn: ast.FunctionDef, helpers: dict, flat: frozenset, consts: dict, generated: bool):
-        self.fn, self.helpers, self.flat, self.consts, self.generated = fn, helpers, flat, consts, generated
+    def __init__(self, fn, helpers: dict, flat: frozenset, consts: dict, f32: frozenset, generated: bool):
+        self.fn, self.helpers, self.flat, self.consts, self.f32 = fn, helpers, flat, consts, f32
+        self.generated = generated
 
 
 def find_function(source: str, name: str, generated: bool) -> Code:
@@ -59,11 +60,13 @@ def _find(source, name, generated):
         tree = ast.parse(source)
     except SyntaxError as e:
         return Unsupported(f"source does not parse: {e}")
-    funcs, flat, consts = {}, set(), {}
+    funcs, flat, consts, f32 = {}, set(), {}, set()
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             if _constant(node.value):  # a global a kernel reads: a compile-time constant, as in Numba
                 consts[node.targets[0].id] = node.value
+            elif ast.unparse(node.value) == "np.float32":  # F = np.float32 (the generated header)
+                f32.add(node.targets[0].id)
             continue
         if not isinstance(node, ast.FunctionDef):
             continue
@@ -84,11 +87,11 @@ def _find(source, name, generated):
         return fn
     helpers = {k: v for k, v in funcs.items() if k != name and not isinstance(v, Unsupported)}
     if generated:
-        return Code(fn, {}, frozenset(), {}, True)
-    return Code(fn, helpers, frozenset(flat), consts, False)
+        return Code(fn, {}, frozenset(), {}, frozenset(f32), True)
+    return Code(fn, helpers, frozenset(flat), consts, frozenset(f32), False)
 
 
-_CONST_CALLS = {"uint64", "np.uint64", "np.int64", "np.float32", "np.float64", "F"}
+_CONST_CALLS = {"uint64", "np.uint64", "np.int64", "np.float32", "np.float64"}
 
 
 def _constant(e) -> bool:
@@ -170,7 +173,7 @@ def compile_entry(code: Code, kernel_id: str, key: str, args, label: str):
     types = kernel_ir.arg_types(args)
     h = hashlib.sha256(f"{kernel_id}|{key}".encode()).hexdigest()[:24]
     sym, thunk = f"graphc_direct_{h}", f"graphc_direct_thunk_{h}"
-    module, ret = kernel_ir.build(code.fn, types, sym, code.helpers, code.flat, code.consts)
+    module, ret = kernel_ir.build(code.fn, types, sym, code.helpers, code.flat, code.consts, code.f32)
     kinds = _kinds(types)
     with _LOCK:  # one LLVM context; llvmlite's passes are not documented as thread-safe
         tm = _target_machine()

@@ -17,7 +17,7 @@ _CONTRACT = ("contract",)
 _MATH1 = {"exp": "llvm.exp", "log": "llvm.log", "sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos"}
 _MATH1.update(fabs="llvm.fabs", floor="llvm.floor", ceil="llvm.ceil")
 _LIBM = {"tanh", "log1p", "erf", "expm1", "erfc", "atan", "asin", "acos", "sinh", "cosh", "tan", "log2", "log10"}
-_CASTS = {"F": "f32", "float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool_": "b"}
+_CASTS = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool_": "b"}
 _CASTS.update({"uint64": "u64", "float": "f64", "int": "i64", "bool": "b"})
 _CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _ARITH = {ast.Add: ("fadd", "add"), ast.Sub: ("fsub", "sub"), ast.Mult: ("fmul", "mul")}
@@ -313,7 +313,10 @@ class Expressions:
                 n = self.b.mul(n, d)
             flat = ArrayType(arr.type.dtype, 1, True, arr.type.writeable)
             return KArray(flat, arr.data, [n], [ir.Constant(_I64, ITEMSIZE[flat.dtype])]), flat
-        if short in _CASTS and (fname in ("F", "float", "int", "bool", "uint64") or fname.startswith("np.")):
+        if fname in self.float32_names and len(args) == 1:
+            v, t = self.scalar(args[0])
+            return self.cast(v, t, "f32"), "f32"
+        if short in _CASTS and (fname in ("float", "int", "bool", "uint64") or fname.startswith("np.")):
             if len(args) == 1:
                 v, t = self.scalar(args[0])
                 return self.cast(v, t, _CASTS[short]), _CASTS[short]

@@ -46,15 +46,17 @@ class _Frame:
         self.exit, self.slots, self.types, self.tuple = exit_block, None, None, False
 
 
-def build(fn: ast.FunctionDef, types: list, name: str, helpers=None, flat=(), consts=None) -> tuple[ir.Module, str]:
-    """An LLVM module defining `name`, the native function of kernel `fn` for argument `types`
-    (helpers: the module's other functions, by name, inlined where called; flat: names of the
-    intrinsic that views a C-contiguous array as 1-D; consts: the module's constant globals, by
-    name, as expressions); returns (module, return kind: "none", "bool", "int64" or "float64")."""
+def build(fn: ast.FunctionDef, types: list, name: str, helpers=None, flat=(), consts=None, f32=()):
+    """(an LLVM module defining `name`, the native function of kernel `fn` for argument `types`,
+    its return kind: "none", "bool", "int64" or "float64"). helpers: the module's other
+    functions, by name, inlined where called; flat: names of the intrinsic that views a
+    C-contiguous array as 1-D; consts: the module's constant globals, by name, as expressions;
+    f32: the module's names for np.float32 (`F = np.float32`)."""
     hints: dict = {}
     for _ in range(16):
         em = _Emitter(fn, types, name, hints, helpers or {}, frozenset(flat))
         em.consts = consts or {}
+        em.float32_names = frozenset(f32)
         try:
             em.emit()
         except _Retype:
