@@ -325,7 +325,7 @@ def test_a_second_process_loads_the_driver_from_the_disk_cache(tmp_path):
 
     first, second = run(), run()
     assert first["err"] < 1e-5 and second["err"] < 1e-5
-    assert first["stats"]["compiled"] >= 2  # the body's kernel and the driver
+    assert first["stats"]["compiled"] >= 1  # the driver (graphc compiles it with the body's kernels inlined)
     assert second["stats"]["compiled"] == 0 and second["stats"]["loaded"] == first["stats"]["compiled"]
     drivers = [p for p in (tmp_path / "cache").rglob("gk_*.py") if "scan driver" in p.read_text()]
     assert len(drivers) == 1

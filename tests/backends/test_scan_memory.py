@@ -136,7 +136,7 @@ def test_a_scan_asked_for_no_gradient_stacks_no_carry_ins(reverse):
     assert [s.shape[e] for e in s.elements[n.id]] == [(B, H), (T, B, H)]
     assert sum(s.plan_input.nbytes[e] for e in s.elements[n.id]) == 8 * (B * H + T * B * H)
     (fn,) = native_scans(exe)
-    assert "RS[0]" not in fn.loop.source and fn.fallback is None
+    assert "RS_0[t" not in fn.loop.source and fn.fallback is None
     ref = gc.compile(g, "reference", outputs=[loss])
     np.testing.assert_allclose(exe(feeds(7))[0], ref(feeds(7))[0], rtol=1e-12)
 
@@ -149,7 +149,7 @@ def test_with_a_gradient_the_forward_scan_stacks_its_carry_ins_and_the_reverse_s
     fwd, back = sorted(scan_nodes(s), key=lambda n: n.attrs["reverse"])
     assert fwd.attrs["saved"] is True and back.attrs["saved"] is False
     assert s.shape[s.elements[fwd.id][-1]] == (T, B, H)  # the residuals the reverse scan reads
-    assert [fn.loop.source.count("RS[0]") for fn in native_scans(exe)] == [1, 0]
+    assert [fn.loop.source.count("RS_0[t") for fn in native_scans(exe)] == [1, 0]
     ref = gc.compile(g, "reference", outputs=[loss, *grads])
     for x, y in zip(exe(feeds(8)), ref(feeds(8))):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)

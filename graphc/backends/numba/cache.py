@@ -46,7 +46,7 @@ from graphc.backends.numba import cache_folder, native
 from graphc.backends.numba.cache_folder import STATS, KernelCacheWarning, cache_dir, fault, source_hash
 
 __all__ = ["STATS", "KernelCacheWarning", "Kernel", "cache_dir", "fault", "source_hash", "kernel", "library_kernel"]
-__all__ += ["load", "adopt", "ensure_compiled", "forget", "stats"]
+__all__ += ["composite_kernel", "load", "adopt", "ensure_compiled", "forget", "stats"]
 
 _LOCK = threading.RLock()
 _MODULES: dict[str, object] = {}
@@ -149,7 +149,7 @@ class Kernel:
 
     def __init__(self, kernel_id: str, label: str, dispatcher, code=None):
         self.id, self.label, self._dispatcher = kernel_id, label, dispatcher
-        self.code = code  # (module text, function name, generated?): what direct.py compiles
+        self.code = code  # (module text, function name, generated?[, parts]): what direct.py compiles
         self._bound: dict = {}
 
     def dispatcher(self):
@@ -212,7 +212,7 @@ def _direct(k: Kernel, args, key: str):
     except Exception as e:  # llvmlite refusing the IR: a translator bug, which Numba's compile hides
         fault(f"direct compile of {k.label} failed: {type(e).__name__}: {e}", warn=False)
         return None
-    text, _, generated = k.code
+    text, generated = k.code[0], k.code[2]
     with _LOCK:
         d = cache_dir()
         # a generated kernel's source goes beside its machine code, as when Numba compiles it
@@ -239,6 +239,22 @@ def kernel(source: str) -> Kernel:
             STATS["reused"] += 1
             return k
         k = _KERNELS[h] = Kernel(h, f"gk_{h}", lambda: load(source), (source, "kernel", True))
+        return k
+
+
+def composite_kernel(source: str, parts: tuple, dispatcher) -> Kernel:
+    """The kernel of a generated module that imports and calls other generated kernels (a scan's
+    driver): parts, (name, source) of each kernel it imports as `name`, are inlined where called
+    when graphc compiles it (direct.py); `dispatcher()` gives its Numba dispatcher (loading the
+    parts first) for a driver that does not translate. Named by its source, which names its parts'
+    modules by their hashes."""
+    h = source_hash(source)
+    with _LOCK:
+        k = _KERNELS.get(h)
+        if k is not None:
+            STATS["reused"] += 1
+            return k
+        k = _KERNELS[h] = Kernel(h, f"gk_{h}", dispatcher, (source, "kernel", True, tuple(parts)))
         return k
 
 

@@ -41,18 +41,41 @@ class Code:
         self.generated = generated
 
 
-def find_function(source: str, name: str, generated: bool) -> Code:
+def find_function(source: str, name: str, generated: bool, parts: tuple = ()) -> Code:
     """Function `name` of module text `source`, if its decorator asks for what kernel_ir gives
     (`njit` without parallel, fastmath at most {'contract'}, numpy's error model); Unsupported
     otherwise. A generated module is its kernel alone; a package module's kernels may call
-    its other njit functions, and `_flat`, its intrinsic for the 1-D view of a C-contiguous array."""
-    key = (hashlib.sha256(source.encode()).hexdigest(), name)
+    its other njit functions, and `_flat`, its intrinsic for the 1-D view of a C-contiguous array.
+    parts: (name, source) of the generated modules whose kernels a generated module (a scan's
+    driver) imports as `name` and calls: inlined where called, as helpers are."""
+    key = (hashlib.sha256(source.encode()).hexdigest(), name, tuple(source_hash_of(t) for _, t in parts))
     got = _FUNCS.get(key)
     if got is None:
         got = _FUNCS[key] = _find(source, name, generated)
+        if parts and not isinstance(got, Unsupported):
+            got = _with_parts(got, parts)
     if isinstance(got, Unsupported):
         raise got
     return got
+
+
+def source_hash_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _with_parts(code: Code, parts) -> "Code | Unsupported":
+    """`code` with the kernels of `parts` as its helpers; every part must read `F` as the same type."""
+    helpers, f32 = {}, None
+    for name, text in parts:
+        try:
+            part = find_function(text, "kernel", True)
+        except Unsupported as e:
+            return Unsupported(f"{name}: {e}")
+        if f32 is not None and part.f32 != f32:
+            return Unsupported("parts that name np.float32 otherwise")
+        f32 = part.f32
+        helpers[name] = part.fn
+    return Code(code.fn, helpers, frozenset(), {}, frozenset(f32 or ()), True)
 
 
 def _find(source, name, generated):

@@ -151,6 +151,11 @@ class _Emitter(Expressions):
         if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in self.helpers:
             self.expr(v)  # a helper called for its effect
             return
+        if isinstance(v, ast.Call) and ast.unparse(v.func) == "np.dot" and not v.keywords:
+            from graphc.backends.numba import kernel_blas
+
+            kernel_blas.emit_dot(self, v.args)  # a matrix product into its out argument: BLAS
+            return
         raise Unsupported("expression statement")
 
     def s_Assign(self, s):

@@ -125,7 +125,7 @@ class NestedScan(LoopCall):
 @lowering("scan", IN_LOOP)
 def _nested_scan(node, in_shapes, out_shapes):
     try:
-        return NestedScan(ScanLoop(node, in_shapes, out_shapes))
+        return NestedScan(ScanLoop(node, in_shapes, out_shapes, nested=True))  # tuple-form driver
     except NotNative as e:
         raise NotNative(f"nested {e}") from None
 

@@ -215,7 +215,50 @@ def _engine():
 
 
 def _resolvable(name: str) -> bool:
+    if name in _BLAS_NAMES:
+        return _add_blas_symbols()
     return _llvm().address_of_symbol(name) is not None or hasattr(_PROCESS, name)
+
+
+# -- BLAS: the gemm graphc's own kernels call (kernel_blas.py), NumPy's OpenBLAS -------------------
+BLAS_GEMM = {"f32": "graphc_blas_sgemm", "f64": "graphc_blas_dgemm"}  # cblas_?gemm, 64-bit integers
+_BLAS_NAMES = {v: v.rsplit("_", 1)[1] for v in BLAS_GEMM.values()}
+_BLAS = None  # {our symbol: address}, {} when NumPy's OpenBLAS is not found
+
+
+def _blas_addresses() -> dict:
+    global _BLAS
+    if _BLAS is None:
+        import glob
+
+        _BLAS = {}
+        libs = Path(np.__file__).parent.parent / "numpy.libs"
+        for path in sorted(glob.glob(str(libs / "libscipy_openblas64_*.so"))):
+            try:
+                lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library
+                found = {s: ctypes.cast(getattr(lib, f"scipy_cblas_{r}64_"), ctypes.c_void_p).value
+                         for s, r in _BLAS_NAMES.items()}  # fmt: skip
+            except (OSError, AttributeError):
+                continue
+            _BLAS = found
+            break
+    return _BLAS
+
+
+def blas_available() -> bool:
+    """Whether the gemm symbols of BLAS_GEMM can be given to kernels in this process."""
+    return bool(_blas_addresses())
+
+
+def _add_blas_symbols() -> bool:
+    addrs = _blas_addresses()
+    if not addrs:
+        return False
+    llvm = _llvm()
+    for s, a in addrs.items():
+        if llvm.address_of_symbol(s) is None:
+            llvm.add_symbol(s, a)
+    return True
 
 
 _RET = {"none": None, "bool": ctypes.c_uint8, "int64": ctypes.c_int64, "float64": ctypes.c_double}

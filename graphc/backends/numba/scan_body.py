@@ -129,7 +129,7 @@ def fill_loops(dst: str, rank: int, value: str) -> str:
 
 @dataclass
 class BodyStep:
-    """One step of the body: a generated kernel `fn` with argument recipe `args` (Size/Arr), or
+    """One step of the body: a generated kernel `fn` (a cache.Kernel) with argument recipe `args` (Size/Arr), or
     a LoopCall `call` on the values `ins` writing `outs`."""
 
     name: str
@@ -149,7 +149,7 @@ class BodyStep:
     def callee(self):
         if self.call is not None:
             return self.call.callee
-        return (self.fn.py_func.__module__, "kernel")
+        return (f"graphc_gk_{self.fn.id}", "kernel")  # the module cache.load makes of its source
 
 
 def _concrete(n, env):
@@ -404,7 +404,7 @@ class BodyPlan:
         args, _, sizes, cmasks = self._args(loop, loop_static, ins, outs, [False] * len(loop))
         spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
         source = codegen.elementwise_source(spec, _label(body))
-        self.steps.append(BodyStep(k.name, cache.load(source), args, source=source))
+        self.steps.append(BodyStep(k.name, cache.kernel(source), args, source=source))
 
     def _reduce(self, k) -> None:
         anchor = self.nodes[k.anchor]
@@ -424,7 +424,7 @@ class BodyPlan:
         args.append(Arr(anchor.id, (math.prod(self.shape[anchor.id]),)))
         spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
         source = codegen.reduce_source(spec, anchor, rs, cred, _label([*body, anchor]))
-        self.steps.append(BodyStep(k.name, cache.load(source), args, source=source))
+        self.steps.append(BodyStep(k.name, cache.kernel(source), args, source=source))
 
     # -- binding ---------------------------------------------------------------------------
     def arrays(self, inputs: dict) -> tuple[dict, bool]:
@@ -476,7 +476,7 @@ class BodyPlan:
             if st.call is not None:
                 st.call.compile(args)
             else:
-                cache.ensure_compiled(st.fn, args)
+                cache.ensure_compiled(cache.load(st.source), args)  # for a driver Numba compiles
 
     def describe(self) -> list[str]:
         """One line per step (and those of nested loops, indented)."""

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.numba import blas, cache, codegen
+from graphc.backends.numba import blas, cache, codegen, driver_source
 from graphc.backends.numba.scan_body import BodyPlan, NotNative
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
@@ -58,7 +58,7 @@ class ScanLoop:
     """Scan `node` at concrete input shapes `in_shapes` and output shapes `out_shapes`: its
     body's plan, its carry/x-slice/staging buffers and its driver. Raises NotNative."""
 
-    def __init__(self, node, in_shapes, out_shapes):
+    def __init__(self, node, in_shapes, out_shapes, nested=False):
         a = node.attrs
         self.node, self.body = node, a["body"]
         nc = self.nc = a["num_carry"]
@@ -78,8 +78,22 @@ class ScanLoop:
                           for i, o in enumerate(outs[:nc]))  # fmt: skip
         self.stage = [np.zeros_like(c) for c in self.carries] if self.staged else []
         self.out_types = [(shapes.concrete(s, {**env, **_length_env(node, self.T)}), d) for s, d in node.types]
-        self.source = self._driver_source()
-        self.driver = cache.load(self.source)
+        # the flat driver graphc compiles itself (driver_source.py); an inner loop keeps tuples
+        self.flat = None if nested else driver_source.flat_driver(self)
+        if self.flat is None:
+            self.source = self._driver_source()
+            self.driver = self._numba_driver()
+        else:
+            self.source = self.flat.source
+            self.kernel = cache.composite_kernel(self.source, self.flat.parts, self._numba_driver)
+            self.driver = None  # bound to the arguments' types at compile
+
+    def _numba_driver(self):
+        """The driver's Numba dispatcher (its module imports the body kernels' modules: loaded first)."""
+        for st in self.plan.steps:
+            if st.call is None:
+                cache.load(st.source)
+        return cache.load(self.source)
 
     # -- the driver ------------------------------------------------------------------------
     def _driver_source(self) -> str:
@@ -150,15 +164,17 @@ class ScanLoop:
             return tuple(a.reshape((a.shape[0], a[0].size if len(a) else math.prod(a.shape[1:]))) if stacked
                          else a.reshape(-1) for a in arrays)  # fmt: skip
 
-        return (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), *fixed)
+        grouped = (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), *fixed)
+        return grouped if self.flat is None else driver_source.flatten(self.flat.counts, grouped)
 
     def compile(self, args: tuple) -> None:
         """Compile (or load from the disk cache) the body's kernels, then the driver."""
-        self.plan.compile(list(args[len(DRIVER_PARAMS) :]))
-        from numba.core.errors import NumbaPerformanceWarning
-
-        with warnings.catch_warnings():  # np.dot on a strided view copies it: correct, said in the docs
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        with warnings.catch_warnings():  # Numba's np.dot on a strided view copies it: correct, said in the docs
+            warnings.filterwarnings("ignore", message=r"(?s).*is faster on contiguous arrays")
+            if self.flat is not None:  # graphc's own compile (body kernels inlined), else Numba's
+                self.driver = self.kernel.bind(args)
+                return
+            self.plan.compile(list(args[len(DRIVER_PARAMS) :]))
             cache.ensure_compiled(self.driver, args)
 
     def describe(self) -> list[str]:

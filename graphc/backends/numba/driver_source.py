@@ -1,0 +1,104 @@
+"""The source of a scan's native loop driver with flat arguments, which graphc compiles itself.
+
+`flat_driver(loop)` writes the driver of scan_loop.ScanLoop `loop` (see scan_loop's module doc
+for what it runs) with one parameter per array or size: T, then INIT_k, XS_j, FINAL_k, YS_j,
+RS_k, C_k, X_j, S_k, O_k and each step's arguments P{i}_{n}, instead of tuples of them. In that
+form it is in the subset graphc's own compiler translates (kernel_ir.py: the body's kernels,
+imported by name, are inlined where called; np.dot is a BLAS gemm, kernel_blas.py), so a cold
+process compiles the loop without Numba. The same text is a valid Numba module (the imports
+name the body kernels' modules), which runs a driver that does not translate.
+
+`flatten(loop, args)` gives the driver's flat argument tuple from ScanLoop's grouped arguments.
+A loop with a nested scan keeps the tuple form (its inner driver is called with tuples).
+"""
+
+import re
+from typing import NamedTuple
+
+from graphc.backends.numba import codegen
+from graphc.ops.control import saves_residuals
+
+__all__ = ["FlatDriver", "flat_driver", "flatten"]
+
+HEADER = """# graphc generated scan driver (flat arguments): {label} (source is a pure function of the body's kernels)
+import numpy as np
+from numba import njit
+{imports}
+
+
+@njit(fastmath={fastmath}, error_model="numpy", nogil=True)
+def kernel({params}):
+"""
+
+
+class FlatDriver(NamedTuple):
+    """A flat driver's source, its parts ((name, source) of each body kernel it calls) and the
+    number of arrays in each argument group (INIT, XS, ..., O, then one per step)."""
+
+    source: str
+    parts: tuple
+    counts: tuple
+
+
+def _groups(loop) -> list[tuple[str, int]]:
+    nc, nx, ny = loop.nc, loop.nx, loop.ny
+    nr = nc if saves_residuals(loop.node.attrs) else 0
+    ns = nc if loop.staged else 0
+    return [("INIT", nc), ("XS", nx), ("FINAL", nc), ("YS", ny), ("RS", nr), ("C", nc), ("X", nx), ("S", ns),
+            ("O", nc + ny)]  # fmt: skip
+
+
+def flat_driver(loop) -> FlatDriver | None:
+    """The flat driver of `loop`, or None where a step is a nested scan (the tuple form then)."""
+    steps = loop.plan.steps
+    nc, ny = loop.nc, loop.ny
+    imports, parts, counts = [], [], []
+    for i, st in enumerate(steps):
+        if st.call is not None:
+            if st.call.callee is not None:
+                return None
+            counts.append(len(st.ins) + len(st.outs))
+        else:
+            imports.append(f"from {st.callee[0]} import {st.callee[1]} as f{i}")
+            parts.append((f"f{i}", st.source))
+            counts.append(len(st.args))
+    groups = _groups(loop)
+    params = ["T"] + [f"{g}_{k}" for g, n in groups for k in range(n)]
+    params += [f"P{i}_{n}" for i, c in enumerate(counts) for n in range(c)]
+    ind = "        "
+
+    def copy(dst, src, size, depth):  # every value the driver copies is seen flat (1-d)
+        pad = "    " * depth
+        return [pad + f"for q in range({size}.shape[0]):", pad + f"    {dst} = {src}"]
+
+    lines = [x for k in range(nc) for x in copy(f"C_{k}[q]", f"INIT_{k}[q]", f"C_{k}", 1)]
+    lines.append("    for i in range(T):")
+    lines.append(ind + ("t = T - 1 - i" if loop.reverse else "t = i"))
+    if saves_residuals(loop.node.attrs):
+        lines += [x for k in range(nc) for x in copy(f"RS_{k}[t, q]", f"C_{k}[q]", f"C_{k}", 2)]
+    lines += [x for j in range(loop.nx) for x in copy(f"X_{j}[q]", f"XS_{j}[t, q]", f"X_{j}", 2)]
+    for i, st in enumerate(steps):
+        text = re.sub(rf"\bP{i}\[(\d+)\]", rf"P{i}_\1", st.statement(f"f{i}", f"P{i}"))
+        lines += [ind + x for x in text.splitlines()]
+    lines += [x for j in range(ny) for x in copy(f"YS_{j}[t, q]", f"O_{nc + j}[q]", f"O_{nc + j}", 2)]
+    if loop.staged:
+        lines += [x for k in range(nc) for x in copy(f"S_{k}[q]", f"O_{k}[q]", f"S_{k}", 2)]
+        lines += [x for k in range(nc) for x in copy(f"C_{k}[q]", f"S_{k}[q]", f"C_{k}", 2)]
+    else:
+        lines += [x for k in range(nc) for x in copy(f"C_{k}[q]", f"O_{k}[q]", f"C_{k}", 2)]
+    lines += [x for k in range(nc) for x in copy(f"FINAL_{k}[q]", f"C_{k}[q]", f"C_{k}", 1)]
+    label = "scan_" + "_".join(dict.fromkeys(n.op for n in loop.plan.nodes.values() if not n.is_source))[:60]
+    header = HEADER.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH,
+                           params=", ".join(params))  # fmt: skip
+    return FlatDriver(header + "\n".join(lines) + "\n", tuple(parts), tuple(n for _, n in groups) + tuple(counts))
+
+
+def flatten(counts: tuple, args: tuple) -> tuple:
+    """The flat driver's arguments from ScanLoop's grouped ones: (T, INIT, XS, FINAL, YS, RS, C,
+    X, S, O, P0, P1, ...), each group a tuple of `counts` entries."""
+    out = [args[0]]
+    for n, group in zip(counts, args[1:]):
+        if len(group) != n:
+            raise AssertionError(f"a driver argument group has {len(group)} entries, not {n}")
+        out += group
+    return tuple(out)
