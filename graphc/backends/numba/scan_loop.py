@@ -13,8 +13,11 @@ machine code on disk), that takes the trip count T as an argument and runs
     FINAL = C
 
 so no Python runs per time step, and T (like every size) is an argument: compile time does
-not depend on it. A nested scan is an in-loop call of the outer body: its own driver, called
-from the outer driver with buffers fixed for the outer plan.
+not depend on it. The driver has flat arguments (driver_source.py) and is compiled by graphc
+itself, its body kernels inlined and np.dot a BLAS gemm (kernel_blas.py), without Numba; one
+that does not translate goes through Numba. A nested scan is an in-loop call of the outer
+body: its own driver (with tuple arguments, through Numba), called from the outer driver with
+buffers fixed for the outer plan.
 
 `numba_scan`, the scan's "numba" lowering, returns the run function `fn(*inputs) -> outputs`
 of a `NativeScan`, or None (the schedule then runs the op's NumPy reference loop) when the
