@@ -4,9 +4,9 @@ The product of (m, k) by (k, n) into a C-ordered (m, n) `out`, as Numba's np.dot
 each operand laid out by rows (a strided block of a wider matrix included) or by columns (a
 transposed view) is given to cblas_sgemm/dgemm as it is, with its leading dimension and
 transpose flag; any other layout (or an empty product) runs a plain loop instead, so every
-layout gives the product (Numba copies such an operand first). The gemm is NumPy's own
-OpenBLAS (native.blas_symbol: its address added to the engine when the code is loaded), the
-library the BLAS thread count (blas.py) drives.
+layout gives the product (Numba copies such an operand first). The gemm is SciPy's OpenBLAS
+(the one Numba's np.dot calls) or else NumPy's (native.blas_gemm: its address is added to the
+engine when the code is loaded), libraries the BLAS thread count (blas.py) drives.
 """
 
 from llvmlite import ir
@@ -31,9 +31,11 @@ def emit_dot(em, args) -> None:
         raise Unsupported("np.dot of other than 2-D float arrays of one dtype")
     if not types[2].writeable:
         raise Unsupported("np.dot into a read-only array")
-    sym = native.BLAS_GEMM[dt]
-    if not native.blas_available():
+    found = native.blas_gemm(dt)
+    if found is None:
         raise Unsupported("no BLAS to call")
+    sym, bits = found
+    blas_int = ir.IntType(bits)
     B = em.b
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     size = ir.Constant(_I64, ITEMSIZE[dt])
@@ -60,20 +62,26 @@ def emit_dot(em, args) -> None:
     okb, tb, ldb = layout(b, k, n)
     okc, tc, ldc = layout(c, m, n)
     nonempty = B.and_(B.and_(B.icmp_signed(">", m, zero), B.icmp_signed(">", n, zero)), B.icmp_signed(">", k, zero))
+    if bits < 64:  # sizes and leading dimensions a 32-bit BLAS takes (larger ones: the plain loop)
+        big = ir.Constant(_I64, 2**31 - 1)
+        for v in (m, n, k, lda, ldb, ldc):
+            nonempty = B.and_(nonempty, B.icmp_signed("<=", v, big))
     use_gemm = B.and_(B.and_(B.and_(oka, okb), B.and_(okc, B.not_(tc))), nonempty)
     gemm_b, loop_b, done_b = (em.func.append_basic_block(x) for x in ("gemm", "dot.loop", "dot.done"))
     B.cbranch(use_gemm, gemm_b, loop_b)
 
     B.position_at_end(gemm_b)
     f = LL[dt]
-    params = [_I32, _I32, _I32, _I64, _I64, _I64, f, _PTR, _I64, _PTR, _I64, f, _PTR, _I64]  # cblas_?gemm
+    n_ = blas_int
+    params = [_I32, _I32, _I32, n_, n_, n_, f, _PTR, n_, _PTR, n_, f, _PTR, n_]  # cblas_?gemm
     fnty = ir.FunctionType(ir.VoidType(), params)
     fn = em.module.globals.get(sym) or ir.Function(em.module, fnty, name=sym)
 
     def trans(t):
         return B.select(t, ir.Constant(_I32, _TRANS), ir.Constant(_I32, _NO_TRANS))
 
-    B.call(fn, [ir.Constant(_I32, _ROW_MAJOR), trans(ta), trans(tb), m, n, k, ir.Constant(f, 1.0), a.data, lda,
+    m_, n_, k_, lda, ldb, ldc = (B.trunc(v, blas_int) if bits < 64 else v for v in (m, n, k, lda, ldb, ldc))
+    B.call(fn, [ir.Constant(_I32, _ROW_MAJOR), trans(ta), trans(tb), m_, n_, k_, ir.Constant(f, 1.0), a.data, lda,
                 b.data, ldb, ir.Constant(f, 0.0), c.data, ldc])  # fmt: skip
     B.branch(done_b)
 
