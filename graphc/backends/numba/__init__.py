@@ -25,7 +25,8 @@ class NumbaBackend(Backend):
 
 def compile_stats() -> dict:
     """Kernels compiled (`direct`: of those, by graphc itself, without Numba) / loaded from the disk
-    cache (`native`: of those, without Numba) / reused in memory / rebuilt, this process."""
+    cache (`native`: of those, without Numba) / reused in memory / rebuilt, this process, and
+    `compile_s`, the seconds spent compiling or loading them."""
     from graphc.backends.numba.cache import stats
 
     return stats()

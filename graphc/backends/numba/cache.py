@@ -39,7 +39,9 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import types
+from contextlib import contextmanager
 from pathlib import Path
 
 from graphc.backends.numba import cache_folder, native
@@ -161,17 +163,36 @@ class Kernel:
         fn = self._bound.get(fast)
         if fn is not None:
             return fn
-        key = native.type_key(args)
-        fn = _native(self, key) if key is not None else None
-        if fn is None and key is not None:
-            fn = _direct(self, args, key)
-        if fn is None:
-            from graphc.backends.numba import numba_cache
+        with _timed():
+            key = native.type_key(args)
+            fn = _native(self, key) if key is not None else None
+            if fn is None and key is not None:
+                fn = _direct(self, args, key)
+            if fn is None:
+                from graphc.backends.numba import numba_cache
 
-            fn = self.dispatcher()
-            numba_cache.ensure_compiled(fn, args, native_as=(self.id, key) if key is not None else None)
+                fn = self.dispatcher()
+                numba_cache.ensure_compiled(fn, args, native_as=(self.id, key) if key is not None else None)
         self._bound[fast] = fn
         return fn
+
+
+_DEPTH = threading.local()
+
+
+@contextmanager
+def _timed():
+    """Add the time of the outermost compile or load of this thread to STATS["compile_s"] (a
+    driver Numba compiles binds its parts inside it: counted once)."""
+    depth = getattr(_DEPTH, "n", 0)
+    _DEPTH.n = depth + 1
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        _DEPTH.n = depth
+        if depth == 0:
+            STATS["compile_s"] += time.perf_counter() - t0
 
 
 def _native(k: Kernel, key: str):
@@ -295,7 +316,8 @@ def ensure_compiled(disp, args) -> None:
     """Compile (or load from disk) Numba dispatcher `disp` for these arguments' types, before its first call."""
     from graphc.backends.numba import numba_cache
 
-    numba_cache.ensure_compiled(disp, args)
+    with _timed():
+        numba_cache.ensure_compiled(disp, args)
 
 
 def forget() -> None:
@@ -315,6 +337,7 @@ def forget() -> None:
 def stats() -> dict:
     """Counters since the process started: kernels compiled (of which `direct`: by graphc itself,
     without Numba), loaded from disk (of which `native`: through llvmlite alone, without Numba), reused in memory,
-    rebuilt (a bad or stale entry replaced), compiled in memory (no writable cache), and cache
-    faults met (each cost a compile, never a failed run)."""
+    rebuilt (a bad or stale entry replaced), compiled in memory (no writable cache), cache
+    faults met (each cost a compile, never a failed run), and `compile_s`: the seconds spent
+    compiling or loading kernels for new argument types."""
     return dict(STATS)

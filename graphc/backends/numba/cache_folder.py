@@ -9,7 +9,17 @@ import warnings
 from pathlib import Path
 
 CODEGEN_VERSION = "3"
-STATS = {"compiled": 0, "direct": 0, "loaded": 0, "native": 0, "reused": 0, "rebuilt": 0, "faults": 0, "in_memory": 0}
+STATS = {
+    "compiled": 0,
+    "direct": 0,
+    "loaded": 0,
+    "native": 0,
+    "reused": 0,
+    "rebuilt": 0,
+    "faults": 0,
+    "in_memory": 0,
+    "compile_s": 0.0,  # seconds spent compiling or loading kernels
+}
 _WARNED: set = set()
 
 
