@@ -18,7 +18,7 @@ from typing import NamedTuple
 from graphc.backends.numba import codegen
 from graphc.ops.control import saves_residuals
 
-__all__ = ["FlatDriver", "flat_driver", "flatten"]
+__all__ = ["FlatDriver", "flat_driver", "flatten", "body_lines", "driver_text"]
 
 HEADER = """# graphc generated scan driver (flat arguments): {label} (source is a pure function of the body's kernels)
 import numpy as np
@@ -51,7 +51,6 @@ def _groups(loop) -> list[tuple[str, int]]:
 def flat_driver(loop) -> FlatDriver | None:
     """The flat driver of `loop`, or None where a step is a nested scan (the tuple form then)."""
     steps = loop.plan.steps
-    nc, ny = loop.nc, loop.ny
     imports, parts, counts = [], [], []
     for i, st in enumerate(steps):
         if st.call is not None:
@@ -65,32 +64,57 @@ def flat_driver(loop) -> FlatDriver | None:
     groups = _groups(loop)
     params = ["T"] + [f"{g}_{k}" for g, n in groups for k in range(n)]
     params += [f"P{i}_{n}" for i, c in enumerate(counts) for n in range(c)]
+
+    def statement(i, st):  # step i's arguments are flat parameters too
+        return re.sub(rf"\bP{i}\[(\d+)\]", rf"P{i}_\1", st.statement(f"f{i}", f"P{i}"))
+
+    lines = body_lines(loop, lambda g, k: f"{g}_{k}", statement)
+    text = driver_text(loop, HEADER, imports, params, lines)
+    return FlatDriver(text, tuple(parts), tuple(n for _, n in groups) + tuple(counts))
+
+
+def body_lines(loop, name, statement) -> list[str]:
+    """The body of `loop`'s driver, in either form: the carries from INIT, the time loop (the
+    carry-in residuals if the scan stacks them, the x slices, the body's steps, the ys, the new
+    carries, through staging buffers if a carry is swapped), then FINAL. name(group, k) spells
+    array k of an argument group ("C_0" flat, "C[0]" as a tuple); statement(i, step) is step i's call."""
+    nc, ny = loop.nc, loop.ny
     ind = "        "
 
     def copy(dst, src, size, depth):  # every value the driver copies is seen flat (1-d)
         pad = "    " * depth
         return [pad + f"for q in range({size}.shape[0]):", pad + f"    {dst} = {src}"]
 
-    lines = [x for k in range(nc) for x in copy(f"C_{k}[q]", f"INIT_{k}[q]", f"C_{k}", 1)]
+    def each(count, dst, src, size, depth):  # dst, src, size: (group, index suffix) pairs
+        out = []
+        for k in range(count):
+            out += copy(name(dst[0], k) + dst[1], name(src[0], k) + src[1], name(size, k), depth)
+        return out
+
+    lines = each(nc, ("C", "[q]"), ("INIT", "[q]"), "C", 1)
     lines.append("    for i in range(T):")
     lines.append(ind + ("t = T - 1 - i" if loop.reverse else "t = i"))
     if saves_residuals(loop.node.attrs):
-        lines += [x for k in range(nc) for x in copy(f"RS_{k}[t, q]", f"C_{k}[q]", f"C_{k}", 2)]
-    lines += [x for j in range(loop.nx) for x in copy(f"X_{j}[q]", f"XS_{j}[t, q]", f"X_{j}", 2)]
-    for i, st in enumerate(steps):
-        text = re.sub(rf"\bP{i}\[(\d+)\]", rf"P{i}_\1", st.statement(f"f{i}", f"P{i}"))
-        lines += [ind + x for x in text.splitlines()]
-    lines += [x for j in range(ny) for x in copy(f"YS_{j}[t, q]", f"O_{nc + j}[q]", f"O_{nc + j}", 2)]
+        lines += each(nc, ("RS", "[t, q]"), ("C", "[q]"), "C", 2)
+    lines += each(loop.nx, ("X", "[q]"), ("XS", "[t, q]"), "X", 2)
+    for i, st in enumerate(loop.plan.steps):
+        lines += [ind + x for x in statement(i, st).splitlines()]
+    for j in range(ny):  # the ys are the body outputs after the carries
+        lines += copy(name("YS", j) + "[t, q]", name("O", nc + j) + "[q]", name("O", nc + j), 2)
     if loop.staged:
-        lines += [x for k in range(nc) for x in copy(f"S_{k}[q]", f"O_{k}[q]", f"S_{k}", 2)]
-        lines += [x for k in range(nc) for x in copy(f"C_{k}[q]", f"S_{k}[q]", f"C_{k}", 2)]
+        lines += each(nc, ("S", "[q]"), ("O", "[q]"), "S", 2)
+        lines += each(nc, ("C", "[q]"), ("S", "[q]"), "C", 2)
     else:
-        lines += [x for k in range(nc) for x in copy(f"C_{k}[q]", f"O_{k}[q]", f"C_{k}", 2)]
-    lines += [x for k in range(nc) for x in copy(f"FINAL_{k}[q]", f"C_{k}[q]", f"C_{k}", 1)]
+        lines += each(nc, ("C", "[q]"), ("O", "[q]"), "C", 2)
+    lines += each(nc, ("FINAL", "[q]"), ("C", "[q]"), "C", 1)
+    return lines
+
+
+def driver_text(loop, header: str, imports, params, lines) -> str:
+    """The driver module: `header` (with the loop's label, the imports and the parameters), then `lines`."""
     label = "scan_" + "_".join(dict.fromkeys(n.op for n in loop.plan.nodes.values() if not n.is_source))[:60]
-    header = HEADER.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH,
-                           params=", ".join(params))  # fmt: skip
-    return FlatDriver(header + "\n".join(lines) + "\n", tuple(parts), tuple(n for _, n in groups) + tuple(counts))
+    head = header.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH, params=", ".join(params))
+    return head + "\n".join(lines) + "\n"
 
 
 def flatten(counts: tuple, args: tuple) -> tuple:

@@ -32,11 +32,10 @@ import warnings
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.numba import blas, cache, codegen, driver_source
+from graphc.backends.numba import blas, cache, driver_source
 from graphc.backends.numba.scan_body import BodyPlan, NotNative
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
-from graphc.ops.control import saves_residuals
 
 __all__ = ["DRIVER_PARAMS", "ScanLoop", "NativeScan", "numba_scan", "loop_summary", "loop_lines"]
 
@@ -100,39 +99,12 @@ class ScanLoop:
 
     # -- the driver ------------------------------------------------------------------------
     def _driver_source(self) -> str:
+        """The driver with tuple arguments (a loop with a nested scan: Numba compiles it)."""
         steps = self.plan.steps
-        nc, ny = self.nc, self.ny
-        imports = []
-        for i, st in enumerate(steps):
-            callee = st.callee
-            if callee is not None:
-                imports.append(f"from {callee[0]} import {callee[1]} as f{i}")
+        imports = [f"from {st.callee[0]} import {st.callee[1]} as f{i}" for i, st in enumerate(steps) if st.callee]
         params = [*DRIVER_PARAMS, *(f"P{i}" for i in range(len(steps)))]
-        ind = "        "
-
-        def copy(dst, src, size, depth):  # every value the driver copies is seen flat (1-d)
-            pad = "    " * depth
-            return [pad + f"for q in range({size}.shape[0]):", pad + f"    {dst} = {src}"]
-
-        lines = [x for k in range(nc) for x in copy(f"C[{k}][q]", f"INIT[{k}][q]", f"C[{k}]", 1)]
-        lines.append("    for i in range(T):")
-        lines.append(ind + ("t = T - 1 - i" if self.reverse else "t = i"))
-        if saves_residuals(self.node.attrs):  # the carry-in residuals, if the scan stacks them
-            lines += [x for k in range(nc) for x in copy(f"RS[{k}][t, q]", f"C[{k}][q]", f"C[{k}]", 2)]
-        lines += [x for j in range(self.nx) for x in copy(f"X[{j}][q]", f"XS[{j}][t, q]", f"X[{j}]", 2)]
-        for i, st in enumerate(steps):
-            lines += [ind + x for x in st.statement(f"f{i}", f"P{i}").splitlines()]
-        lines += [x for j in range(ny) for x in copy(f"YS[{j}][t, q]", f"O[{nc + j}][q]", f"O[{nc + j}]", 2)]
-        if self.staged:
-            lines += [x for k in range(nc) for x in copy(f"S[{k}][q]", f"O[{k}][q]", f"S[{k}]", 2)]
-            lines += [x for k in range(nc) for x in copy(f"C[{k}][q]", f"S[{k}][q]", f"C[{k}]", 2)]
-        else:
-            lines += [x for k in range(nc) for x in copy(f"C[{k}][q]", f"O[{k}][q]", f"C[{k}]", 2)]
-        lines += [x for k in range(nc) for x in copy(f"FINAL[{k}][q]", f"C[{k}][q]", f"C[{k}]", 1)]
-        label = "scan_" + "_".join(dict.fromkeys(n.op for n in self.plan.nodes.values() if not n.is_source))[:60]
-        header = DRIVER_HEADER.format(label=label, imports="\n".join(imports), fastmath=codegen.FASTMATH,
-                                      params=", ".join(params))  # fmt: skip
-        return header + "\n".join(lines) + "\n"
+        lines = driver_source.body_lines(self, lambda g, k: f"{g}[{k}]", lambda i, st: st.statement(f"f{i}", f"P{i}"))
+        return driver_source.driver_text(self, DRIVER_HEADER, imports, params, lines)
 
     # -- binding ---------------------------------------------------------------------------
     def arguments(self, init, xs, caps, final, ys, rs) -> tuple[tuple, bool]:
