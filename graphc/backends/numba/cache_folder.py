@@ -39,7 +39,15 @@ def _codegen_version() -> str:
 
 
 _SHAPERS = ("codegen.py", "vmath.py", "native.py", "numba_cache.py")
-_DIRECT = ("direct.py", "kernel_ir.py", "kernel_exprs.py", "kernel_types.py", "kernel_vmath.py", "kernel_thunk.py")
+_DIRECT = (  # graphc's own compiler: it shapes machine code that the source key does not name
+    "direct.py",
+    "kernel_ir.py",
+    "kernel_exprs.py",
+    "kernel_types.py",
+    "kernel_vmath.py",
+    "kernel_thunk.py",
+    "kernel_blas.py",
+)
 _DIR = None
 
 
