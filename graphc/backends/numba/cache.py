@@ -254,13 +254,7 @@ _KERNELS: dict[str, Kernel] = {}
 def kernel(source: str) -> Kernel:
     """The kernel of a generated module (its file written if missing; executed only if Numba is needed)."""
     h = source_hash(source)
-    with _LOCK:
-        k = _KERNELS.get(h)
-        if k is not None:
-            STATS["reused"] += 1
-            return k
-        k = _KERNELS[h] = Kernel(h, f"gk_{h}", lambda: load(source), (source, "kernel", True))
-        return k
+    return _kernel_of(h, lambda: Kernel(h, f"gk_{h}", lambda: load(source), (source, "kernel", True)))
 
 
 def composite_kernel(source: str, parts: tuple, dispatcher) -> Kernel:
@@ -270,12 +264,17 @@ def composite_kernel(source: str, parts: tuple, dispatcher) -> Kernel:
     parts first) for a driver that does not translate. Named by its source, which names its parts'
     modules by their hashes."""
     h = source_hash(source)
+    return _kernel_of(h, lambda: Kernel(h, f"gk_{h}", dispatcher, (source, "kernel", True, tuple(parts))))
+
+
+def _kernel_of(h: str, make) -> Kernel:
+    """The kernel of source hash h made once in this process (make() the first time; reused after)."""
     with _LOCK:
         k = _KERNELS.get(h)
         if k is not None:
             STATS["reused"] += 1
             return k
-        k = _KERNELS[h] = Kernel(h, f"gk_{h}", dispatcher, (source, "kernel", True, tuple(parts)))
+        k = _KERNELS[h] = make()
         return k
 
 
