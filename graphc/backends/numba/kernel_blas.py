@@ -41,21 +41,19 @@ def emit_dot(em, args) -> None:
     size = ir.Constant(_I64, ITEMSIZE[dt])
     one, zero = ir.Constant(_I64, 1), ir.Constant(_I64, 0)
 
+    def major(inner_n, inner_s, outer_n, outer_s):
+        """(fits, leading dimension) of a matrix read with unit stride along its inner axis."""
+        unit = B.or_(B.icmp_signed("==", inner_n, one), B.icmp_signed("==", inner_s, size))
+        aligned = B.icmp_signed("==", B.srem(outer_s, size), zero)
+        whole = B.and_(aligned, B.icmp_signed(">=", outer_s, B.mul(inner_n, size)))  # rows do not overlap
+        fits = B.and_(unit, B.or_(B.icmp_signed("==", outer_n, one), whole))
+        return fits, B.select(B.icmp_signed("==", outer_n, one), inner_n, B.sdiv(outer_s, size))
+
     def layout(x, rows, cols):
         """(ok, transposed, leading dimension) of operand x at run time."""
         s0, s1 = x.strides
-        ld_rows = B.select(B.icmp_signed("==", rows, one), cols, B.sdiv(s0, size))
-        by_rows = B.and_(
-            B.or_(B.icmp_signed("==", cols, one), B.icmp_signed("==", s1, size)),
-            B.or_(B.icmp_signed("==", rows, one),
-                  B.and_(B.icmp_signed("==", B.srem(s0, size), zero), B.icmp_signed(">=", s0, B.mul(cols, size)))),
-        )  # fmt: skip
-        ld_cols = B.select(B.icmp_signed("==", cols, one), rows, B.sdiv(s1, size))
-        by_cols = B.and_(
-            B.or_(B.icmp_signed("==", rows, one), B.icmp_signed("==", s0, size)),
-            B.or_(B.icmp_signed("==", cols, one),
-                  B.and_(B.icmp_signed("==", B.srem(s1, size), zero), B.icmp_signed(">=", s1, B.mul(rows, size)))),
-        )  # fmt: skip
+        by_rows, ld_rows = major(cols, s1, rows, s0)  # row-major: unit stride along a row
+        by_cols, ld_cols = major(rows, s0, cols, s1)  # column-major: a transposed operand
         return B.or_(by_rows, by_cols), B.not_(by_rows), B.select(by_rows, ld_rows, ld_cols)
 
     oka, ta, lda = layout(a, m, k)
