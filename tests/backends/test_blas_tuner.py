@@ -53,3 +53,20 @@ def test_fixed_count_and_small_graphs_never_probe(monkeypatch):
     assert set(_drive(blas.Tuner(has_large=True), lambda n, f: 0.001, 12)) == {2}
     monkeypatch.delenv("GRAPHC_BLAS_THREADS")
     assert set(_drive(blas.Tuner(has_large=False), lambda n, f: 0.001, 12)) == {1}
+
+
+def test_a_blas_library_loaded_later_follows_the_thread_count_too():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    known = {c.path for c in blas._controllers()}
+    import scipy.linalg  # noqa: F401  (SciPy's own OpenBLAS, where it ships one)
+
+    found = {c.filepath for c in threadpoolctl.ThreadpoolController().lib_controllers if c.user_api == "blas"}
+    if not found - known:
+        pytest.skip("no BLAS library other than those already loaded")
+    try:
+        blas.use(1)
+        blas.rescan()
+        assert {c.path for c in blas._controllers()} == found
+        assert all(c.get_num_threads() == 1 for c in blas._controllers())
+    finally:
+        blas.restore()

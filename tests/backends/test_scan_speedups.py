@@ -117,3 +117,21 @@ def test_a_loop_with_large_products_tunes_its_own_thread_count(monkeypatch, hidd
     assert fn.tuner.choices == counts and set(used) >= set(counts)
     if len(counts) > 1:
         assert all(fn.tuner.times[c] for c in counts)  # the loop's own calls were timed on each count
+
+
+def test_the_reverse_loop_multiplies_by_a_c_ordered_copy_of_the_transposed_weight_made_at_every_call():
+    g, loss, ins = lstm_loss()
+    grads = gc.grad(loss, ins[1:])
+    exe = gc.compile(g, "numba", outputs=[loss, *grads])
+    ref = gc.compile(g, "reference", outputs=[loss, *grads])
+    f = feeds(3)
+    u = f["u"]  # the same array at every call, changed in place between them (as an optimizer does)
+    for scale in (1.0, -0.5, 2.0):
+        u *= scale
+        for x, y in zip(exe(f), ref(f)):
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+    fwd, back = native(exe)
+    assert fwd._ordered == []  # the forward reads u as it is, C-ordered
+    ((k, buf),) = back._ordered  # the reverse body reads u^T, a transposed view: read from a copy
+    assert buf.flags.c_contiguous and np.array_equal(buf, u.T)
+    assert back.loop.body.captured[k].shape == (4 * H, H)

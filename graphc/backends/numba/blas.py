@@ -47,6 +47,7 @@ class _Lib:
     (threadpoolctl resolves the symbol on every call: 3.6 us, against 0.3 us)."""
 
     def __init__(self, ctl):
+        self.path = ctl.filepath  # which library (rescan: the ones already known)
         self.get_num_threads = ctl.get_num_threads
         self.set_num_threads = ctl.set_num_threads
         if ctl.internal_api == "openblas":
@@ -56,6 +57,31 @@ class _Lib:
                     self.set_num_threads = fn
             except Exception:
                 pass
+
+
+def rescan() -> None:
+    """Find the BLAS libraries again: one was loaded since (native.py loads SciPy's OpenBLAS for
+    the products of graphc's own kernels where NumPy's is not an OpenBLAS; left out, it would
+    keep its default thread count and its spinning workers whatever `use` says). The caller's
+    own counts are saved for the new one too."""
+    global _libs, _saved
+    if _libs is None:
+        return
+    old = {c.path: c for c in _libs}
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        found = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    except Exception:
+        return
+    libs = [old.get(c.filepath) or _Lib(c) for c in found]
+    if _current is not None:  # ours are set: save the new library's own count, then set it too
+        saved = dict(zip((c.path for c in _libs), _saved))
+        _saved = [saved[c.path] if c.path in saved else c.get_num_threads() for c in libs]
+        for c in libs:
+            if c.path not in saved:
+                c.set_num_threads(_current)
+    _libs = libs
 
 
 def cores() -> int:

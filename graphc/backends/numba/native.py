@@ -221,11 +221,14 @@ def _resolvable(name: str) -> bool:
 
 
 # -- BLAS: the gemm graphc's own kernels call (kernel_blas.py) -------------------------------------
-# SciPy's OpenBLAS (32-bit integers), the one Numba's np.dot calls (measured on the GRU step's
-# loops: 11.2 ms a step, against 12.0 ms with NumPy's), else NumPy's own (64-bit integers). The
-# symbol names the integer width, so code made for one library never binds to the other.
-_BLAS_LIBS = (("scipy", "libscipy_openblas-*.so", "scipy_cblas_{}", 32),
-              ("numpy", "libscipy_openblas64_*.so", "scipy_cblas_{}64_", 64))  # fmt: skip
+# NumPy's own OpenBLAS (64-bit integers), the library graphc's other products (np.matmul) run on,
+# else SciPy's (32-bit integers; the one Numba's np.dot calls). One library, one pool of worker
+# threads: with SciPy's for the loops' products and NumPy's for the rest, both pools spin on the
+# same two cores; NumPy's also has OpenBLAS's small-matrix kernels. Measured side by side, the
+# LSTM step 10.9-12.1 ms against 14.8-17.1, the GRU's 8.7-11.4 against 12.1-14.8. The symbol
+# names the integer width, so code made for one library never binds to the other.
+_BLAS_LIBS = (("numpy", "libscipy_openblas64_*.so", "scipy_cblas_{}64_", 64),
+              ("scipy", "libscipy_openblas-*.so", "scipy_cblas_{}", 32))  # fmt: skip
 _BLAS_NAMES = {f"graphc_blas_{r}{bits}": (r, bits) for r in ("sgemm", "dgemm") for *_, bits in _BLAS_LIBS}
 _BLAS = None  # {our symbol: address} of the library found, {} when none is
 
@@ -250,6 +253,9 @@ def _blas_addresses() -> dict:
                 except (OSError, AttributeError):
                     continue
                 _BLAS = found
+                from graphc.backends.numba import blas  # its thread count now drives this library too
+
+                blas.rescan()
                 return _BLAS
     return _BLAS
 

@@ -80,6 +80,9 @@ class ScanLoop:
                           for i, o in enumerate(outs[:nc]))  # fmt: skip
         self.stage = [np.zeros_like(c) for c in self.carries] if self.staged else []
         self.out_types = [(shapes.concrete(s, {**env, **_length_env(node, self.T)}), d) for s, d in node.types]
+        # captured matrices an in-loop product reads: given to it C-ordered (see NativeScan.into)
+        read = {v for st in self.plan.steps if st.call is not None and st.call.flops for v in st.ins}
+        self.product_caps = [k for k, n in enumerate(self.body.captured) if n.id in read and len(n.shape) == 2]
         # the flat driver graphc compiles itself (driver_source.py); an inner loop keeps tuples
         self.flat = None if nested else driver_source.flat_driver(self)
         if self.flat is None:
@@ -177,6 +180,7 @@ class NativeScan:
         self._caps = None
         self._fixed = None
         self._stale = False
+        self._ordered: list = []  # (captured index, C-ordered buffer): see _c_ordered
         self.fallback = None  # why the reference loop runs instead, once binding found out
         # what one call multiplies (the executor tunes BLAS threads for calls with large products)
         self.flops = loop.T * sum(st.call.flops for st in loop.plan.steps if st.call is not None)
@@ -204,8 +208,15 @@ class NativeScan:
             final, ys, rs = outs[:nc], outs[nc : nc + lp.ny], outs[nc + lp.ny :]
             rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
             if rebind:
+                self._ordered = self._c_ordered(caps)
+            for k, buf in self._ordered:  # every call: the captured value may have changed in place
+                np.copyto(buf, caps[k])
+            if rebind:
                 try:
-                    self._fixed, self._stale = lp.bind_body(caps)
+                    own = list(caps)
+                    for k, buf in self._ordered:
+                        own[k] = buf
+                    self._fixed, self._stale = lp.bind_body(own)
                 except NotNative as e:
                     self.fallback = str(e)
             if self.fallback is None:
@@ -222,6 +233,24 @@ class NativeScan:
                 return
         for out, res in zip(outs, self._reference(inputs)):
             out[...] = res
+
+    def _c_ordered(self, caps) -> list:
+        """(k, buffer) for each captured matrix an in-loop product reads that is laid out other
+        than C-ordered (a transposed weight in a gradient's reverse loop): the loop's products
+        read a C-ordered copy, made at every call, as OpenBLAS's sgemm with a transposed operand
+        is slower at a step's shapes (32x512 by the transpose of 128x512: 85 us against 50 on
+        one core, measured side by side); the copy costs one pass over the matrix per call,
+        against one per step."""
+        out = []
+        old = dict(self._ordered)
+        for k in self.loop.product_caps:
+            a = np.asarray(caps[k])
+            if a.ndim == 2 and a.size > 1 and not a.flags.c_contiguous and self.loop.T > 1:
+                buf = old.get(k)
+                if buf is None or buf.shape != a.shape or buf.dtype != a.dtype:
+                    buf = np.empty(a.shape, a.dtype)
+                out.append((k, buf))
+        return out
 
     def _reference(self, inputs):
         n = self.node
