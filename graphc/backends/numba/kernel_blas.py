@@ -4,9 +4,9 @@ The product of (m, k) by (k, n) into a C-ordered (m, n) `out`, as Numba's np.dot
 each operand laid out by rows (a strided block of a wider matrix included) or by columns (a
 transposed view) is given to cblas_sgemm/dgemm as it is, with its leading dimension and
 transpose flag; any other layout (or an empty product) runs a plain loop instead, so every
-layout gives the product (Numba copies such an operand first). The gemm is SciPy's OpenBLAS
-(the one Numba's np.dot calls) or else NumPy's (native.blas_gemm: its address is added to the
-engine when the code is loaded), libraries the BLAS thread count (blas.py) drives.
+layout gives the product (Numba copies such an operand first). The gemm is NumPy's OpenBLAS
+(the one graphc's other products run on) or else SciPy's (native.blas_gemm: its address is
+added to the engine when the code is loaded), libraries the BLAS thread count (blas.py) drives.
 """
 
 from llvmlite import ir
