@@ -31,19 +31,40 @@ def test_more_threads_win_despite_a_slow_first_call_after_each_switch(two_cores)
     # would pick 1 thread; blocks with the first call untimed pick 2.
     cost = lambda n, first: (0.050 if first else 0.004) if n == 2 else 0.006
     t = blas.Tuner(has_large=True)
-    used = _drive(t, cost, 20)
+    early = 10 + blas.Tuner.FIRST_RECHECK  # decided at call 10, looked at again soon after
+    used = _drive(t, cost, early + 20)
     assert t.best == 2
     assert used[2:6] == [1, 1, 1, 1] and used[6:10] == [2, 2, 2, 2]
-    assert used[10:] == [2] * 10
+    assert used[10 : early - 1] == [2] * (early - 11)
+    assert used[early - 1 : early + 3] == [1] * 4  # the early second look at the loser
+    assert used[early + 3 :] == [2] * 17
+
+
+def test_a_first_round_disturbed_by_a_busy_core_is_corrected_by_the_early_second_look(two_cores):
+    # 2 threads are faster, but the other core was busy while they were first probed
+    calls = [0]
+
+    def cost(n, first):
+        calls[0] += 1
+        return 0.009 if n == 2 and calls[0] <= 10 else (0.004 if n == 2 else 0.006)
+
+    t = blas.Tuner(has_large=True)
+    early = 10 + blas.Tuner.FIRST_RECHECK
+    used = _drive(t, cost, early + 12)
+    assert used[10 : early - 1] == [1] * (early - 11)  # the first round picked 1
+    assert t.best == 2 and used[-6:] == [2] * 6  # the early look (4 calls) switched to 2
+    assert t.recheck == blas.Tuner.RECHECK
 
 
 def test_one_thread_kept_when_threads_do_not_pay_and_rechecked_later(two_cores):
     cost = lambda n, first: 0.009 if n == 2 else 0.006
     t = blas.Tuner(has_large=True)
     block, decided_at = blas.Tuner.BLOCK, 2 + 2 * blas.Tuner.BLOCK  # 2 warm-up calls, then a block each
-    used = _drive(t, cost, decided_at + blas.Tuner.RECHECK + block - 1)
+    early = decided_at + blas.Tuner.FIRST_RECHECK  # the early second look at the loser
+    used = _drive(t, cost, early + 2 * block + blas.Tuner.RECHECK - 2)
     assert t.best == 1
-    assert used[-block:] == [2] * block  # the loser got another block
+    assert used[early - 1 : early - 1 + block] == [2] * block
+    assert used[-block:] == [2] * block  # the loser got another block RECHECK calls later
     assert t.recheck == 2 * blas.Tuner.RECHECK  # and lost again: the interval doubles
 
 
