@@ -209,16 +209,15 @@ class NativeScan:
             rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
             if rebind:
                 self._ordered = self._c_ordered(caps)
-            for k, buf in self._ordered:  # every call: the captured value may have changed in place
-                np.copyto(buf, caps[k])
-            if rebind:
+                own = list(caps)
+                for k, buf in self._ordered:
+                    own[k] = buf
                 try:
-                    own = list(caps)
-                    for k, buf in self._ordered:
-                        own[k] = buf
                     self._fixed, self._stale = lp.bind_body(own)
                 except NotNative as e:
                     self.fallback = str(e)
+            for k, buf in self._ordered:  # at every call: the captured value may have changed in place
+                np.copyto(buf, caps[k])
             if self.fallback is None:
                 if rebind:
                     self._caps = tuple(caps)
