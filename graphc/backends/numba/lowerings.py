@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from graphc.backends.numba import blas
+from graphc.backends.numba import accumulate, blas
 from graphc.backends.numba.lowerings_conv import KERNELS as _KERNELS
 from graphc.ops.registry import lowering
 
@@ -27,6 +27,8 @@ def _matmul(node, in_shapes, out_shape):
         np.matmul(a, b, out=out)
 
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
+    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # out = alpha * a @ b + beta * out (accumulate.py)
+        run.accumulate = accumulate.gemm
     return run
 
 

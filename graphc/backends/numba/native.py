@@ -269,6 +269,12 @@ def blas_gemm(dtype: str) -> tuple[str, int] | None:
     return None
 
 
+def blas_function(dtype: str) -> tuple[int, int] | None:
+    """(address, integer bits) of the cblas gemm of "f32"/"f64" that blas_gemm names, or None."""
+    found = blas_gemm(dtype)
+    return None if found is None else (_blas_addresses()[found[0]], found[1])
+
+
 def _add_blas_symbols(name: str) -> bool:
     addrs = _blas_addresses()
     llvm = _llvm()

@@ -10,7 +10,7 @@ matrix products. A call runs the bound steps in order and returns every value by
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.numba import blas, loops
+from graphc.backends.numba import accumulate, blas, loops
 from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall, TupleInto
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
 from graphc.ops.context import RunContext
@@ -45,7 +45,7 @@ class Runtime:
         for st in s.steps:
             self._bind(st)
         self.first = True
-        calls = (LibraryCall, TupleCall, TupleInto)
+        calls = (LibraryCall, TupleCall, TupleInto, accumulate.AccumulateCall)
         large = any(isinstance(st, calls) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
         self.tuner = blas.Tuner(large)
 
@@ -86,12 +86,34 @@ class Runtime:
             self.steps.append(loops.reduce_step(self, k))
         elif k.kind == OUT_FUSABLE:
             a = self.node(k.anchor)
-            self.steps.append(self._library(a) if how is Lowering.CALL else Reference(a))
-            if len(k.node_ids) > 1:
-                body = [self.node(v) for v in k.node_ids if v != k.anchor]
-                self.steps.append(loops.loop_step(self, k, body, [a.id]))
+            product = self._library(a) if how is Lowering.CALL else Reference(a)
+            if len(k.node_ids) == 1:
+                self.steps.append(product)
+                return
+            body = [self.node(v) for v in k.node_ids if v != k.anchor]
+            epilogue = loops.loop_step(self, k, body, [a.id])
+            self.steps.append(self._accumulating(k, a, body, product, epilogue) or product)
+            if self.steps[-1] is product:
+                self.steps.append(epilogue)
         else:
             self.steps.append(self._library(self.node(k.node_ids[0])))
+
+    def _accumulating(self, k, a, body, product, epilogue):
+        """An AccumulateCall for a product whose epilogue adds it, scaled, to the variable its
+        one output overwrites in place (accumulate.py), or None."""
+        if not isinstance(product, LibraryCall) or getattr(product.fn, "accumulate", None) is None:
+            return None
+        if len(k.outputs) != 1 or k.anchor in k.outputs:
+            return None
+        (out,) = k.outputs
+        form = accumulate.affine_epilogue(body, a.id, out, self.ctx)
+        if form is None:
+            return None
+        y, alpha, beta = form
+        same = self.shape.get(y) == self.shape.get(out) == self.shape[a.id]
+        if not same or self.static.get(out) is None or self.static.get(out) is not self.static.get(y):
+            return None  # not written over y in place
+        return accumulate.AccumulateCall(a, out, y, alpha, beta, product, epilogue)
 
     # -- running ---------------------------------------------------------------------------
     def run(self, arrays: dict, inputs, step: int) -> dict:
