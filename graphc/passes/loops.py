@@ -29,7 +29,7 @@ from graphc.ir.node import Node
 from graphc.ops.registry import Kind
 from graphc.passes.batched import BATCH_RULES, batched_form, emit_batched
 from graphc.passes.bodies import in_bodies
-from graphc.passes.restack import restack
+from graphc.passes.restack import restack_reads
 from graphc.passes.rewrite import Rewriter, rewrite
 from graphc.passes.scan_parts import (
     SCAN,
@@ -181,7 +181,10 @@ def _hoist_rule(rw: Rewriter, node: Node, inputs):
 def _hoist(graph: Graph) -> Graph:
     if not has_scans(graph):
         return rewrite(graph)
-    return restack(rewrite(graph, _hoist_rule))
+    out, read = restack_reads(rewrite(graph, _hoist_rule))
+    # a body reading another scan's values can leave that scan's old ys unread (the reverse body
+    # reads the forward's gate activations, not the pre-activation it recomputed them from)
+    return _prune(out) if read else out
 
 
 # -- loop_accumulate ---------------------------------------------------------------------------------------

@@ -16,6 +16,14 @@ Every such `o` built on an output of F (not on its xs alone: those are loop-inva
 read from a stacked output of F, added where the body does not give one yet; only the ones that
 something else reads are stacked: in `xs + h @ U`, the sum, not the product, is what the
 reverse scan reads, so the forward stacks the sum and the product's batched form dies.
+
+The same holds inside another scan's body (`body_reads`): a value of scan R's body built from
+R's x-slices that stand for per-step values of F (the stacked pre-activation), by the ops F's
+body applies to them, is F's body node at that step. The reverse body recomputes the gates'
+sigmoids and tanhs from the stacked pre-activation this way, behind a split, which loop_hoist
+leaves in the loop. Where R reads such a value, it reads it as a new x-slice, and F stacks it.
+What R computes from it with its cotangents stays in R's body. Elementwise work that F does
+not do is not moved out of R: it is as cheap inside the loop as after it.
 """
 
 from dataclasses import dataclass
@@ -26,7 +34,7 @@ from graphc.passes.batched import batched_form
 from graphc.passes.rewrite import Rewriter, rewrite
 from graphc.passes.scan_parts import SCAN, ScanParts, body_readers, has_scans, new_scan, project
 
-__all__ = ["restack", "stacked_matches"]
+__all__ = ["restack", "restack_reads", "stacked_matches", "body_reads"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,68 @@ def _plan(graph: Graph, matches) -> tuple[dict[int, list[Node]], dict[int, tuple
     return stack, frontier
 
 
-def _rule(stack, frontier):
+def _body_map(r_scan: _Scan, f_scan: _Scan, matches) -> dict[int, Node]:
+    """{R body node id: the F body node it equals at every step}: R's x-slices that stand for
+    F's per-step values, R's captured values that are F's, and the R nodes built from those by
+    the op (attributes, types) F's body applies to the same values."""
+    rs, fs = r_scan.s, f_scan.s
+    fid = f_scan.node.id
+    mapping: dict[int, Node] = {}
+    outputs_read = False
+    for k, x in enumerate(rs.x_inputs):
+        hit = matches.get(r_scan.node.inputs[rs.num_carry + k].id, {}).get(fid)
+        if hit is not None and hit.m.id in f_scan.readers:
+            mapping[x.id] = hit.m
+            outputs_read = outputs_read or hit.via_output
+    if not outputs_read:  # R reads only F's own xs (two scans over one input): left as they are
+        return {}
+    for outer, c in r_scan.invariant.items():
+        if outer in f_scan.invariant:
+            mapping[c.id] = f_scan.invariant[outer]
+    for r in rs.body.nodes:
+        if r.is_source or r.id in mapping or not r.opdef.pure or not r.inputs:
+            continue
+        first = next((x for x in r.inputs if x.id in mapping), None)
+        if first is None:
+            continue
+        for m in f_scan.readers.get(mapping[first.id].id, ()):
+            if m.op != r.op or m.types != r.types or m.attrs.key() != r.attrs.key():
+                continue
+            orders = [m.inputs] + ([m.inputs[::-1]] if m.opdef.commutative and len(m.inputs) == 2 else [])
+            if any(all(mapping.get(x.id) is y or _same_const(x, y) for x, y in zip(r.inputs, ins)) for ins in orders):
+                mapping[r.id] = m
+                break
+    return mapping
+
+
+def body_reads(graph: Graph, matches) -> dict[int, list[tuple[Node, Node, Node]]]:
+    """{R scan id: [(R body node, F scan, F body node)]}: the values R's body computes as F's
+    body does (see the module doc) that R's own work reads: the ones R is to read from F."""
+    scans = {n.id: _Scan(n) for n in graph.live_nodes() if n.op == SCAN}
+    out = {}
+    for r_scan in scans.values():
+        rs = r_scan.s
+        sources = {f for k in range(rs.num_xs) for f in matches.get(r_scan.node.inputs[rs.num_carry + k].id, {})}
+        reads, taken = [], set()
+        for fid in sources:
+            if fid == r_scan.node.id or fid not in scans:
+                continue
+            mapping = _body_map(r_scan, scans[fid], matches)
+            outs = {o.id for o in rs.body.outputs}
+            for r in rs.body.nodes:
+                m = mapping.get(r.id)
+                if m is None or r.is_source or r.is_tuple or m.is_source or r.id in taken:
+                    continue
+                readers = r_scan.readers.get(r.id, ())
+                if r.id in outs or any(x.id not in mapping for x in readers):
+                    reads.append((r, scans[fid].node, m))
+                    taken.add(r.id)
+        if reads:
+            out[r_scan.node.id] = reads
+    return out
+
+
+def _rule(stack, frontier, reads=None):
     def rule(rw: Rewriter, node: Node, inputs):
         if node.id in stack:  # a scan stacking more of its body's values: new ys after the old ones
             s = ScanParts.of(node)
@@ -181,6 +250,8 @@ def _rule(stack, frontier):
             rw.replace_outputs(node, outputs)
             rw.memo[("restacked", node.id)] = new
             return new
+        if reads and node.id in reads:  # a scan reading values another scan now stacks
+            return _reading(rw, node, inputs, reads[node.id], stack)
         if node.id not in frontier:
             return None
         hit, pos = frontier[node.id]
@@ -192,12 +263,41 @@ def _rule(stack, frontier):
     return rule
 
 
+def _reading(rw: Rewriter, node: Node, inputs, reads, stack) -> Node | None:
+    """Scan `node` with each body node of `reads` replaced by a new x-slice: the stacked output
+    of the (rewritten) scan that now stacks the body node it equals."""
+    s = ScanParts.of(node)
+    nc, nx = s.num_carry, s.num_xs
+    xs = [(x, inputs[nc + k], None) for k, x in enumerate(s.x_inputs)]
+    for r, f, m in reads:
+        new_f = rw.memo.get(("restacked", f.id))
+        if new_f is None or new_f is not rw.map.get(f.id):
+            return None  # the scan could not stack it: node stays as it is
+        fs = ScanParts.of(f)
+        xs.append((None, project(rw, new_f, fs.num_carry + fs.num_ys + stack[f.id].index(m)), r))
+    caps = [(c, inputs[nc + nx + k], None) for k, c in enumerate(s.body.captured)]
+    return new_scan(rw, s, range(nc), inputs, xs, caps, list(s.body.outputs))
+
+
 def restack(graph: Graph) -> Graph:
-    """Values a scan computes at every step anyway, recomputed outside it in batched form, read
-    from the scan instead (see the module doc)."""
+    """Values a scan computes at every step anyway, recomputed outside it in batched form or
+    inside another scan's body, read from the scan instead (see the module doc)."""
+    return restack_reads(graph)[0]
+
+
+def restack_reads(graph: Graph) -> tuple[Graph, bool]:
+    """restack's graph, and whether a scan's body now reads values another scan stacks (the
+    values it recomputed them from may then be unread: loop_prune's work)."""
     if not has_scans(graph):
-        return rewrite(graph)
-    stack, frontier = _plan(graph, stacked_matches(graph))
-    if not frontier:
-        return rewrite(graph)
-    return rewrite(graph, _rule(stack, frontier))
+        return rewrite(graph), False
+    matches = stacked_matches(graph)
+    stack, frontier = _plan(graph, matches)
+    reads = body_reads(graph, matches)
+    for rid, rs in reads.items():
+        for _, f, m in rs:
+            ms = stack.setdefault(f.id, [])
+            if m not in ms:
+                ms.append(m)
+    if not frontier and not reads:
+        return rewrite(graph), False
+    return rewrite(graph, _rule(stack, frontier, reads)), bool(reads)

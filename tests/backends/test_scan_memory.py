@@ -160,7 +160,8 @@ def test_an_evaluation_step_of_a_training_graph_stacks_no_carry_ins():
     with g:
         g.output("loss", loss)
         acc = g.variable("acc", (), dtype="float64")
-        g.update("acc", acc + gc.sum(gc.grad(loss, [ins[2]])[0]))  # training reads a gradient: a reverse scan
+        g.update("acc", acc + gc.sum(gc.grad(loss, [ins[3]])[0]))  # training reads dL/du: a reverse scan
+        # that reads the carry-ins (dL/du sums h_{t-1}^T dz_t)
     train = gc.compile(g, "numba")
     (fwd,) = (n for n in train.nodes if n.op == "scan" and not n.attrs["reverse"])
     assert fwd.attrs["saved"] is True  # the step that trains reads the carry-ins

@@ -3,8 +3,10 @@
 The reverse scan recomputes the forward body from the stacked carry-ins; loop_hoist moves the
 recomputed products out of it in batched form, and restack (passes/restack.py, run by
 loop_hoist) has the forward scan stack the value instead (JAX's "save the dots"): no matrix
-product of the forward step is computed twice. Checked on the structure of the optimized graph,
-against the reference interpreter and against finite differences in float64.
+product of the forward step is computed twice. The gate activations the reverse body would
+recompute from that value (behind a split) are stacked by the forward scan too, where the
+reverse body reads them. Checked on the structure of the optimized graph, against the
+reference interpreter and against finite differences in float64.
 """
 
 import numpy as np
@@ -93,14 +95,19 @@ def test_the_forward_scan_stacks_the_gate_preactivation_and_nothing_recomputes_i
     g2 = optimize(g)
     fwd, back = scans(g2)
     assert fwd.attrs["reverse"] is False and back.attrs["reverse"] is True
-    # the forward body's gate pre-activation (x-projection + h @ w_h + b) is a new stacked output ...
+    # the forward body stacks its gates' activations (three sigmoids, tanh(u), tanh(c)), which
+    # it computes from the gate pre-activation (x-projection + h @ w_h + b) ...
     nc = fwd.attrs["num_carry"]
-    (y,) = fwd.attrs["body"].outputs[nc:]
+    ys = fwd.attrs["body"].outputs[nc:]
+    assert sorted(y.op for y in ys) == ["sigmoid"] * 3 + ["tanh"] * 2
     (split,) = body_ops(fwd, "split")
-    assert y.op == "add" and split.inputs[0] is y
-    # ... the reverse scan reads it as an x-slice and computes no h @ w_h (only dz @ w_h^T) ...
+    assert split.inputs[0].op == "add"
+    # ... the reverse scan reads them as x-slices: it recomputes no activation and no h @ w_h
+    # (its one product is dz @ w_h^T) ...
     assert len(body_ops(back, "matmul")) == 1
-    assert any(x.op == "tuple_get" and x.inputs[0] is fwd and x.attrs["index"] == nc for x in back.inputs)
+    assert not body_ops(back, "sigmoid") and not body_ops(back, "tanh") and not body_ops(back, "split")
+    read = {x.attrs["index"] for x in back.inputs if x.op == "tuple_get" and x.inputs[0] is fwd}
+    assert set(range(nc, nc + len(ys))) <= read
     assert recomputed_products(g2) == []
     assert_same(g, g2, feeds(), rtol=1e-4, atol=1e-6)
 
@@ -108,7 +115,7 @@ def test_the_forward_scan_stacks_the_gate_preactivation_and_nothing_recomputes_i
 def test_without_restack_loop_hoist_would_recompute_the_product_in_batched_form(monkeypatch):
     import graphc.passes.loops as loops
 
-    monkeypatch.setattr(loops, "restack", lambda graph: graph)
+    monkeypatch.setattr(loops, "restack_reads", lambda graph: (graph, False))
     g = lstm_graph()
     (mm,) = recomputed_products(optimize(g))
     assert mm.type_str == f"f32[{T},{B},{4 * H}]"
@@ -119,9 +126,12 @@ def test_restack_stacks_only_the_value_the_reverse_scan_reads():
     g2 = optimize(g)
     fwd, back = scans(g2)
     nc = fwd.attrs["num_carry"]
-    # h @ w_h + b_h, not also h @ w_h: the product's batched form died with it
-    (y,) = fwd.attrs["body"].outputs[nc:]
-    assert y.op == "add" and {x.op for x in y.inputs} == {"matmul", "input"}
+    # the parts of h @ w_h + b_h and the gates the reverse body reads, never the bare product
+    # h @ w_h (its batched form died), and no activation is recomputed by the reverse body
+    ys = fwd.attrs["body"].outputs[nc:]
+    assert sorted(y.op for y in ys) == ["sigmoid", "sigmoid", "sub", "tanh", "tuple_get"]
+    assert not any(y.op == "matmul" for y in ys)
+    assert not body_ops(back, "sigmoid") and not body_ops(back, "tanh")
     assert recomputed_products(g2) == [] and len(body_ops(back, "matmul")) == 1
     assert_same(g, g2, feeds((T, B, 3 * H)), rtol=1e-4, atol=1e-6)
 
