@@ -179,8 +179,7 @@ def _body_map(r_scan: _Scan, f_scan: _Scan, matches) -> dict[int, Node]:
     """{R body node id: the F body node it equals at every step}: R's x-slices that stand for
     F's per-step values, R's captured values that are F's, and the R nodes built from those by
     the op (attributes, types) F's body applies to the same values."""
-    rs, fs = r_scan.s, f_scan.s
-    fid = f_scan.node.id
+    rs, fid = r_scan.s, f_scan.node.id
     mapping: dict[int, Node] = {}
     outputs_read = False
     for k, x in enumerate(rs.x_inputs):
@@ -293,7 +292,7 @@ def restack_reads(graph: Graph) -> tuple[Graph, bool]:
     matches = stacked_matches(graph)
     stack, frontier = _plan(graph, matches)
     reads = body_reads(graph, matches)
-    for rid, rs in reads.items():
+    for rs in reads.values():
         for _, f, m in rs:
             ms = stack.setdefault(f.id, [])
             if m not in ms:
