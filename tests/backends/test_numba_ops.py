@@ -247,3 +247,25 @@ def test_special_values_in_vector_math():
         np.testing.assert_allclose(got[k], ref[k], rtol=3e-6, atol=1e-37)
     nan = gc.compile(g, "numba")(x=np.full(9, np.nan, np.float32))
     assert all(np.isnan(a).all() for a in nan.values())
+
+
+def test_a_permuted_stack_of_rows_by_a_matrix_is_one_product_over_a_c_ordered_copy(monkeypatch):
+    # the time-major view of a batch-first input times a weight (an RNN's input projection)
+    from graphc.backends.numba import lowerings
+
+    copied = []
+    real = lowerings._scratch
+    monkeypatch.setattr(lowerings, "_scratch", lambda shape, dtype: (copied.append(shape), real(shape, dtype))[1])
+    g = gc.Graph("rows")
+    with g:
+        x = g.input("x", (4, 6, 5), "float64")
+        w = g.input("w", (5, 7), "float64")
+        g.output("y", gc.transpose(x, (1, 0, 2)) @ w + 1.0)
+    exe = gc.compile(g, "numba")
+    ref = gc.compile(g, "reference")
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # the scratch copy is refreshed at every call
+        f = {"x": rng.standard_normal((4, 6, 5)), "w": rng.standard_normal((5, 7))}
+        np.testing.assert_allclose(exe(f)["y"], ref(f)["y"], rtol=1e-12)
+        np.testing.assert_allclose(exe(f)["y"], np.einsum("btk,kn->tbn", f["x"], f["w"]) + 1.0, rtol=1e-12)
+    assert copied and set(copied) == {(6, 4, 5)}  # the permuted view went through the C-ordered copy

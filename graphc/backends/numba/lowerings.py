@@ -7,6 +7,7 @@ generator fuses with their producers declare a ReduceSpec instead (graphc.backen
 """
 
 import math
+import threading
 
 import numpy as np
 
@@ -22,14 +23,42 @@ def _matmul(node, in_shapes, out_shape):
     flops = 2.0 * math.prod(out_shape) * in_shapes[0][-1]
     small = flops < blas.SMALL_FLOPS
 
+    rows = len(in_shapes[0]) >= 3 and len(in_shapes[1]) == 2  # a stack of rows by one matrix
+
     def run(out, a, b):
         blas.use(1 if small else blas.large)
+        if rows and not a.flags.c_contiguous and out.flags.c_contiguous and a.size:
+            # a permuted stack of rows (the time-major view of a batch-first input, x @ W for every
+            # step): NumPy would run one small gemm per leading index; copied C-ordered, it is one
+            # gemm over all the rows (LSTM x-projection, 50x32x32 by 32x512: 0.40 ms against
+            # 0.50-0.67 on 2 threads, measured side by side)
+            flat = _scratch(a.shape, a.dtype)
+            np.copyto(flat, a)
+            np.matmul(flat.reshape(-1, a.shape[-1]), b, out=out.reshape(-1, out.shape[-1]))
+            return
         np.matmul(a, b, out=out)
 
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
     if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # out = alpha * a @ b + beta * out (accumulate.py)
         run.accumulate = accumulate.gemm
     return run
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(shape, dtype) -> np.ndarray:
+    """This thread's scratch array of `shape` (kept for the next call of that shape)."""
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    key = (tuple(shape), np.dtype(dtype).str)
+    buf = bufs.get(key)
+    if buf is None:
+        if len(bufs) > 16:  # shapes that keep changing: do not keep them all
+            bufs.clear()
+        buf = bufs[key] = np.empty(shape, dtype)
+    return buf
 
 
 def _softmax_builder(take_log):
