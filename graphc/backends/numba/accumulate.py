@@ -76,8 +76,9 @@ def _function(dtype: str):
             address, bits = found
             n = ctypes.c_int64 if bits == 64 else ctypes.c_int32
             f = ctypes.c_float if dtype == "f32" else ctypes.c_double
-            proto = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, n, n, n, f,
-                                     ctypes.c_void_p, n, ctypes.c_void_p, n, f, ctypes.c_void_p, n)  # fmt: skip
+            i32, ptr = ctypes.c_int32, ctypes.c_void_p
+            params = [i32, i32, i32, n, n, n, f, ptr, n, ptr, n, f, ptr, n]  # cblas_?gemm's
+            proto = ctypes.CFUNCTYPE(None, *params)
             got = (proto(address), bits)
         _FUNCS[dtype] = got
     return got
@@ -107,8 +108,8 @@ def gemm(out, a, b, alpha: float, beta: float) -> bool:
     if bits < 64 and max(m, n, k, la[1], lb[1], lc[1]) >= 2**31:
         return False
     trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
-    call(101, trans[la[0]], trans[lb[0]], m, n, k, alpha, a.ctypes.data, la[1], b.ctypes.data, lb[1], beta,
-         out.ctypes.data, lc[1])  # fmt: skip
+    ops = (a.ctypes.data, la[1], b.ctypes.data, lb[1], beta, out.ctypes.data, lc[1])
+    call(101, trans[la[0]], trans[lb[0]], m, n, k, alpha, *ops)  # CblasRowMajor
     return True
 
 
