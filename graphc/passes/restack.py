@@ -217,11 +217,11 @@ def body_reads(graph: Graph, matches) -> dict[int, list[tuple[Node, Node, Node]]
         rs = r_scan.s
         sources = {f for k in range(rs.num_xs) for f in matches.get(r_scan.node.inputs[rs.num_carry + k].id, {})}
         reads, taken = [], set()
+        outs = {o.id for o in rs.body.outputs}
         for fid in sources:
             if fid == r_scan.node.id or fid not in scans:
                 continue
             mapping = _body_map(r_scan, scans[fid], matches)
-            outs = {o.id for o in rs.body.outputs}
             for r in rs.body.nodes:
                 m = mapping.get(r.id)
                 if m is None or r.is_source or r.is_tuple or m.is_source or r.id in taken:

@@ -16,7 +16,7 @@ import ctypes
 
 import numpy as np
 
-from graphc.backends.numba import blas, native
+from graphc.backends.numba import native
 
 __all__ = ["affine_epilogue", "AccumulateCall", "gemm"]
 
@@ -30,9 +30,8 @@ def affine_epilogue(body, anchor_id, out_id, ctx) -> tuple | None:
     """(y id, alpha, beta) if the epilogue nodes `body` (in order) compute value `out_id` as
     alpha * anchor + beta * y from the anchor's value, one other value y and constants; else None."""
     ids = {n.id for n in body}
-    others = list(dict.fromkeys(x.id for n in body for x in n.inputs if x.id != anchor_id and x.id not in ids))
-    consts = {x.id: x for n in body for x in n.inputs if x.is_const}
-    free = [v for v in others if v not in consts]
+    outside = (x for n in body for x in n.inputs if x.id != anchor_id and x.id not in ids and not x.is_const)
+    free = list(dict.fromkeys(x.id for x in outside))
     if len(free) != 1 or out_id not in ids:
         return None
     y = free[0]
@@ -54,7 +53,8 @@ def affine_epilogue(body, anchor_id, out_id, ctx) -> tuple | None:
 
 
 def _layout(x) -> tuple | None:
-    """(transposed, leading dimension) of a 2-D array as cblas takes it row-major, or None."""
+    """(transposed, leading dimension) of a 2-D array as cblas takes it row-major, or None: the
+    rule kernel_blas.py emits as IR for np.dot in graphc's own kernels, here at call time."""
     s, (r, c), (s0, s1) = x.itemsize, x.shape, x.strides
     if (s1 == s or c == 1) and (r == 1 or (s0 % s == 0 and s0 >= c * s)):
         return False, (s0 // s if r > 1 else c)
@@ -115,7 +115,7 @@ def gemm(out, a, b, alpha: float, beta: float) -> bool:
 
 class AccumulateCall:
     """The step of such a group: the product's `fn.accumulate(out, a, b, alpha, beta)` (its
-    lowering's gemm: `gemm` here) into the variable's array, or else `product` (the matmul's
+    lowering's gemm on its BLAS thread count: `gemm` here) into the variable's array, or else `product` (the matmul's
     LibraryCall) then `epilogue` (its LoopKernel). `fn`: the product's run function (its flops
     tell the runtime's BLAS tuner this step multiplies)."""
 
@@ -128,7 +128,6 @@ class AccumulateCall:
     def run(self, vals, ctx, first):
         a, b = (vals[x.id] for x in self.anchor.inputs)
         out = vals[self.out]
-        blas.use(1 if self.fn.flops < blas.SMALL_FLOPS else blas.large)
         if out is vals[self.y] and self.fn.accumulate(out, a, b, self.alpha, self.beta):
             return
         self.product.run(vals, ctx, first)

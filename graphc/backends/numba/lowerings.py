@@ -38,9 +38,13 @@ def _matmul(node, in_shapes, out_shape):
             return
         np.matmul(a, b, out=out)
 
+    def accumulate_into(out, a, b, alpha, beta) -> bool:  # out = alpha * a @ b + beta * out
+        blas.use(1 if small else blas.large)
+        return accumulate.gemm(out, a, b, alpha, beta)
+
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
-    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # out = alpha * a @ b + beta * out (accumulate.py)
-        run.accumulate = accumulate.gemm
+    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # accumulate.py's AccumulateCall
+        run.accumulate = accumulate_into
     return run
 
 

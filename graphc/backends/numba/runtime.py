@@ -92,9 +92,8 @@ class Runtime:
                 return
             body = [self.node(v) for v in k.node_ids if v != k.anchor]
             epilogue = loops.loop_step(self, k, body, [a.id])
-            self.steps.append(self._accumulating(k, a, body, product, epilogue) or product)
-            if self.steps[-1] is product:
-                self.steps.append(epilogue)
+            acc = self._accumulating(k, a, body, product, epilogue)
+            self.steps.extend([acc] if acc is not None else [product, epilogue])
         else:
             self.steps.append(self._library(self.node(k.node_ids[0])))
 
@@ -110,8 +109,8 @@ class Runtime:
         if form is None:
             return None
         y, alpha, beta = form
-        same = self.shape.get(y) == self.shape.get(out) == self.shape[a.id]
-        if not same or self.static.get(out) is None or self.static.get(out) is not self.static.get(y):
+        buf = self.static.get(out)
+        if buf is None or buf is not self.static.get(y) or self.shape.get(y) != self.shape[a.id]:
             return None  # not written over y in place
         return accumulate.AccumulateCall(a, out, y, alpha, beta, product, epilogue)
 

@@ -244,7 +244,7 @@ class NativeScan:
         old = dict(self._ordered)
         for k in self.loop.product_caps:
             a = np.asarray(caps[k])
-            if a.ndim == 2 and a.size > 1 and not a.flags.c_contiguous and self.loop.T > 1:
+            if a.size > 1 and not a.flags.c_contiguous and self.loop.T > 1:  # product_caps: matrices
                 buf = old.get(k)
                 if buf is None or buf.shape != a.shape or buf.dtype != a.dtype:
                     buf = np.empty(a.shape, a.dtype)
