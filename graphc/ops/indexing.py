@@ -25,6 +25,7 @@ from graphc.ops.registry import (
     error,
     register,
 )
+from graphc.ops.rows import same_rows, sliced_rows
 
 __all__ = ["slice", "concat", "split", "stack", "take", "gather", "one_hot", "pad"]
 
@@ -98,7 +99,7 @@ def _ref_slice_grad(n, a, c):
 
 register(OpDef(
     "slice", Kind.INJECTIVE, _infer_slice, _ref_slice,
-    lambda n, g, needs: [_slice_grad(g, n.attrs["index"], n.inputs[0].shape)],
+    lambda n, g, needs: [_slice_grad(g, n.attrs["index"], n.inputs[0].shape)], rows=sliced_rows,
     doc="x[start:stop:step, ...] with static bounds per axis",
 ))  # fmt: skip
 register(OpDef(
@@ -200,7 +201,7 @@ def _vjp_concat(n, g, needs):
 
 register(OpDef(
     "concat", Kind.INJECTIVE, _infer_concat,
-    lambda n, a, c: np.concatenate(a, axis=n.attrs["axis"]), _vjp_concat,
+    lambda n, a, c: np.concatenate(a, axis=n.attrs["axis"]), _vjp_concat, rows=same_rows(),
     doc="join inputs along an existing axis",
 ))  # fmt: skip
 
@@ -265,7 +266,7 @@ def _vjp_split(n, g, needs):
 
 
 register(OpDef(
-    "split", Kind.OPAQUE, _infer_split, _ref_split, _vjp_split,
+    "split", Kind.OPAQUE, _infer_split, _ref_split, _vjp_split, rows=same_rows(),
     doc="parts of an input along an axis: one node with an output per part (read with tuple_get)",
 ))  # fmt: skip
 

@@ -5,6 +5,7 @@ import numpy as np
 from graphc.errors import DTypeError, ShapeError
 from graphc.ir import dtypes, shapes
 from graphc.ops.registry import F, Kind, OpDef, apply, error, register
+from graphc.ops.rows import matmul_rows
 
 __all__ = ["matmul", "dense_product"]
 
@@ -37,6 +38,7 @@ register(
         _infer_matmul,
         lambda n, a, c: np.matmul(a[0], a[1]),
         _vjp_matmul,
+        rows=matmul_rows,
         doc="matrix product over the last two axes, batch axes broadcast",
     )
 )

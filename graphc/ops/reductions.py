@@ -22,6 +22,7 @@ from graphc.ops.registry import (
     error,
     register,
 )
+from graphc.ops.rows import reduce_rows, summed_rows
 
 __all__ = ["sum", "mean", "max", "min", "argmax", "sum_to", "shape_size"]
 
@@ -75,9 +76,9 @@ def _ref(fn):
     return lambda n, a, c: np.asarray(fn(a[0], axis=n.attrs["axes"], keepdims=n.attrs["keepdims"]), n.dtype)
 
 
-register(OpDef("sum", Kind.REDUCTION, _infer_reduce, _ref(np.sum), _vjp_sum, doc="sum over axes"))
-register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, doc="mean over axes"))
-register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, doc="max over axes"))
+register(OpDef("sum", Kind.REDUCTION, _infer_reduce, _ref(np.sum), _vjp_sum, rows=summed_rows, doc="sum over axes"))
+register(OpDef("mean", Kind.REDUCTION, _infer_mean, _ref(np.mean), _vjp_mean, rows=reduce_rows, doc="mean over axes"))
+register(OpDef("max", Kind.REDUCTION, _infer_reduce, _ref(np.max), _vjp_max, rows=reduce_rows, doc="max over axes"))
 
 
 def sum(x, axis=None, keepdims: bool = False, *, axes=None):

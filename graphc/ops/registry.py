@@ -16,6 +16,7 @@ from graphc.ir import dtypes
 from graphc.ir.graph import _current_backward, current_graph
 from graphc.ir.location import user_location
 from graphc.ir.node import Attrs, Node, TupleType
+from graphc.ops.rows import broadcast_rows
 
 
 class Kind(enum.Enum):
@@ -52,6 +53,8 @@ class OpDef:
     lowerings: backend name -> backend-specific kernel builder, for non-elementwise ops.
     commutative / sign: algebraic facts that rewrites may rely on (see passes/).
     random: draws random numbers (seeded from its attributes, the step and the loop indices).
+    rows: rows(node, axes) -> the output's batch axis from the inputs' (graphc.ops.rows), for ops
+        that keep the rows of a batch apart; ops with a `scalar` need none.
     external: its value depends on more than its inputs and attributes (a collective's is the
         other processes' data too). `pure` is False for random and external ops: they are never
         folded, merged with another, hoisted out of a loop or fused.
@@ -70,6 +73,7 @@ class OpDef:
     reads_values: bool = True  # False: only the inputs' shapes are read (no saved activation)
     takes_tuple: bool = False  # True for ops that read a many-output node (the projection tuple_get)
     sign: str | None = None  # "positive" or "nonnegative": true of every output (for rewrites)
+    rows: Callable | None = None  # the batch axis of the output from the inputs' (graphc.ops.rows)
     doc: str = ""
 
     @property
@@ -84,6 +88,13 @@ class OpDef:
     @property
     def differentiable(self) -> bool:
         return self.vjp is not None
+
+    def row_rule(self) -> Callable | None:
+        """How the batch rows go through the op (graphc.ops.rows): its own rule, broadcasting for
+        an op with a per-element expression, None (rows mixed) otherwise."""
+        if self.rows is not None:
+            return self.rows
+        return broadcast_rows if self.scalar is not None else None
 
     def scalar_expr(self, attrs) -> str | None:
         """The elementwise expression template, with attributes (alpha, dtype) filled in."""

@@ -21,6 +21,7 @@ from graphc.ops.registry import (
     error,
     register,
 )
+from graphc.ops.rows import permuted_rows
 
 __all__ = [
     "reshape",
@@ -138,6 +139,7 @@ register(
         _infer_transpose,
         lambda n, a, c: np.transpose(a[0], n.attrs["perm"]),
         lambda n, g, needs: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["perm"])))],
+        rows=permuted_rows,
         doc="permute axes",
     )
 )

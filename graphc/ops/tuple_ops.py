@@ -11,6 +11,7 @@ import numpy as np
 from graphc.errors import AttributeValueError, GraphStructureError, IndexRangeError
 from graphc.ir.node import Node
 from graphc.ops.registry import Kind, OpDef, apply, error, register
+from graphc.ops.rows import tuple_rows
 
 __all__ = ["tuple_get"]
 
@@ -38,6 +39,7 @@ register(
         lambda n, a, c: np.asarray(a[0][n.attrs["index"]]),
         _vjp_tuple_get,
         takes_tuple=True,
+        rows=tuple_rows,
         doc="output `index` of a node with several outputs",
     )
 )
