@@ -16,7 +16,7 @@ import ctypes
 
 import numpy as np
 
-from graphc.backends.numba import native
+from graphc.backends.numba import batch_split, blas, native
 
 __all__ = ["affine_epilogue", "AccumulateCall", "gemm"]
 
@@ -108,8 +108,18 @@ def gemm(out, a, b, alpha: float, beta: float) -> bool:
     if bits < 64 and max(m, n, k, la[1], lb[1], lc[1]) >= 2**31:
         return False
     trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
-    ops = (a.ctypes.data, la[1], b.ctypes.data, lb[1], beta, out.ctypes.data, lc[1])
-    call(101, trans[la[0]], trans[lb[0]], m, n, k, alpha, *ops)  # CblasRowMajor
+    threads = batch_split.own_threads(2.0 * m * n * k)
+
+    def part(rows, cols):  # a block of out: the same layouts, the operands' rows or columns
+        o, x, y = out[rows, cols], a[rows], b[:, cols]
+        ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
+        call(101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
+
+    if threads == 1:
+        part(slice(None), slice(None))
+    else:
+        blas.use(1)
+        batch_split.in_parallel([lambda r=r, c=c: part(r, c) for r, c in batch_split.product_blocks(m, n, threads)])
     return True
 
 

@@ -28,6 +28,10 @@ _libs = None
 _current = None  # the count last set by us (None: the caller's)
 _saved = None
 large = 1  # threads for products >= SMALL_FLOPS, set by the executor from its tuner
+# the executor's products and loops run on graphc's own threads (batch_split), BLAS on one thread
+# each: set for a runtime with a loop run in parts (numba/scan_split.py), as OpenBLAS's workers
+# spin for ~0.1 s after each threaded call and take half the core a part runs on
+own_threads = False
 
 
 def _controllers():
@@ -94,8 +98,10 @@ def fixed() -> int | None:
 
 
 def use(n: int) -> None:
-    """Run the next products on n threads."""
+    """Run the next products on n threads (one while `own_threads`)."""
     global _current, _saved
+    if own_threads:
+        n = 1
     if n == _current:
         return
     libs = _controllers()

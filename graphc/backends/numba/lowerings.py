@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from graphc.backends.numba import accumulate, blas
+from graphc.backends.numba import accumulate, batch_split, blas
 from graphc.backends.numba.lowerings_conv import KERNELS as _KERNELS
 from graphc.ops.registry import lowering
 
@@ -26,7 +26,6 @@ def _matmul(node, in_shapes, out_shape):
     rows = len(in_shapes[0]) >= 3 and len(in_shapes[1]) == 2  # a stack of rows by one matrix
 
     def run(out, a, b):
-        blas.use(1 if small else blas.large)
         if rows and not a.flags.c_contiguous and out.flags.c_contiguous and a.size:
             # a permuted stack of rows (the time-major view of a batch-first input, x @ W for every
             # step): NumPy would run one small gemm per leading index; copied C-ordered, it is one
@@ -34,9 +33,15 @@ def _matmul(node, in_shapes, out_shape):
             # 0.50-0.67 on 2 threads, measured side by side)
             flat = _scratch(a.shape, a.dtype)
             np.copyto(flat, a)
-            np.matmul(flat.reshape(-1, a.shape[-1]), b, out=out.reshape(-1, out.shape[-1]))
+            a, out = flat.reshape(-1, a.shape[-1]), out.reshape(-1, out.shape[-1])
+        threads = batch_split.own_threads(flops)
+        if threads == 1 or a.ndim != 2 or b.ndim != 2:
+            blas.use(1 if small else blas.large)
+            np.matmul(a, b, out=out)
             return
-        np.matmul(a, b, out=out)
+        blas.use(1)  # on graphc's threads, one block of the product each
+        blocks = batch_split.product_blocks(out.shape[0], out.shape[1], threads)
+        batch_split.in_parallel([lambda r=r, c=c: np.matmul(a[r], b[:, c], out=out[r, c]) for r, c in blocks])
 
     def accumulate_into(out, a, b, alpha, beta) -> bool:  # out = alpha * a @ b + beta * out
         blas.use(1 if small else blas.large)

@@ -10,7 +10,7 @@ matrix products. A call runs the bound steps in order and returns every value by
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.numba import accumulate, blas, loops
+from graphc.backends.numba import accumulate, blas, loops, scan_split
 from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall, TupleInto
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
 from graphc.ops.context import RunContext
@@ -48,6 +48,8 @@ class Runtime:
         calls = (LibraryCall, TupleCall, TupleInto, accumulate.AccumulateCall)
         large = any(isinstance(st, calls) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
         self.tuner = blas.Tuner(large)
+        # a loop run in parts: the products run on graphc's threads too (blas.own_threads)
+        self.own_threads = any(isinstance(getattr(st, "fn", None), scan_split.SplitScan) for st in self.steps)
 
     def node(self, v):
         return self.schedule.nodes[v]
@@ -127,11 +129,13 @@ class Runtime:
         first, self.first = self.first, False
         tuner = self.tuner
         blas.large = tuner.pick()
+        blas.own_threads = self.own_threads
         t0 = tuner.start()
         try:
             for st in self.steps:
                 st.run(vals, ctx, first)
         finally:
+            blas.own_threads = False
             blas.restore()
         tuner.done(t0)
         return vals

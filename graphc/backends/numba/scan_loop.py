@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from graphc.backends import plan as planning
-from graphc.backends.numba import blas, cache, driver_source
+from graphc.backends.numba import blas, cache, driver_source, scan_split
 from graphc.backends.numba.scan_body import BodyPlan, NotNative
 from graphc.ir import shapes
 from graphc.ops.context import RunContext
@@ -58,16 +58,18 @@ def _seen(shape) -> tuple:
 
 class ScanLoop:
     """Scan `node` at concrete input shapes `in_shapes` and output shapes `out_shapes`: its
-    body's plan, its carry/x-slice/staging buffers and its driver. Raises NotNative."""
+    body's plan, its carry/x-slice/staging buffers and its driver. Raises NotNative. `body`:
+    the body to run instead of the node's own, of the same inputs and outputs over other
+    shapes (a part of the batch's rows: numba/scan_split.py)."""
 
-    def __init__(self, node, in_shapes, out_shapes, nested=False):
+    def __init__(self, node, in_shapes, out_shapes, nested=False, body=None):
         a = node.attrs
-        self.node, self.body = node, a["body"]
+        self.node, self.body = node, a["body"] if body is None else body
         nc = self.nc = a["num_carry"]
         self.nx = a["num_xs"]
         self.ny = len(self.body.outputs) - nc
         self.reverse = a["reverse"]
-        env = _dims(node, in_shapes, out_shapes)
+        env = _dims(self.body, nc, self.nx, in_shapes, out_shapes)
         self.T = _trip_count(node, in_shapes, out_shapes, env)
         self.plan = BodyPlan(self.body, env)
         ins = self.body.inputs
@@ -79,7 +81,7 @@ class ScanLoop:
         self.staged = any(self.plan.base(o.id) in carry_ids and self.plan.base(o.id) != carry_ids[i]
                           for i, o in enumerate(outs[:nc]))  # fmt: skip
         self.stage = [np.zeros_like(c) for c in self.carries] if self.staged else []
-        self.out_types = [(shapes.concrete(s, {**env, **_length_env(node, self.T)}), d) for s, d in node.types]
+        self.out_types = [(tuple(s), d) for s, (_, d) in zip(out_shapes, node.types)]
         # captured matrices an in-loop product reads: given to it C-ordered (see NativeScan.into)
         read = {v for st in self.plan.steps if st.call is not None and st.call.flops for v in st.ins}
         self.product_caps = [k for k, n in enumerate(self.body.captured) if n.id in read and len(n.shape) == 2]
@@ -136,7 +138,7 @@ class ScanLoop:
 
     def call_args(self, init, xs, final, ys, rs, fixed) -> tuple:
         """The driver's arguments: the trip count, then the scan's arrays seen flat (stacked
-        ones as [T, size]; all contiguous), then `fixed` (bind_body's)."""
+        ones as [T, size], whose rows may be apart in memory), then `fixed` (bind_body's)."""
 
         def flat(arrays, stacked=False):
             return tuple(a.reshape((a.shape[0], a[0].size if len(a) else math.prod(a.shape[1:]))) if stacked
@@ -200,38 +202,45 @@ class NativeScan:
         """Run the scan on `inputs`, writing its outputs into `outs` (C-contiguous, of the
         output types, not overlapping the inputs)."""
         lp = self.loop
-        nc, nx = lp.nc, lp.nx
+        nc, nx, ny = lp.nc, lp.nx, lp.ny
         if self.fallback is None:
             init = [np.ascontiguousarray(a) for a in inputs[:nc]]
             xs = [np.ascontiguousarray(a) for a in inputs[nc : nc + nx]]
-            caps = inputs[nc + nx :]
-            final, ys, rs = outs[:nc], outs[nc : nc + lp.ny], outs[nc + lp.ny :]
-            rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
-            if rebind:
-                self._ordered = self._c_ordered(caps)
-                own = list(caps)
-                for k, buf in self._ordered:
-                    own[k] = buf
-                try:
-                    self._fixed, self._stale = lp.bind_body(own)
-                except NotNative as e:
-                    self.fallback = str(e)
-            for k, buf in self._ordered:  # at every call: the captured value may have changed in place
-                np.copyto(buf, caps[k])
-            if self.fallback is None:
-                if rebind:
-                    self._caps = tuple(caps)
-                args = lp.call_args(init, xs, final, ys, rs, self._fixed)
-                if rebind:
-                    lp.compile(args)
-                tuner = self.tuner
-                blas.use(tuner.pick())
-                t0 = tuner.start()
-                lp.driver(*args)
+            tuner = self.tuner
+            blas.use(tuner.pick())
+            t0 = tuner.start()
+            if self.run(init, xs, inputs[nc + nx :], outs[:nc], outs[nc : nc + ny], outs[nc + ny :]):
                 tuner.done(t0)
                 return
         for out, res in zip(outs, self._reference(inputs)):
             out[...] = res
+
+    def run(self, init, xs, caps, final, ys, rs) -> bool:
+        """One run of the driver: init/xs/caps the scan's inputs, final/ys/rs the arrays its
+        outputs go to, each seen flat without a copy (a stacked one may be a strided [T, size]
+        view: scan_split.py runs parts of the rows so); False if binding found that the loop
+        must run the reference (self.fallback says why)."""
+        lp = self.loop
+        rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
+        if rebind:
+            self._ordered = self._c_ordered(caps)
+            own = list(caps)
+            for k, buf in self._ordered:
+                own[k] = buf
+            try:
+                self._fixed, self._stale = lp.bind_body(own)
+            except NotNative as e:
+                self.fallback = str(e)
+                return False
+        for k, buf in self._ordered:  # at every call: the captured value may have changed in place
+            np.copyto(buf, caps[k])
+        if rebind:
+            self._caps = tuple(caps)
+        args = lp.call_args(init, xs, final, ys, rs, self._fixed)
+        if rebind:
+            lp.compile(args)
+        lp.driver(*args)
+        return True
 
     def _c_ordered(self, caps) -> list:
         """(k, buffer) for each captured matrix an in-loop product reads that is laid out other
@@ -252,9 +261,7 @@ class NativeScan:
         return out
 
     def _reference(self, inputs):
-        n = self.node
-        env = {**self.loop.plan.env, **_length_env(n, self.loop.T)}
-        return tuple(n.opdef.ref(n, list(inputs), RunContext({}, {}, env, 0)))
+        return _reference(self.node, self.loop.plan.env, self.loop.T, inputs)
 
     def describe(self) -> list[str]:
         if self.fallback is not None:
@@ -263,10 +270,8 @@ class NativeScan:
 
 
 # -- dims ---------------------------------------------------------------------------------------
-def _dims(node, in_shapes, out_shapes) -> dict:
+def _dims(body, nc, nx, in_shapes, out_shapes) -> dict:
     """The body's symbolic dims bound by the concrete shapes of the scan's inputs and outputs."""
-    a = node.attrs
-    body, nc, nx = a["body"], a["num_carry"], a["num_xs"]
     pairs = [(n.shape, s) for n, s in zip(body.inputs[:nc], in_shapes[:nc])]
     pairs += [(n.shape, s[1:]) for n, s in zip(body.inputs[nc:], in_shapes[nc : nc + nx])]
     pairs += [(n.shape, s) for n, s in zip(body.captured, in_shapes[nc + nx :])]
@@ -290,6 +295,12 @@ def _trip_count(node, in_shapes, out_shapes, env) -> int:
     return length if isinstance(length, int) else env.get(length, 0)
 
 
+def _reference(node, env, T, inputs) -> tuple:
+    """The scan's outputs by its reference loop (`env`: the body's dims, T: the trip count)."""
+    env = {**env, **_length_env(node, T)}
+    return tuple(node.opdef.ref(node, list(inputs), RunContext({}, {}, env, 0)))
+
+
 def _length_env(node, T) -> dict:
     length = node.attrs["length"]
     return {length: T} if isinstance(length, str) else {}
@@ -297,8 +308,21 @@ def _length_env(node, T) -> dict:
 
 # -- lowerings ----------------------------------------------------------------------------------
 def numba_scan(node, in_shapes, out_shapes):
-    """The scan's numba lowering: a NativeScan's run function, or None (the reference loop)."""
+    """The scan's numba lowering: a NativeScan's run function, a SplitScan's where the loop runs
+    in parts over its batch rows (scan_split.py), or None (the reference loop)."""
     try:
+        parts = scan_split.plan_parts(node, in_shapes, out_shapes)
+        if parts is not None:
+            try:
+                ins, outs = scan_split.part_shapes(in_shapes, out_shapes, node.attrs["num_carry"],
+                                                   node.attrs["num_xs"], parts.rows, parts.summed)  # fmt: skip
+                runs = [NativeScan(node, ScanLoop(node, ins, outs, body=parts.body)) for _ in range(parts.count)]
+                env = _dims(node.attrs["body"], node.attrs["num_carry"], node.attrs["num_xs"], in_shapes, out_shapes)
+                T = runs[0].loop.T
+                return scan_split.SplitScan(node, runs, parts.rows, parts.summed,
+                                            lambda inputs: _reference(node, env, T, inputs))  # fmt: skip
+            except NotNative:
+                pass  # the whole loop may still run natively
         return NativeScan(node, ScanLoop(node, in_shapes, out_shapes))
     except NotNative:
         return None
@@ -321,7 +345,8 @@ def loop_lines(exe) -> list[str]:
     one line per scan node (its native loop's steps indented below it)."""
     lines = []
     for key, rt in exe.runtimes.items():
-        native = {st.node.id: st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), NativeScan)}
+        runs = (NativeScan, scan_split.SplitScan)
+        native = {st.node.id: st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), runs)}
         at = ", ".join(f"{k}={v}" for k, v in key)
         for n in exe.nodes:
             if getattr(n.opdef.lowerings.get("numba"), "builder", None) is not numba_scan:
