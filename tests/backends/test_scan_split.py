@@ -82,13 +82,13 @@ def test_an_lstm_training_step_in_two_parts_equals_the_reference(small_parts, mo
     assert "in 2 parts of 4 batch rows" in exe.summary()
 
 
-def test_the_parts_read_and_write_strided_rows_in_place(small_parts):
-    """A stacked input or output's part is a [T, rows * size] view: no copy in or out."""
+def test_the_parts_index_the_whole_stacked_arrays_from_their_rows_start(small_parts):
+    """No copy in or out: both parts get the stacked inputs and outputs themselves, with where
+    their rows start in each step, and views of their rows of the carries."""
     g, outs = lstm_training()
     exe = gc.compile(g, "numba", outputs=outs)
     f = feeds(0)
     exe(f)
-    (fwd, _) = runs(exe, SplitScan)
     seen = []
     real = NativeScan.run
     patched = lambda self, *a: (seen.append(a), real(self, *a))[1]  # noqa: E731
@@ -97,11 +97,12 @@ def test_the_parts_read_and_write_strided_rows_in_place(small_parts):
         exe(f)
     finally:
         NativeScan.run = real
-    init, xs, caps, final, ys, rs = seen[0]
-    assert xs[0].shape == (T, (B // 2) * 4 * H) and not xs[0].flags.c_contiguous  # x @ w + b, hoisted
-    for k in (1, 4, 5):  # xs, ys, residuals: both parts' views of one array, apart
-        for a, b in zip(seen[0][k], seen[1][k]):
-            assert a.base is b.base and a.base is not None and not np.shares_memory(a, b)
+    (init0, xs0, _, final0, ys0, rs0, at0), (init1, xs1, _, final1, ys1, rs1, at1) = seen[:2]
+    assert xs0[0] is xs1[0] and xs0[0].shape == (T, B, 4 * H)  # x @ w, hoisted: one array for both
+    assert all(a is b for a, b in zip(ys0 + rs0, ys1 + rs1))
+    assert at0 == [0] * len(at0) and at1 == [(B // 2) * a[0, 0].size for a in xs0 + ys0 + rs0]
+    for a, b in zip(init0 + final0, init1 + final1):  # rows 0-3 and 4-7 of one array
+        assert a.base is b.base and a.base is not None and not np.shares_memory(a, b)
 
 
 def test_a_gru_bias_gradient_summed_per_step_is_the_sum_of_the_parts_sums(small_parts):

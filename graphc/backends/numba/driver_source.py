@@ -2,7 +2,10 @@
 
 `flat_driver(loop)` writes the driver of scan_loop.ScanLoop `loop` (see scan_loop's module doc
 for what it runs) with one parameter per array or size: T, then INIT_k, XS_j, FINAL_k, YS_j,
-RS_k, C_k, X_j, S_k, O_k and each step's arguments P{i}_{n}, instead of tuples of them. In that
+RS_k, OFF_k, C_k, X_j, S_k, O_k and each step's arguments P{i}_{n}, instead of tuples of them.
+OFF holds where in each row of XS, YS and RS (in that order) the loop's values start: 0 for a
+whole loop, the first row's offset for a part of the batch's rows (scan_split.py), which then
+indexes the whole stacked arrays, contiguous, rather than strided views of them. In that
 form it is in the subset graphc's own compiler translates (kernel_ir.py: the body's kernels,
 imported by name, are inlined where called; np.dot is a BLAS gemm, kernel_blas.py), so a cold
 process compiles the loop without Numba. The same text is a valid Numba module (the imports
@@ -44,8 +47,8 @@ def _groups(loop) -> list[tuple[str, int]]:
     nc, nx, ny = loop.nc, loop.nx, loop.ny
     nr = nc if saves_residuals(loop.node.attrs) else 0
     ns = nc if loop.staged else 0
-    return [("INIT", nc), ("XS", nx), ("FINAL", nc), ("YS", ny), ("RS", nr), ("C", nc), ("X", nx), ("S", ns),
-            ("O", nc + ny)]  # fmt: skip
+    return [("INIT", nc), ("XS", nx), ("FINAL", nc), ("YS", ny), ("RS", nr), ("OFF", nx + ny + nr), ("C", nc),
+            ("X", nx), ("S", ns), ("O", nc + ny)]  # fmt: skip
 
 
 def flat_driver(loop) -> FlatDriver | None:
@@ -94,13 +97,18 @@ def body_lines(loop, name, statement) -> list[str]:
     lines = each(nc, ("C", "[q]"), ("INIT", "[q]"), "C", 1)
     lines.append("    for i in range(T):")
     lines.append(ind + ("t = T - 1 - i" if loop.reverse else "t = i"))
+    nx = loop.nx
     if saves_residuals(loop.node.attrs):
-        lines += each(nc, ("RS", "[t, q]"), ("C", "[q]"), "C", 2)
-    lines += each(loop.nx, ("X", "[q]"), ("XS", "[t, q]"), "X", 2)
+        for k in range(nc):
+            at = f"[t, {name('OFF', nx + ny + k)} + q]"
+            lines += copy(name("RS", k) + at, name("C", k) + "[q]", name("C", k), 2)
+    for j in range(nx):
+        lines += copy(name("X", j) + "[q]", name("XS", j) + f"[t, {name('OFF', j)} + q]", name("X", j), 2)
     for i, st in enumerate(loop.plan.steps):
         lines += [ind + x for x in statement(i, st).splitlines()]
     for j in range(ny):  # the ys are the body outputs after the carries
-        lines += copy(name("YS", j) + "[t, q]", name("O", nc + j) + "[q]", name("O", nc + j), 2)
+        at = f"[t, {name('OFF', nx + j)} + q]"
+        lines += copy(name("YS", j) + at, name("O", nc + j) + "[q]", name("O", nc + j), 2)
     if loop.staged:
         lines += each(nc, ("S", "[q]"), ("O", "[q]"), "S", 2)
         lines += each(nc, ("C", "[q]"), ("S", "[q]"), "C", 2)
@@ -118,8 +126,8 @@ def driver_text(loop, header: str, imports, params, lines) -> str:
 
 
 def flatten(counts: tuple, args: tuple) -> tuple:
-    """The flat driver's arguments from ScanLoop's grouped ones: (T, INIT, XS, FINAL, YS, RS, C,
-    X, S, O, P0, P1, ...), each group a tuple of `counts` entries."""
+    """The flat driver's arguments from ScanLoop's grouped ones: (T, INIT, XS, FINAL, YS, RS, OFF,
+    C, X, S, O, P0, P1, ...), each group a tuple of `counts` entries."""
     out = [args[0]]
     for n, group in zip(counts, args[1:]):
         if len(group) != n:

@@ -48,7 +48,7 @@ from numba import njit
 @njit(fastmath={fastmath}, error_model="numpy", nogil=True)
 def kernel({params}):
 """
-DRIVER_PARAMS = ("T", "INIT", "XS", "FINAL", "YS", "RS", "C", "X", "S", "O")  # the driver's first parameters
+DRIVER_PARAMS = ("T", "INIT", "XS", "FINAL", "YS", "RS", "OFF", "C", "X", "S", "O")  # the driver's first parameters
 
 
 def _seen(shape) -> tuple:
@@ -136,15 +136,19 @@ class ScanLoop:
         flat = [tuple(a.reshape(-1) for a in arrays) for arrays in (self.carries, self.xbufs, self.stage)]
         return (*flat, tuple(outs), *steps), stale
 
-    def call_args(self, init, xs, final, ys, rs, fixed) -> tuple:
+    def call_args(self, init, xs, final, ys, rs, fixed, offsets=None) -> tuple:
         """The driver's arguments: the trip count, then the scan's arrays seen flat (stacked
-        ones as [T, size], whose rows may be apart in memory), then `fixed` (bind_body's)."""
+        ones as [T, size]; all contiguous), where in each stacked row the loop's values start
+        (`offsets`, for xs, ys and rs in turn: 0 by default), then `fixed` (bind_body's)."""
 
         def flat(arrays, stacked=False):
             return tuple(a.reshape((a.shape[0], a[0].size if len(a) else math.prod(a.shape[1:]))) if stacked
                          else a.reshape(-1) for a in arrays)  # fmt: skip
 
-        grouped = (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), *fixed)
+        if offsets is None:
+            offsets = (0,) * (len(xs) + len(ys) + len(rs))
+        grouped = (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), tuple(offsets),
+                   *fixed)  # fmt: skip
         return grouped if self.flat is None else driver_source.flatten(self.flat.counts, grouped)
 
     def compile(self, args: tuple) -> None:
@@ -215,11 +219,12 @@ class NativeScan:
         for out, res in zip(outs, self._reference(inputs)):
             out[...] = res
 
-    def run(self, init, xs, caps, final, ys, rs) -> bool:
+    def run(self, init, xs, caps, final, ys, rs, offsets=None) -> bool:
         """One run of the driver: init/xs/caps the scan's inputs, final/ys/rs the arrays its
-        outputs go to, each seen flat without a copy (a stacked one may be a strided [T, size]
-        view: scan_split.py runs parts of the rows so); False if binding found that the loop
-        must run the reference (self.fallback says why)."""
+        outputs go to, each seen flat without a copy (stacked ones may be wider than the loop:
+        `offsets` then says where its values start in each row, as scan_split.py runs a part of
+        the batch's rows); False if binding found that the loop must run the reference
+        (self.fallback says why)."""
         lp = self.loop
         rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
         if rebind:
@@ -236,7 +241,7 @@ class NativeScan:
             np.copyto(buf, caps[k])
         if rebind:
             self._caps = tuple(caps)
-        args = lp.call_args(init, xs, final, ys, rs, self._fixed)
+        args = lp.call_args(init, xs, final, ys, rs, self._fixed, offsets)
         if rebind:
             lp.compile(args)
         lp.driver(*args)

@@ -2,9 +2,9 @@
 
 A recurrent layer's step keeps the rows of its batch apart (graphc.backends.scan_rows), so its
 loop can run as P loops over B/P rows each, side by side, with nothing exchanged between them:
-each part's driver takes its rows of the carries, x slices and outputs as views (a stacked
-value's part is a strided [T, rows * size] view: no copy in or out) and runs its own small
-products on one BLAS thread. Measured on the LSTM step of benchmarks/ (batch 32, hidden 128):
+each part's driver takes its rows of the carries as views and the stacked values (x slices,
+ys, carry-in residuals) whole, with where its rows start in each step (no copy in or out), and
+runs its own small products on one BLAS thread. Measured on the LSTM step of benchmarks/ (batch 32, hidden 128):
 a step's 32x128 by 128x512 product split over 2 OpenBLAS threads waits on their hand-over at
 every step, while two 16-row loops on one thread each never meet until the end.
 
@@ -84,18 +84,18 @@ def part_shapes(in_shapes, out_shapes, nc: int, nx: int, rows: int, summed=froze
     return ins, outs
 
 
-def _rows_of(a: np.ndarray, lo: int, hi: int, stacked: bool) -> np.ndarray:
-    """Rows lo:hi of a C-contiguous array seen flat: a 1-d view, or for a stacked [T, B, ...]
-    value a [T, (hi - lo) * size] view (each step's rows are contiguous; the steps are apart).
-    Always a view (setting the shape raises where NumPy would copy): the parts write into it."""
+def _rows_of(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows lo:hi of a C-contiguous [B, ...] array seen flat, a view (setting the shape raises
+    where NumPy would copy: the parts write into it)."""
     flat = a.view()
-    if stacked:
-        w = math.prod(a.shape[2:])
-        flat.shape = (a.shape[0], a.shape[1] * w)
-        return flat[:, lo * w : hi * w]
-    w = math.prod(a.shape[1:])
     flat.shape = (a.size,)
+    w = math.prod(a.shape[1:])
     return flat[lo * w : hi * w]
+
+
+def _start(a: np.ndarray, lo: int) -> int:
+    """Where row lo's values start in each step's row of a stacked [T, B, ...] array."""
+    return lo * math.prod(a.shape[2:])
 
 
 class SplitScan:
@@ -144,16 +144,16 @@ class SplitScan:
             work = []
             for i, part in enumerate(self.parts):
                 lo, hi = i * self.rows, (i + 1) * self.rows
-
-                def cut(arrays, stacked, whole=(), lo=lo, hi=hi):
-                    return [a if j in whole else _rows_of(a, lo, hi, stacked) for j, a in enumerate(arrays)]
-
                 mine = list(outs)
                 for k, buf in zip(self.summed, self.partial[i]):
-                    mine[k] = buf
-                ys = cut(mine[nc : nc + ny], True, {k - nc for k in self.summed})
-                run = (cut(init, False), cut(xs, True), caps, cut(mine[:nc], False), ys, cut(mine[nc + ny :], True))
-                work.append((part, run))
+                    mine[k] = buf  # its own partial sums, whole
+                ys, rs = mine[nc : nc + ny], mine[nc + ny :]
+                starts = [_start(a, lo) for a in xs]
+                starts += [0 if nc + j in self.summed else _start(a, lo) for j, a in enumerate(ys)]
+                starts += [_start(a, lo) for a in rs]
+                init_rows = [_rows_of(a, lo, hi) for a in init]
+                final_rows = [_rows_of(a, lo, hi) for a in mine[:nc]]
+                work.append((part, (init_rows, xs, caps, final_rows, ys, rs, starts)))
             # side by side where the runtime's tuner picked all cores (and graphc's threads run its
             # products: no BLAS worker spins on a part's core); the first call binds and compiles
             side_by_side = blas.own_threads and blas.large > 1 and self.bound
