@@ -88,27 +88,40 @@ def body_lines(loop, name, statement) -> list[str]:
         pad = "    " * depth
         return [pad + f"for q in range({size}.shape[0]):", pad + f"    {dst} = {src}"]
 
+    # a stacked value's row t, from where the loop's values start in it (off{k}): written as a
+    # range from that start, so the index is evidently >= 0 and the copy vectorises
+    def to_stack(k, stack, src):
+        return [
+            ind + f"for q in range(off{k}, off{k} + {src}.shape[0]):",
+            ind + f"    {stack}[t, q] = {src}[q - off{k}]",
+        ]
+
+    def from_stack(k, dst, stack):
+        return [
+            ind + f"for q in range(off{k}, off{k} + {dst}.shape[0]):",
+            ind + f"    {dst}[q - off{k}] = {stack}[t, q]",
+        ]
+
     def each(count, dst, src, size, depth):  # dst, src, size: (group, index suffix) pairs
         out = []
         for k in range(count):
             out += copy(name(dst[0], k) + dst[1], name(src[0], k) + src[1], name(size, k), depth)
         return out
 
-    lines = each(nc, ("C", "[q]"), ("INIT", "[q]"), "C", 1)
+    nx = loop.nx
+    nr = nc if saves_residuals(loop.node.attrs) else 0
+    lines = [f"    off{k} = max({name('OFF', k)}, 0)" for k in range(nx + ny + nr)]
+    lines += each(nc, ("C", "[q]"), ("INIT", "[q]"), "C", 1)
     lines.append("    for i in range(T):")
     lines.append(ind + ("t = T - 1 - i" if loop.reverse else "t = i"))
-    nx = loop.nx
-    if saves_residuals(loop.node.attrs):
-        for k in range(nc):
-            at = f"[t, {name('OFF', nx + ny + k)} + q]"
-            lines += copy(name("RS", k) + at, name("C", k) + "[q]", name("C", k), 2)
+    for k in range(nr):
+        lines += to_stack(nx + ny + k, name("RS", k), name("C", k))
     for j in range(nx):
-        lines += copy(name("X", j) + "[q]", name("XS", j) + f"[t, {name('OFF', j)} + q]", name("X", j), 2)
+        lines += from_stack(j, name("X", j), name("XS", j))
     for i, st in enumerate(loop.plan.steps):
         lines += [ind + x for x in statement(i, st).splitlines()]
     for j in range(ny):  # the ys are the body outputs after the carries
-        at = f"[t, {name('OFF', nx + j)} + q]"
-        lines += copy(name("YS", j) + at, name("O", nc + j) + "[q]", name("O", nc + j), 2)
+        lines += to_stack(nx + j, name("YS", j), name("O", nc + j))
     if loop.staged:
         lines += each(nc, ("S", "[q]"), ("O", "[q]"), "S", 2)
         lines += each(nc, ("C", "[q]"), ("S", "[q]"), "C", 2)
