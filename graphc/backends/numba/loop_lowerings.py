@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative, copy_loops, fill_loops
+from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative, block_copy, copy_loops, fill_loops
 from graphc.backends.numba.scan_loop import DRIVER_PARAMS, ScanLoop, numba_scan
 from graphc.backends.schedule import WritesOutputs
 from graphc.ops.registry import lowering
@@ -68,13 +68,16 @@ def _slice_grad(node, in_shapes, out_shape):
     if not out_shape:
         return None
     entries = node.attrs["index"]
-
-    def at(idx):
-        return [i if e is None else f"{e[0]} + {e[2]} * {i}" for e, i in zip(entries, idx)]
-
     rank = len(out_shape)
-    source = fill_loops("{p}[1]", rank, "0") + "\n" + copy_loops("{p}[0]", "{p}[1]", rank, at)
-    return LoopCall(source, label="slice_grad")
+    if all(e is None or (e[2] == 1 and e[0] >= 0) for e in entries):  # a block: loops from its start
+        copy = block_copy("{p}[0]", "{p}[1]", [0 if e is None else e[0] for e in entries], into=True)
+    else:
+
+        def at(idx):
+            return [i if e is None else f"{e[0]} + {e[2]} * {i}" for e, i in zip(entries, idx)]
+
+        copy = copy_loops("{p}[0]", "{p}[1]", rank, at)
+    return LoopCall(fill_loops("{p}[1]", rank, "0") + "\n" + copy, label="slice_grad")
 
 
 @lowering("concat", IN_LOOP)
@@ -84,11 +87,8 @@ def _concat(node, in_shapes, out_shape):
     parts = []
     for i, s in enumerate(in_shapes):
         if s[ax]:
-
-            def at(idx, off=off):
-                return [f"{off} + {j}" if d == ax else j for d, j in enumerate(idx)]
-
-            parts.append(copy_loops(f"{{p}}[{i}]", f"{{p}}[{out}]", len(s), at))
+            starts = [off if d == ax else 0 for d in range(len(s))]
+            parts.append(block_copy(f"{{p}}[{i}]", f"{{p}}[{out}]", starts, into=True))
         off += s[ax]
     return LoopCall("\n".join(parts) or "pass", label="concat")
 
