@@ -14,7 +14,7 @@ has no row rule, so it never gets here).
 from typing import NamedTuple
 
 from graphc.ir.subgraph import SubGraph, trace
-from graphc.ops.registry import apply, constant
+from graphc.ops.bodies import reapply
 from graphc.ops.rows import SUMMED, NotRowwise
 
 __all__ = ["NotRowwise", "Rows", "batch_rows", "body_over"]
@@ -67,18 +67,13 @@ def body_over(body: SubGraph, rows: int) -> SubGraph:
     types += [(n.shape, n.dtype) for n in body.captured]
     names = [n.name for n in body.all_inputs]
 
-    def step(*args):
-        new = {n.id: a for n, a in zip(body.all_inputs, args)}
-        graph = args[0].graph
-        for n in body.nodes:
-            if n.id in new:
-                continue
-            if n.is_const:
-                new[n.id] = constant(n.attrs["value"], n.dtype, graph=graph)
-            else:
-                new[n.id] = apply(n.op, [new[x.id] for x in n.inputs], dict(n.attrs))
-        return [new[o.id] for o in body.outputs]
-
-    sub, _ = trace(step, types, names, op="scan rows", name=f"{body.graph.name}/rows{rows}", enclosing=body.graph)
+    sub, _ = trace(
+        lambda *args: reapply(body, args),
+        types,
+        names,
+        op="scan rows",
+        name=f"{body.graph.name}/rows{rows}",
+        enclosing=body.graph,
+    )
     k = len(body.inputs)
     return SubGraph(sub.graph, sub.inputs[:k], sub.outputs, sub.inputs[k:])

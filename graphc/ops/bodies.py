@@ -1,4 +1,5 @@
-"""Using sub-graphs from op code: `inline(body, args)` copies a body's nodes into the graph being built.
+"""Using sub-graphs from op code: `inline(body, args)` copies a body's nodes into the graph being built
+(`reapply`, without its type check, re-applies them to inputs of other shapes).
 
 An op that carries a body (graphc.ir.subgraph.SubGraph) often needs the body's computation as
 ordinary nodes: to differentiate one step of it (autodiff runs on nodes), to unroll it, or to
@@ -27,7 +28,14 @@ def inline(body, args) -> list[Node]:
                 "inline",
                 f"input {i} ({node.name}) of body {body.graph.name!r} is {node.type_str}, got {got}",
             )
-    new = {n.id: a for n, a in zip(inputs, args)}
+    return reapply(body, args)
+
+
+def reapply(body, args) -> list[Node]:
+    """The body's outputs with every node re-applied to `args` (one node per input of
+    `body.all_inputs`), types re-inferred: the inputs may be of other shapes than the body's
+    (scan_rows rebuilds a body over fewer rows so); an op that does not take them raises."""
+    new = {n.id: a for n, a in zip(body.all_inputs, args)}
     graph = args[0].graph if args else None
     for n in body.nodes:
         if n.id in new:

@@ -4,6 +4,7 @@ the plan; the native loop's steps and buffers are built on top of it, with uncha
 
 import numpy as np
 import pytest
+from lstm_cell import lstm_cell
 
 import graphc as gc
 
@@ -23,14 +24,7 @@ def lstm():
         h0, c0 = g.input("h0", (B, H), "float64"), g.input("c0", (B, H), "float64")
         w, u = g.input("w", (D, 4 * H), "float64"), g.input("u", (H, 4 * H), "float64")
 
-        def cell(carry, x):
-            h, c = carry
-            i, f, o, z = gc.split(x @ w + h @ u, 4, axis=1)
-            c = gc.sigmoid(f) * c + gc.sigmoid(i) * gc.tanh(z)
-            h = gc.sigmoid(o) * gc.tanh(c)
-            return (h, c), h
-
-        (_, c_last), hs = gc.scan(cell, (h0, c0), xs)
+        (_, c_last), hs = gc.scan(lstm_cell(w, u), (h0, c0), xs)
         loss = gc.sum(hs * hs) + gc.sum(c_last)
     return g, loss, [xs, h0, c0, w, u]
 
