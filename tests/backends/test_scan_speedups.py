@@ -139,7 +139,7 @@ def test_the_reverse_loop_multiplies_by_a_c_ordered_copy_of_the_transposed_weigh
 
 @pytest.mark.parametrize("starts", [(0, 0), (2, 0), (0, 3), (1, 2)])
 def test_a_block_copy_loops_from_the_blocks_start_and_copies_the_block_both_ways(starts):
-    from graphc.backends.numba.scan_body import block_copy
+    from graphc.backends.numba.loop_copies import block_copy
 
     rng = np.random.default_rng(0)
     whole, block = rng.standard_normal((5, 7)), np.zeros((3, 4))

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative, block_copy, copy_loops, fill_loops
+from graphc.backends.numba.loop_copies import block_copy, copy_loops, fill_loops
+from graphc.backends.numba.scan_body import IN_LOOP, LoopCall, NotNative
 from graphc.backends.numba.scan_loop import DRIVER_PARAMS, ScanLoop, numba_scan
 from graphc.backends.schedule import WritesOutputs
 from graphc.ops.registry import lowering

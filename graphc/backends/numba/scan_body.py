@@ -34,6 +34,7 @@ import numpy as np
 from graphc.backends import loopgen
 from graphc.backends import plan as planning
 from graphc.backends.numba import cache, codegen
+from graphc.backends.numba.loop_copies import block_copy, copy_loops
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, PlanInput, Schedule, Storage
 from graphc.fusion import fuse_body
 from graphc.ir import shapes
@@ -49,9 +50,6 @@ __all__ = [
     "Contiguous",
     "BodySchedule",
     "BodyPlan",
-    "copy_loops",
-    "block_copy",
-    "fill_loops",
     "external",
 ]
 
@@ -99,43 +97,6 @@ class Arr(NamedTuple):
 
     value: object
     shape: tuple | None = None
-
-
-def copy_loops(src: str, dst: str, rank: int, index=None) -> str:
-    """Source of nested loops over src's dims writing dst[index(i0, i1, ...)] = src[i0, i1, ...]
-    (index: the identity by default). Explicit loops compile in a fraction of the time Numba
-    takes for a slice assignment between arrays, and vectorise as well."""
-    idx = [f"i{d}" for d in range(rank)]
-    at = ", ".join(index(idx) if index else idx) or "()"
-    lines = ["    " * d + f"for i{d} in range({src}.shape[{d}]):" for d in range(rank)]
-    return "\n".join([*lines, "    " * rank + f"{dst}[{at}] = {src}[{', '.join(idx) or '()'}]"])
-
-
-def block_copy(src: str, dst: str, starts, into: bool) -> str:
-    """Source of nested loops copying a block: into=False, dst is the block of src that starts
-    at index `starts` (dst[i0, i1] = src[s0 + i0, s1 + i1]); into=True, src goes into dst there.
-    Each loop runs from its start (i1 in range(s1, s1 + n)) and the block's side is indexed
-    i1 - s1: an index `s1 + i1` is not evidently >= 0, so it kept NumPy's negative-index
-    wrap, and LLVM's loop gathered element by element (measured on the LSTM body's gate
-    blocks: 3 gathers for each block copy, none so)."""
-    block = src if into else dst
-    lines, near, far = [], [], []
-    for d, s in enumerate(starts):
-        lines.append("    " * d + (f"for i{d} in range({s}, {s} + {block}.shape[{d}]):" if s else
-                                   f"for i{d} in range({block}.shape[{d}]):"))  # fmt: skip
-        far.append(f"i{d}")
-        near.append(f"i{d} - {s}" if s else f"i{d}")
-    at_block, at_whole = ", ".join(near) or "()", ", ".join(far) or "()"
-    if into:
-        return "\n".join([*lines, "    " * len(starts) + f"{dst}[{at_whole}] = {src}[{at_block}]"])
-    return "\n".join([*lines, "    " * len(starts) + f"{dst}[{at_block}] = {src}[{at_whole}]"])
-
-
-def fill_loops(dst: str, rank: int, value: str) -> str:
-    """Source of nested loops setting every element of dst to value."""
-    idx = ", ".join(f"i{d}" for d in range(rank)) or "()"
-    lines = ["    " * d + f"for i{d} in range({dst}.shape[{d}]):" for d in range(rank)]
-    return "\n".join([*lines, "    " * rank + f"{dst}[{idx}] = {value}"])
 
 
 @dataclass

@@ -147,8 +147,8 @@ class ScanLoop:
 
         if offsets is None:
             offsets = (0,) * (len(xs) + len(ys) + len(rs))
-        grouped = (self.T, flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), tuple(offsets),
-                   *fixed)  # fmt: skip
+        stacked = (flat(xs, True), flat(final), flat(ys, True), flat(rs, True), tuple(offsets))
+        grouped = (self.T, flat(init), *stacked, *fixed)
         return grouped if self.flat is None else driver_source.flatten(self.flat.counts, grouped)
 
     def compile(self, args: tuple) -> None:
@@ -319,13 +319,16 @@ def numba_scan(node, in_shapes, out_shapes):
         parts = scan_split.plan_parts(node, in_shapes, out_shapes)
         if parts is not None:
             try:
-                ins, outs = scan_split.part_shapes(in_shapes, out_shapes, node.attrs["num_carry"],
-                                                   node.attrs["num_xs"], parts.rows, parts.summed)  # fmt: skip
+                nc, nx = node.attrs["num_carry"], node.attrs["num_xs"]
+                ins, outs = scan_split.part_shapes(in_shapes, out_shapes, nc, nx, parts.rows, parts.summed)
                 runs = [NativeScan(node, ScanLoop(node, ins, outs, body=parts.body)) for _ in range(parts.count)]
-                env = _dims(node.attrs["body"], node.attrs["num_carry"], node.attrs["num_xs"], in_shapes, out_shapes)
+                env = _dims(node.attrs["body"], nc, nx, in_shapes, out_shapes)
                 T = runs[0].loop.T
-                return scan_split.SplitScan(node, runs, parts.rows, parts.summed,
-                                            lambda inputs: _reference(node, env, T, inputs))  # fmt: skip
+
+                def reference(inputs):
+                    return _reference(node, env, T, inputs)
+
+                return scan_split.SplitScan(node, runs, parts.rows, parts.summed, reference)
             except NotNative:
                 pass  # the whole loop may still run natively
         return NativeScan(node, ScanLoop(node, in_shapes, out_shapes))

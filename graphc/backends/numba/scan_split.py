@@ -131,8 +131,11 @@ class SplitScan:
         lp = self.loop
         nc = lp.nc
         n = len(self.parts) * self.rows
-        return [(s if k in self.summed else (n, *s[1:]) if k < nc else (s[0], n, *s[2:]), d)
-                for k, (s, d) in enumerate(lp.out_types)]  # fmt: skip
+        whole = [
+            s if k in self.summed else (n, *s[1:]) if k < nc else (s[0], n, *s[2:])
+            for k, (s, _) in enumerate(lp.out_types)
+        ]
+        return [(s, d) for s, (_, d) in zip(whole, lp.out_types)]
 
     def into(self, outs, *inputs) -> None:
         lp = self.loop
