@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from graphc.backends.numba import batch_split, blas
-from graphc.backends.scan_rows import NotRowwise, batch_rows, body_over
+from graphc.backends.scan_rows import batch_rows, body_over
 from graphc.errors import GraphcError
 
 __all__ = ["Parts", "SplitScan", "plan_parts", "part_shapes", "MIN_ROWS"]
@@ -65,7 +65,7 @@ def plan_parts(node, in_shapes, out_shapes) -> Parts | None:
         if isinstance(found.size, int) and found.size != B:
             return None
         return Parts(count, B // count, body_over(body, B // count), found.summed)
-    except (NotRowwise, GraphcError):  # NotRowwise, or the body does not re-infer at fewer rows
+    except GraphcError:  # NotRowwise, or the body does not re-infer at fewer rows
         return None
 
 
