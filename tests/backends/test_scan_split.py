@@ -163,3 +163,26 @@ def test_in_parallel_raises_a_parts_error_and_runs_in_turn_inside_a_worker():
     inner = []
     batch_split.in_parallel([lambda: None, lambda: batch_split.in_parallel([lambda: inner.append(1)] * 3)])
     assert done == [0] and inner == [1, 1, 1]
+
+
+def test_a_stacked_bidirectional_masked_lstm_with_a_symbolic_batch_runs_in_parts(small_parts):
+    """nn.LSTM's scans (both directions, both layers, the mask as an x slice) at a symbolic
+    batch bound to 8: every loop in parts, values and gradients the reference's."""
+    nn = gc.nn
+    lstm = nn.LSTM(H, num_layers=2, bidirectional=True, return_sequences=True)
+    with gc.Graph("bilstm") as g:
+        x = g.input("x", ("batch", T, D))
+        lengths = g.input("lengths", ("batch",), dtype="int64")
+        loss = g.output("loss", gc.mean(lstm(x, lengths=lengths) ** 2))
+    outs = [loss, *gc.gradients(loss).values()]
+    exe = gc.compile(g, "numba", outputs=outs)
+    ref = gc.compile(g, "reference", outputs=outs)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        f = {"x": rng.standard_normal((B, T, D)).astype(np.float32), "lengths": rng.integers(1, T + 1, B)}
+        for a, b in zip(exe(f), ref(f)):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+    rt = exe.runtime({"batch": B})
+    fns = [st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), SplitScan)]
+    whole = [st.fn for st in rt.steps if isinstance(getattr(st, "fn", None), NativeScan)]
+    assert len(fns) >= 4 and not whole  # 2 layers x 2 directions forward, and their gradients
