@@ -81,7 +81,7 @@ class ScanLoop:
         self.staged = any(self.plan.base(o.id) in carry_ids and self.plan.base(o.id) != carry_ids[i]
                           for i, o in enumerate(outs[:nc]))  # fmt: skip
         self.stage = [np.zeros_like(c) for c in self.carries] if self.staged else []
-        self.out_types = [(tuple(s), d) for s, (_, d) in zip(out_shapes, node.types)]
+        self.out_types = scan_split.output_types(node, out_shapes)
         # captured matrices an in-loop product reads: given to it C-ordered (see NativeScan.into)
         read = {v for st in self.plan.steps if st.call is not None and st.call.flops for v in st.ins}
         self.product_caps = [k for k, n in enumerate(self.body.captured) if n.id in read and len(n.shape) == 2]
@@ -147,8 +147,8 @@ class ScanLoop:
 
         if offsets is None:
             offsets = (0,) * (len(xs) + len(ys) + len(rs))
-        stacked = (flat(xs, True), flat(final), flat(ys, True), flat(rs, True), tuple(offsets))
-        grouped = (self.T, flat(init), *stacked, *fixed)
+        arrays = (flat(init), flat(xs, True), flat(final), flat(ys, True), flat(rs, True), tuple(offsets))
+        grouped = (self.T, *arrays, *fixed)
         return grouped if self.flat is None else driver_source.flatten(self.flat.counts, grouped)
 
     def compile(self, args: tuple) -> None:
@@ -328,7 +328,7 @@ def numba_scan(node, in_shapes, out_shapes):
                 def reference(inputs):
                     return _reference(node, env, T, inputs)
 
-                return scan_split.SplitScan(node, runs, parts.rows, parts.summed, reference)
+                return scan_split.SplitScan(node, runs, parts.rows, parts.summed, out_shapes, reference)
             except NotNative:
                 pass  # the whole loop may still run natively
         return NativeScan(node, ScanLoop(node, in_shapes, out_shapes))

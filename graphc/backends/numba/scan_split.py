@@ -20,11 +20,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from graphc.backends import plan as planning
 from graphc.backends.numba import batch_split, blas
 from graphc.backends.scan_rows import batch_rows, body_over
 from graphc.errors import GraphcError
 
-__all__ = ["Parts", "SplitScan", "plan_parts", "part_shapes", "MIN_ROWS"]
+__all__ = ["Parts", "SplitScan", "plan_parts", "part_shapes", "output_types", "MIN_ROWS"]
 
 MIN_ROWS = 8  # rows a part needs: fewer make a step's products too thin to gain from a core of their own
 MIN_PART_ELEMENTS = 1 << 15  # carried and stacked elements a part writes per call, below which a thread costs more
@@ -69,6 +70,11 @@ def plan_parts(node, in_shapes, out_shapes) -> Parts | None:
         return None
 
 
+def output_types(node, out_shapes) -> list:
+    """(shape, dtype) of each of scan `node`'s outputs at these concrete shapes."""
+    return [(tuple(s), d) for s, (_, d) in zip(out_shapes, node.types)]
+
+
 def part_shapes(in_shapes, out_shapes, nc: int, nx: int, rows: int, summed=frozenset()) -> tuple[list, list]:
     """One part's input and output shapes: `rows` rows on axis 0 of a carry (and of a final
     carry), on axis 1 of a stacked value (x's, ys, carry-in residuals); captured values and
@@ -102,8 +108,9 @@ class SplitScan:
     """The run function of a scan run in parts (see the module doc): `into(outs, *inputs)` like
     NativeScan's; `parts` are NativeScans over `rows` rows each."""
 
-    def __init__(self, node, parts: list, rows: int, summed: frozenset, reference):
+    def __init__(self, node, parts: list, rows: int, summed: frozenset, out_shapes, reference):
         self.node, self.parts, self.rows = node, parts, rows
+        self.out_types = output_types(node, out_shapes)  # the whole scan's
         self.summed = sorted(summed)  # outputs each part sums its rows of: into a buffer of its own
         self.partial = [[np.zeros(s, d) for k, (s, d) in enumerate(p.loop.out_types) if k in summed] for p in parts]
         self.loop = parts[0].loop  # the body's plan and driver, for what a caller inspects
@@ -118,24 +125,11 @@ class SplitScan:
         return next((p.fallback for p in self.parts if p.fallback is not None), None)
 
     def __call__(self, *inputs):
-        from graphc.backends import plan as planning
-
         if self.pools is None:
-            self.pools = [planning.OutputPool(s, d) for s, d in self.full_types]
+            self.pools = [planning.OutputPool(s, d) for s, d in self.out_types]
         outs = tuple(p.get() for p in self.pools)
         self.into(outs, *inputs)
         return outs
-
-    @property
-    def full_types(self) -> list:
-        lp = self.loop
-        nc = lp.nc
-        n = len(self.parts) * self.rows
-        whole = [
-            s if k in self.summed else (n, *s[1:]) if k < nc else (s[0], n, *s[2:])
-            for k, (s, _) in enumerate(lp.out_types)
-        ]
-        return [(s, d) for s, (_, d) in zip(whole, lp.out_types)]
 
     def into(self, outs, *inputs) -> None:
         lp = self.loop
