@@ -103,13 +103,13 @@ def test_the_parts_index_the_whole_stacked_arrays_from_their_rows_start(small_pa
     f = feeds(0)
     exe(f)
     seen = []
-    real = NativeScan.run
+    real = NativeScan.prepare  # run and the side-by-side parts both bind through it
     patched = lambda self, *a: (seen.append(a), real(self, *a))[1]  # noqa: E731
-    NativeScan.run = patched
+    NativeScan.prepare = patched
     try:
         exe(f)
     finally:
-        NativeScan.run = real
+        NativeScan.prepare = real
     first_loop = sorted(seen[:2], key=lambda a: sum(a[6]))  # the parts ran side by side: either may come first
     (init0, xs0, _, final0, ys0, rs0, at0), (init1, xs1, _, final1, ys1, rs1, at1) = first_loop
     assert xs0[0] is xs1[0] and xs0[0].shape == (T, B, 4 * H)  # x @ w, hoisted: one array for both

@@ -16,7 +16,7 @@ import ctypes
 
 import numpy as np
 
-from graphc.backends.numba import batch_split, blas, native
+from graphc.backends.numba import batch_split, blas, native, team
 
 __all__ = ["affine_epilogue", "AccumulateCall", "gemm"]
 
@@ -110,16 +110,22 @@ def gemm(out, a, b, alpha: float, beta: float) -> bool:
     trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
     threads = batch_split.own_threads(2.0 * m * n * k)
 
-    def part(rows, cols):  # a block of out: the same layouts, the operands' rows or columns
+    def args(rows, cols):  # a block of out: the same layouts, the operands' rows or columns
         o, x, y = out[rows, cols], a[rows], b[:, cols]
         ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
-        call(101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
+        return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
 
     if threads == 1:
-        part(slice(None), slice(None))
+        call(*args(slice(None), slice(None)))
+        return True
+    blas.use(1)
+    blocks = [args(r, c) for r, c in batch_split.product_blocks(m, n, threads)]
+    address = native.blas_function(dt)[0]
+    tasks = [team.gemm_task(address, bits, dt, x) for x in blocks]  # for the native workers
+    if all(t is not None for t in tasks):
+        batch_split.in_parallel(tasks)
     else:
-        blas.use(1)
-        batch_split.in_parallel([lambda r=r, c=c: part(r, c) for r, c in batch_split.product_blocks(m, n, threads)])
+        batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
     return True
 
 

@@ -17,7 +17,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from graphc.backends.numba import blas
+from graphc.backends.numba import blas, team
+from graphc.backends.numba.native import NativeTask
 
 _POOL: ThreadPoolExecutor | None = None
 _LOCK = threading.Lock()
@@ -93,6 +94,10 @@ def in_parallel(fns) -> None:
         for fn in fns:
             fn()
         return
+    if len(fns) > 1 and all(isinstance(f, NativeTask) for f in fns[1:]):
+        workers = team.team()  # native parts: handed over in a microsecond (team.py)
+        if workers is not None and workers.run(fns):
+            return
     pool = _pool()
     futures = [pool.submit(_pinned(fn, cpu)) for fn, cpu in zip(fns[1:], _other_cpus(len(fns) - 1))]
     try:

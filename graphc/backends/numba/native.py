@@ -214,6 +214,25 @@ def _engine():
     return _ENGINE
 
 
+def add_ir(text: str, names: list, symbols: dict) -> dict:
+    """Compile LLVM IR `text` (graphc's own helpers, e.g. team.py's loops) into this process's
+    engine, `symbols` (name -> address) bound first: {name: address} of the functions `names`."""
+    with _LOCK:
+        llvm = _llvm()
+        engine = _engine()
+        for s, a in symbols.items():
+            if llvm.address_of_symbol(s) is None:
+                llvm.add_symbol(s, a)
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+        engine.add_module(mod)
+        engine.finalize_object()
+        addrs = {n: engine.get_function_address(n) for n in names}
+        if not all(addrs.values()):
+            raise BadEntry(f"the helper code defines no {[n for n, a in addrs.items() if not a]}")
+        return addrs
+
+
 def _resolvable(name: str) -> bool:
     if name in _BLAS_NAMES:
         return _add_blas_symbols(name)
@@ -347,6 +366,30 @@ def add(folder: Path | None, kernel_id: str, key: str, header: dict, obj: bytes,
         return fn
 
 
+class NativeTask:
+    """One call as native code for a worker that holds no GIL (team.py): `fn(block, arrays, ret)`
+    returning a status, the objects its pointers point into kept alive (`keep`); `finish(status)`
+    raises for a failed one, on the caller's thread. Called directly, it runs in this thread."""
+
+    __slots__ = ("fn", "block", "arrays", "ret", "keep", "finish")
+
+    def __init__(self, fn: int, block: int, arrays, ret: int, keep, finish):
+        self.fn, self.block, self.arrays, self.ret, self.keep, self.finish = fn, block, arrays, ret, keep, finish
+
+    def __call__(self):
+        self.finish(_task_function(self.fn)(self.block, self.arrays, self.ret))
+
+
+_TASK_FNS: dict = {}
+
+
+def _task_function(addr: int):
+    fn = _TASK_FNS.get(addr)
+    if fn is None:
+        fn = _TASK_FNS[addr] = _THUNK(addr)
+    return fn
+
+
 class NativeFunction:
     """A kernel's native function, called like its Numba dispatcher: fn(*args).
 
@@ -412,6 +455,19 @@ class NativeFunction:
             return finish(thunk(addr, arrays, ret), ret)
 
         return call
+
+    def task(self, args):
+        """This call as a team.NativeTask (run by a worker that holds no GIL); its return value
+        is dropped, its status checked."""
+        blk, addr = self._block_of(tuple(args[i] for i in self._scalars))
+        arrays = tuple(args[i] for i in self._arrays)
+        ret = ctypes.create_string_buffer(16)
+
+        def finish(status):
+            self._finish(status, ret)
+
+        thunk = ctypes.cast(self._thunk, ctypes.c_void_p).value
+        return NativeTask(thunk, addr, arrays, ctypes.addressof(ret), (blk, ret, args), finish)
 
 
 def forget() -> None:

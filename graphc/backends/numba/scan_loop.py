@@ -187,6 +187,9 @@ class NativeScan:
         self._fixed = None
         self._stale = False
         self._ordered: list = []  # (captured index, C-ordered buffer): see _c_ordered
+        # the loop whose C-ordered copies this one reads, made by it first (scan_split.py's parts
+        # of one call share them: one copy per call), or None: its own
+        self.ordered_by: NativeScan | None = None
         self.fallback = None  # why the reference loop runs instead, once binding found out
         # what one call multiplies (the executor tunes BLAS threads for calls with large products)
         self.flops = loop.T * sum(st.call.flops for st in loop.plan.steps if st.call is not None)
@@ -225,10 +228,26 @@ class NativeScan:
         `offsets` then says where its values start in each row, as scan_split.py runs a part of
         the batch's rows); False if binding found that the loop must run the reference
         (self.fallback says why)."""
+        args = self.prepare(init, xs, caps, final, ys, rs, offsets)
+        if args is None:
+            return False
+        self.loop.driver(*args)
+        return True
+
+    def task(self, args):
+        """The driver's call on `args` (prepare's) as a native.NativeTask, or None (a driver
+        that Numba runs)."""
+        make = getattr(self.loop.driver, "task", None)
+        return None if make is None else make(args)
+
+    def prepare(self, init, xs, caps, final, ys, rs, offsets=None) -> tuple | None:
+        """The driver's arguments for run's, bound and compiled; None if the reference must run."""
         lp = self.loop
+        owner = self.ordered_by
         rebind = self._fixed is None or self._stale or any(a is not b for a, b in zip(caps, self._caps))
+        rebind = rebind or (owner is not None and self._ordered is not owner._ordered)
         if rebind:
-            self._ordered = self._c_ordered(caps)
+            self._ordered = self._c_ordered(caps) if owner is None else owner._ordered
             own = list(caps)
             for k, buf in self._ordered:
                 own[k] = buf
@@ -236,16 +255,15 @@ class NativeScan:
                 self._fixed, self._stale = lp.bind_body(own)
             except NotNative as e:
                 self.fallback = str(e)
-                return False
-        for k, buf in self._ordered:  # at every call: the captured value may have changed in place
+                return None
+        for k, buf in self._ordered if owner is None else ():  # at every call: it may have changed in place
             np.copyto(buf, caps[k])
         if rebind:
             self._caps = tuple(caps)
         args = lp.call_args(init, xs, final, ys, rs, self._fixed, offsets)
         if rebind:
             lp.compile(args)
-        lp.driver(*args)
-        return True
+        return args
 
     def _c_ordered(self, caps) -> list:
         """(k, buffer) for each captured matrix an in-loop product reads that is laid out other

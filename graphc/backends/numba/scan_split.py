@@ -110,6 +110,8 @@ class SplitScan:
 
     def __init__(self, node, parts: list, rows: int, summed: frozenset, out_shapes, reference):
         self.node, self.parts, self.rows = node, parts, rows
+        for p in parts[1:]:  # one C-ordered copy of a transposed weight per call, made by the first
+            p.ordered_by = parts[0]
         self.out_types = output_types(node, out_shapes)  # the whole scan's
         self.summed = sorted(summed)  # outputs each part sums its rows of: into a buffer of its own
         self.partial = [[np.zeros(s, d) for k, (s, d) in enumerate(p.loop.out_types) if k in summed] for p in parts]
@@ -155,9 +157,8 @@ class SplitScan:
             # products: no BLAS worker spins on a part's core); the first call binds and compiles
             side_by_side = blas.own_threads and blas.large > 1 and self.bound
             blas.use(1)
-            results = []
             if side_by_side:
-                batch_split.in_parallel([lambda p=p, a=a: results.append(p.run(*a)) for p, a in work])
+                results = self._side_by_side(work)
             else:
                 results = [p.run(*a) for p, a in work]
             if all(results):
@@ -169,6 +170,19 @@ class SplitScan:
                 return
         for out, res in zip(outs, self._reference(inputs)):
             out[...] = res
+
+    def _side_by_side(self, work) -> list:
+        """Each part on a core of its own: the drivers' calls, bound here, as native tasks for
+        graphc's workers (team.py) where they are native code."""
+        args = [p.prepare(*a) for p, a in work]
+        if any(a is None for a in args):
+            return [False]
+        tasks = [p.task(a) for p, a in zip(self.parts, args)]
+        if all(t is not None for t in tasks):
+            batch_split.in_parallel(tasks)
+        else:
+            batch_split.in_parallel([lambda p=p, a=a: p.loop.driver(*a) for p, a in zip(self.parts, args)])
+        return [True] * len(work)
 
     def describe(self) -> list[str]:
         if self.fallback is not None:
