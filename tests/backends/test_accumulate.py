@@ -108,3 +108,50 @@ def test_gemm_takes_transposed_and_strided_operands_and_refuses_what_blas_cannot
     assert not accumulate.gemm(out, a.astype(np.float64), big[:, :9], 1.0, 1.0)  # mixed dtypes
     assert not accumulate.gemm(out, a, out[:5], 1.0, 1.0)  # out overlaps an operand
     assert not np.any(out)  # nothing was written by a refusal
+
+
+def _biased(shape_x, dtype, scale=1.0):
+    """y = scale * (x @ w) + b, b a row."""
+    rng = np.random.default_rng(5)
+    with gc.Graph("bias") as g:
+        x = g.input("x", shape_x, dtype)
+        w = g.param("w", (D, H), dtype=dtype, init=(rng.standard_normal((D, H)) * 0.3).astype(dtype))
+        b = g.param("b", (H,), dtype=dtype, init=rng.standard_normal(H).astype(dtype))
+        y = g.output("y", scale * (x @ w) + b)
+    return g, y
+
+
+@pytest.mark.parametrize("shape_x", [(B, D), (5, B, D)])
+@pytest.mark.parametrize("dtype,rtol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_a_bias_row_is_filled_into_the_product_and_gemm_adds_to_it(shape_x, dtype, rtol):
+    """x @ w + b: the output starts as b broadcast over the rows, then one gemm with beta = 1
+    (a stack of rows by one matrix too: the x-projection of a recurrent layer)."""
+    g, y = _biased(shape_x, dtype, 0.5)
+    exe = gc.compile(g, "numba", outputs=[y])
+    ref = gc.compile(g, "reference", outputs=[y])
+    (acc,) = [st for st in _steps(exe) if isinstance(st, accumulate.AccumulateCall)]
+    assert acc.fill and acc.alpha == pytest.approx(0.5) and acc.beta == 1.0
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal(shape_x).astype(dtype)
+        np.testing.assert_allclose(exe(x=x)[0], ref(x=x)[0], rtol=rtol, atol=rtol)
+
+
+def test_a_bias_filled_product_on_graphcs_own_threads_fills_each_block_on_its_core():
+    from graphc.backends.numba import blas, team
+
+    rng = np.random.default_rng(6)
+    a, w = rng.standard_normal((600, 40)).astype(np.float32), rng.standard_normal((40, 300)).astype(np.float32)
+    row = rng.standard_normal(300).astype(np.float32)
+    out = np.full((600, 300), np.nan, np.float32)
+    saved = blas.own_threads, blas.large
+    blas.own_threads, blas.large = True, 2
+    try:
+        before = team.STATS["tasks"]
+        assert accumulate.gemm(out, a, w, 2.0, 1.0, row)
+        ran_on_team = team.STATS["tasks"] > before
+    finally:
+        blas.own_threads, blas.large = saved
+        blas.restore()
+    np.testing.assert_allclose(out, 2.0 * (a @ w) + row, rtol=1e-5, atol=1e-4)
+    assert ran_on_team or team.team() is None
+    assert not accumulate.gemm(out, a, w, 1.0, 1.0, row[:-1])  # a row of the wrong length: not taken

@@ -87,9 +87,10 @@ def _function(dtype: str):
 _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-def gemm(out, a, b, alpha: float, beta: float) -> bool:
+def gemm(out, a, b, alpha: float, beta: float, fill=None) -> bool:
     """out = alpha * a @ b + beta * out through BLAS, for 2-D float arrays of one dtype; False
-    (nothing written) where BLAS cannot take them as they are."""
+    (nothing written) where BLAS cannot take them as they are. `fill`: a contiguous row of out's
+    columns that out is set to first (a bias: out = alpha * a @ b + beta * fill)."""
     dt = _DTYPES.get(a.dtype)
     if dt is None or not (a.dtype == b.dtype == out.dtype) or a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
         return False
@@ -115,17 +116,26 @@ def gemm(out, a, b, alpha: float, beta: float) -> bool:
         ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
         return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
 
+    if fill is not None and (fill.dtype != out.dtype or fill.shape != (n,) or not fill.flags.c_contiguous):
+        return False
     if threads == 1:
+        if fill is not None:
+            np.copyto(out, fill)
         call(*args(slice(None), slice(None)))
         return True
     blas.use(1)
-    blocks = [args(r, c) for r, c in batch_split.product_blocks(m, n, threads)]
+    cuts = batch_split.product_blocks(m, n, threads)
+    blocks = [args(r, c) for r, c in cuts]
     address = native.blas_function(dt)[0]
-    tasks = [team.gemm_task(address, bits, dt, x) for x in blocks]  # for the native workers
+    # for the native workers; each fills its own block with the row first, on its own core
+    rows = [None if fill is None else (fill[c].ctypes.data, fill.itemsize) for _, c in cuts]
+    tasks = [team.gemm_task(address, bits, dt, x, row) for x, row in zip(blocks, rows)]
     if all(t is not None for t in tasks):
         batch_split.in_parallel(tasks)
-    else:
-        batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
+        return True
+    if fill is not None:
+        np.copyto(out, fill)
+    batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
     return True
 
 
@@ -135,16 +145,25 @@ class AccumulateCall:
     LibraryCall) then `epilogue` (its LoopKernel). `fn`: the product's run function (its flops
     tell the runtime's BLAS tuner this step multiplies)."""
 
-    __slots__ = ("anchor", "out", "y", "alpha", "beta", "product", "epilogue", "fn")
+    __slots__ = ("anchor", "out", "y", "alpha", "beta", "product", "epilogue", "fn", "fill")
 
-    def __init__(self, anchor, out, y, alpha, beta, product, epilogue):
+    def __init__(self, anchor, out, y, alpha, beta, product, epilogue, fill=False):
         self.anchor, self.out, self.y, self.alpha, self.beta = anchor, out, y, alpha, beta
         self.product, self.epilogue, self.fn = product, epilogue, product.fn
+        self.fill = fill  # y is a row (a bias) that out is filled with first, not out itself
 
     def run(self, vals, ctx, first):
         a, b = (vals[x.id] for x in self.anchor.inputs)
-        out = vals[self.out]
-        if out is vals[self.y] and self.fn.accumulate(out, a, b, self.alpha, self.beta):
+        out, y = vals[self.out], vals[self.y]
+        if self.fill:  # the row broadcast into out as the product starts: writes only, no second pass
+            if out.flags.c_contiguous and not _overlaps(out, (a, b, y)):
+                if self.fn.accumulate(out, a, b, self.alpha, self.beta, y.reshape(-1)):
+                    return
+        elif out is y and self.fn.accumulate(out, a, b, self.alpha, self.beta):
             return
         self.product.run(vals, ctx, first)
         self.epilogue.run(vals, ctx, first)
+
+
+def _overlaps(out, arrays) -> bool:
+    return any(np.may_share_memory(out, x) for x in arrays)

@@ -25,15 +25,22 @@ def _matmul(node, in_shapes, out_shape):
 
     rows = len(in_shapes[0]) >= 3 and len(in_shapes[1]) == 2  # a stack of rows by one matrix
 
-    def run(out, a, b):
-        if rows and not a.flags.c_contiguous and out.flags.c_contiguous and a.size:
+    def flat(out, a):
+        """A stack of rows by one matrix as one 2-D product: (out, a) seen as matrices."""
+        if not (rows and out.flags.c_contiguous and a.size):
+            return out, a
+        if not a.flags.c_contiguous:
             # a permuted stack of rows (the time-major view of a batch-first input, x @ W for every
             # step): NumPy would run one small gemm per leading index; copied C-ordered, it is one
             # gemm over all the rows (LSTM x-projection, 50x32x32 by 32x512: 0.40 ms against
             # 0.50-0.67 on 2 threads, measured side by side)
-            flat = _scratch(a.shape, a.dtype)
-            np.copyto(flat, a)
-            a, out = flat.reshape(-1, a.shape[-1]), out.reshape(-1, out.shape[-1])
+            buf = _scratch(a.shape, a.dtype)
+            np.copyto(buf, a)
+            a = buf
+        return out.reshape(-1, out.shape[-1]), a.reshape(-1, a.shape[-1])
+
+    def run(out, a, b):
+        out, a = flat(out, a)
         threads = batch_split.own_threads(flops)
         if threads == 1 or a.ndim != 2 or b.ndim != 2:
             blas.use(1 if small else blas.large)
@@ -45,12 +52,13 @@ def _matmul(node, in_shapes, out_shape):
         blocks = batch_split.product_blocks(out.shape[0], out.shape[1], threads)
         batch_split.in_parallel([lambda r=r, c=c: np.matmul(a[r], b[:, c], out=out[r, c]) for r, c in blocks])
 
-    def accumulate_into(out, a, b, alpha, beta) -> bool:  # out = alpha * a @ b + beta * out
+    def accumulate_into(out, a, b, alpha, beta, fill=None) -> bool:  # out = alpha * a @ b + beta * (fill or out)
         blas.use(1 if small else blas.large)
-        return accumulate.gemm(out, a, b, alpha, beta)
+        out, a = flat(out, a)
+        return accumulate.gemm(out, a, b, alpha, beta, fill)
 
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
-    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # accumulate.py's AccumulateCall
+    if len(in_shapes[1]) == 2 and (len(in_shapes[0]) == 2 or rows):  # accumulate.py's AccumulateCall
         run.accumulate = accumulate_into
     return run
 

@@ -112,9 +112,12 @@ class Runtime:
             return None
         y, alpha, beta = form
         buf = self.static.get(out)
-        if buf is None or buf is not self.static.get(y) or self.shape.get(y) != self.shape[a.id]:
-            return None  # not written over y in place
-        return accumulate.AccumulateCall(a, out, y, alpha, beta, product, epilogue)
+        if buf is not None and buf is self.static.get(y) and self.shape.get(y) == self.shape[a.id]:
+            return accumulate.AccumulateCall(a, out, y, alpha, beta, product, epilogue)  # over y in place
+        if _broadcasts(self.shape.get(y), self.shape[a.id]) and self.shape[out] == self.shape[a.id]:
+            # y a bias broadcast over the product's rows: out starts as y, then gemm adds into it
+            return accumulate.AccumulateCall(a, out, y, alpha, beta, product, epilogue, fill=True)
+        return None
 
     # -- running ---------------------------------------------------------------------------
     def run(self, arrays: dict, inputs, step: int) -> dict:
@@ -139,3 +142,10 @@ class Runtime:
             blas.restore()
         tuner.done(t0)
         return vals
+
+
+def _broadcasts(shape, to) -> bool:
+    """Whether an array of `shape` broadcasts to `to` along its leading (row) axes only."""
+    if shape is None or len(shape) > len(to) or not shape:
+        return False
+    return all(d == 1 for d in shape[: len(shape) - 1]) and shape[-1] == to[-1]

@@ -168,6 +168,46 @@ def _gemm_ir(name: str, real: str, bits: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fill_ir(name: str, gemm: str) -> str:
+    """`name`: the rows of C (block[13], ldc block[14], block[4] rows of block[5]) set to the row
+    at block[15] (elements of block[16] bytes), then trampoline `gemm` on the same block: a bias
+    row broadcast into a block of the product just before its gemm adds into it (beta = 1)."""
+    return f"""
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+
+define i32 @{name}(ptr %blk, ptr %arr, ptr %ret) {{
+entry:
+  %pm = getelementptr i64, ptr %blk, i64 4
+  %m = load i64, ptr %pm
+  %pn = getelementptr i64, ptr %blk, i64 5
+  %n = load i64, ptr %pn
+  %pc = getelementptr i64, ptr %blk, i64 13
+  %c = load ptr, ptr %pc
+  %pl = getelementptr i64, ptr %blk, i64 14
+  %ldc = load i64, ptr %pl
+  %pr = getelementptr i64, ptr %blk, i64 15
+  %row = load ptr, ptr %pr
+  %ps = getelementptr i64, ptr %blk, i64 16
+  %size = load i64, ptr %ps
+  %bytes = mul i64 %n, %size
+  %pitch = mul i64 %ldc, %size
+  %any = icmp sgt i64 %m, 0
+  br i1 %any, label %loop, label %done
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %loop ]
+  %off = mul i64 %i, %pitch
+  %dst = getelementptr i8, ptr %c, i64 %off
+  call void @llvm.memcpy.p0.p0.i64(ptr %dst, ptr %row, i64 %bytes, i1 false)
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %m
+  br i1 %more, label %loop, label %done
+done:
+  %r = call i32 @{gemm}(ptr %blk, ptr %arr, ptr %ret)
+  ret i32 %r
+}}
+"""
+
+
 _CODE = None  # {symbol: address} once compiled; False where it cannot be
 _CODE_LOCK = threading.Lock()
 
@@ -183,6 +223,12 @@ def _code() -> dict | None:
                     for bits in (32, 64):
                         text += _gemm_ir(f"graphc_team_{r}gemm{bits}", real, bits)
                         names.append(f"graphc_team_{r}gemm{bits}")
+                text += "\ndeclare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n"
+                for r in "sd":
+                    for bits in (32, 64):
+                        fill = _fill_ir(f"graphc_team_fill_{r}gemm{bits}", f"graphc_team_{r}gemm{bits}")
+                        text += fill.replace("declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n", "")
+                        names.append(f"graphc_team_fill_{r}gemm{bits}")
                 try:
                     _CODE = native.add_ir(text, names, {"sched_yield": _libc_address("sched_yield")})
                 except Exception:  # no LLVM target for this machine: the thread pool does the work
@@ -199,20 +245,21 @@ def _ok(status: int) -> None:
         raise native.KernelFailed(f"a graphc gemm part returned status {status}")
 
 
-def gemm_task(address: int, bits: int, dtype: str, args: tuple) -> NativeTask | None:
+def gemm_task(address: int, bits: int, dtype: str, args: tuple, fill: tuple | None = None) -> NativeTask | None:
     """The cblas gemm at `address` (integers of `bits`) called with `args` (cblas_?gemm's 14, the
-    operands as addresses) as a NativeTask; None where the team's code is not available."""
+    operands as addresses) as a NativeTask; `fill` (row address, itemsize): C's rows are set to
+    that row first. None where the team's code is not available."""
     code = _code()
     if code is None:
         return None
-    blk = (ctypes.c_int64 * 15)()
+    blk = (ctypes.c_int64 * 17)()
     blk[0] = address
-    for k, v in enumerate(args, start=1):
+    for k, v in enumerate([*args, *(fill or (0, 0))], start=1):
         if isinstance(v, float):
             blk[k] = int(np.float64(v).view(np.int64))
         else:
             blk[k] = int(v)
-    fn = code[f"graphc_team_{'s' if dtype == 'f32' else 'd'}gemm{bits}"]
+    fn = code[f"graphc_team_{'fill_' if fill else ''}{'s' if dtype == 'f32' else 'd'}gemm{bits}"]
     return NativeTask(fn, ctypes.addressof(blk), None, 0, blk, _ok)
 
 
