@@ -13,7 +13,10 @@ from graphc.passes.rewrite import Rewriter, rewrite, table_rule
 
 
 def is_const(node, value) -> bool:
-    """True if `node` is a constant whose every element equals `value`."""
+    """True if `node` is a constant whose every element equals `value`, or that broadcast (a
+    zero gradient term loop_accumulate leaves: a weight's per-step part, all zeros)."""
+    while node.op == "broadcast_to":
+        node = node.inputs[0]
     v = const_value(node)
     return v is not None and v.size > 0 and bool(np.all(v == value))
 

@@ -27,6 +27,8 @@ CASES = [
     ("x+0", lambda x: x + 0.0, [(3,)], []),
     ("0+x", lambda x: 0.0 + x, [(3,)], []),
     ("x-0", lambda x: x - 0.0, [(3,)], []),
+    ("broadcast 0 + x", lambda x: gc.broadcast_to(gc.constant(np.float32(0)), (2, 3)) + x, [(2, 3)], []),
+    ("x * broadcast 1", lambda x: x * gc.broadcast_to(gc.constant(np.ones(3, np.float32)), (2, 3)), [(2, 3)], []),
     ("0-x", lambda x: 0.0 - x, [(3,)], ["neg"]),
     ("x/1", lambda x: x / 1.0, [(3,)], []),
     ("--x", lambda x: gc.neg(gc.neg(x)), [(3,)], []),
