@@ -124,3 +124,41 @@ def test_np_dot_gives_the_product_for_every_operand_layout(tmp_path, monkeypatch
     assert (out == 0).all()  # an empty sum
     assert all(type(f).__name__ == "NativeFunction" for f in k._bound.values())
     cache.forget()
+
+
+def test_a_steps_small_float32_product_takes_the_register_blocked_kernel(tmp_path, monkeypatch):
+    """Few rows by a weight that fits in L2 (kernel_small_gemm.py): full tiles, a row remainder,
+    a single vector of columns left over, blocks of wider matrices; and the cases it leaves to
+    cblas (too many rows, a transposed operand, columns not a multiple of the vector width)."""
+    from graphc.backends.numba import kernel_small_gemm
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    cache.forget()
+    k = cache.kernel(DOT.replace("# test", "# test small"))
+    lanes = kernel_small_gemm.lanes()
+    rng = np.random.default_rng(4)
+    wide = rng.standard_normal((400, 600)).astype(np.float32)
+    shapes = [(16, 128, 32 * lanes), (13, 37, 3 * lanes), (1, 5, lanes), (9, 300, 5 * lanes), (64, 64, 4 * lanes)]
+    for m, kk, n in shapes:
+        assert kernel_small_gemm.fits(m, n, kk)
+        own = rng.standard_normal((m, kk)).astype(np.float32), rng.standard_normal((kk, n)).astype(np.float32)
+        blocks = wide[:m, 3 : 3 + kk], wide[1 : 1 + kk, 7 : 7 + n]  # leading dimension 600
+        for x, y in (own, blocks):
+            out = np.full((m, n), np.nan, np.float32)
+            k.bind((x, y, out))(x, y, out)
+            np.testing.assert_allclose(out, x.astype(np.float64) @ y, rtol=1e-4, atol=1e-4, err_msg=str((m, kk, n)))
+    from graphc.backends.numba import direct, kernel_ir
+
+    code = direct.find_function(DOT, "kernel", True)
+    args = (x, y, out)
+    module, _ = kernel_ir.build(code.fn, kernel_ir.arg_types(args), "k", code.helpers, code.flat, code.consts, code.f32)
+    assert f'@"{kernel_small_gemm.NAME}"' in str(module)  # the float32 np.dot calls it where it fits
+    assert not kernel_small_gemm.fits(65, lanes, 8) and not kernel_small_gemm.fits(8, lanes + 1, 8)
+    many_rows = wide[:65, :20], wide[:20, : 2 * lanes]
+    transposed = np.asfortranarray(wide[:8, :20]), wide[:20, : 2 * lanes]
+    ragged = wide[:8, :20], wide[:20, : lanes + 3]
+    for x, y in (many_rows, transposed, ragged):  # cblas
+        out = np.full((x.shape[0], y.shape[1]), np.nan, np.float32)
+        k.bind((x, y, out))(x, y, out)
+        np.testing.assert_allclose(out, x.astype(np.float64) @ y, rtol=1e-4, atol=1e-4)
+    cache.forget()

@@ -47,6 +47,7 @@ _DIRECT = (  # graphc's own compiler: it shapes machine code that the source key
     "kernel_vmath.py",
     "kernel_thunk.py",
     "kernel_blas.py",
+    "kernel_small_gemm.py",
 )
 _DIR = None
 

@@ -11,7 +11,7 @@ added to the engine when the code is loaded), libraries the BLAS thread count (b
 
 from llvmlite import ir
 
-from graphc.backends.numba import native
+from graphc.backends.numba import kernel_small_gemm, native
 from graphc.backends.numba.kernel_types import ITEMSIZE, LL, ArrayType, Unsupported
 
 __all__ = ["emit_dot"]
@@ -69,6 +69,18 @@ def emit_dot(em, args) -> None:
     B.cbranch(use_gemm, gemm_b, loop_b)
 
     B.position_at_end(gemm_b)
+    if dt == "f32":  # a step's small product: the register-blocked kernel, not cblas (kernel_small_gemm.py)
+        small_b, blas_b = em.func.append_basic_block("dot.small"), em.func.append_basic_block("dot.blas")
+        width = ir.Constant(_I64, kernel_small_gemm.lanes())
+        rows_ok = B.icmp_signed("<=", m, ir.Constant(_I64, kernel_small_gemm.MAX_ROWS))
+        cols_ok = B.icmp_signed("==", B.srem(n, width), zero)
+        b_ok = B.icmp_signed("<=", B.mul(n, k), ir.Constant(_I64, kernel_small_gemm.MAX_B))
+        plain = B.and_(B.not_(ta), B.not_(tb))
+        B.cbranch(B.and_(B.and_(plain, rows_ok), B.and_(cols_ok, b_ok)), small_b, blas_b)
+        B.position_at_end(small_b)
+        B.call(kernel_small_gemm.small_sgemm(em.module), [a.data, lda, b.data, ldb, c.data, ldc, m, n, k])
+        B.branch(done_b)
+        B.position_at_end(blas_b)
     f = LL[dt]
     n_ = blas_int
     params = [_I32, _I32, _I32, n_, n_, n_, f, _PTR, n_, _PTR, n_, f, _PTR, n_]  # cblas_?gemm
