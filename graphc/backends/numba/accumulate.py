@@ -8,6 +8,11 @@ variable is not made (the 784x512 weight gradient of the mlp workload: 0.54 ms f
 alone, 0.69-0.74 ms with the update after it, measured side by side). Which epilogues are of
 that form is found by running the group's ops' references on probe values, not by their names.
 
+Where y is instead a row broadcast over the product's rows (a bias, `x @ W + b`), the output
+starts as that row and the gemm adds into it with beta (`AccumulateCall(fill=True)`): one pass
+of writes instead of a second read and write of the output; on graphc's threads each block
+fills its own rows on its core (team.py's fill trampolines).
+
 At a call whose operands BLAS cannot take as they are laid out (or with no BLAS found), the
 group runs as before: the product, then its epilogue kernel.
 """
