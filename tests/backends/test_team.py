@@ -55,9 +55,13 @@ def test_a_worker_that_slept_takes_the_next_task():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((64, 16)).astype(np.float32), rng.standard_normal((16, 32)).astype(np.float32)
     out = np.zeros((64, 32), np.float32)
+    assert t.run(_gemm_blocks(a, b, out, 2, "f32"))  # the worker is awake and polling now
     sleeps = team.STATS["sleeps"]
-    time.sleep(team.IDLE_S * 20)  # longer than a worker polls
+    deadline = time.monotonic() + 5.0
+    while team.STATS["sleeps"] == sleeps and time.monotonic() < deadline:
+        time.sleep(team.IDLE_S * 5)  # longer than a worker polls
     assert team.STATS["sleeps"] > sleeps
+    out[...] = np.nan
     assert t.run(_gemm_blocks(a, b, out, 2, "f32"))
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
 

@@ -17,6 +17,7 @@ release stores and read with acquire loads. A task's status is checked by its ca
 every part is done; a forked child builds a team of its own.
 """
 
+import atexit
 import ctypes
 import os
 import threading
@@ -362,10 +363,14 @@ class Team:
             self.lock.release()
 
     def stop(self) -> None:
+        """Stop the workers and wait for them to leave their loops (at exit: before the slots'
+        memory can be freed under a worker still polling it)."""
         self.slots[:, STOP] = 1
         for c in self.conds:
             with c:
                 c.notify()
+        for th in self.threads:
+            th.join(timeout=1.0)
 
 
 try:
@@ -410,4 +415,5 @@ def team() -> Team | None:
     with _TEAM_LOCK:
         if _TEAM is None or _PID != os.getpid():  # a forked child: the parent's threads are not here
             _TEAM, _PID = Team(cpus, code), os.getpid()
+            atexit.register(_TEAM.stop)
     return _TEAM
