@@ -78,7 +78,7 @@ def emit_dot(em, args) -> None:
         plain = B.and_(B.not_(ta), B.not_(tb))
         B.cbranch(B.and_(B.and_(plain, rows_ok), B.and_(cols_ok, b_ok)), small_b, blas_b)
         B.position_at_end(small_b)
-        B.call(kernel_small_gemm.small_sgemm(em.module), [a.data, lda, b.data, ldb, c.data, ldc, m, n, k])
+        B.call(kernel_small_gemm.declare(em.module), [a.data, lda, b.data, ldb, c.data, ldc, m, n, k])
         B.branch(done_b)
         B.position_at_end(blas_b)
     f = LL[dt]

@@ -214,9 +214,10 @@ def _engine():
     return _ENGINE
 
 
-def add_ir(text: str, names: list, symbols: dict) -> dict:
+def add_ir(text: str, names: list, symbols: dict, optimize: bool = False) -> dict:
     """Compile LLVM IR `text` (graphc's own helpers, e.g. team.py's loops) into this process's
-    engine, `symbols` (name -> address) bound first: {name: address} of the functions `names`."""
+    engine, `symbols` (name -> address) bound first: {name: address} of the functions `names`.
+    optimize: run LLVM's -O3 pipeline on it first (for code whose speed matters)."""
     with _LOCK:
         llvm = _llvm()
         engine = _engine()
@@ -225,7 +226,19 @@ def add_ir(text: str, names: list, symbols: dict) -> dict:
                 llvm.add_symbol(s, a)
         mod = llvm.parse_assembly(text)
         mod.verify()
-        engine.add_module(mod)
+        if optimize:  # for this CPU (the engine's own target machine is a generic x86-64)
+            host = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+            tm = llvm.Target.from_default_triple().create_target_machine(
+                cpu=host[0], features=host[1], opt=3, codemodel="jitdefault"
+            )
+            mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+            pto = llvm.create_pipeline_tuning_options(speed_level=3)
+            pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
+            pb = llvm.create_pass_builder(tm, pto)
+            pb.getModulePassManager().run(mod, pb)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(tm.emit_object(mod)))
+        else:
+            engine.add_module(mod)
         engine.finalize_object()
         addrs = {n: engine.get_function_address(n) for n in names}
         if not all(addrs.values()):
@@ -233,9 +246,19 @@ def add_ir(text: str, names: list, symbols: dict) -> dict:
         return addrs
 
 
+_SMALL_GEMM = "graphc_small_sgemm"  # kernel_small_gemm.NAME
+
+
 def _resolvable(name: str) -> bool:
     if name in _BLAS_NAMES:
         return _add_blas_symbols(name)
+    if name == _SMALL_GEMM:  # compiled once per process, for the drivers that call it
+        from graphc.backends.numba import kernel_small_gemm  # llvmlite.ir: imported only where needed
+
+        if _llvm().address_of_symbol(name) is None:
+            addr = add_ir(kernel_small_gemm.module_ir(), [name], {}, optimize=True)[name]
+            _llvm().add_symbol(name, addr)
+        return True
     return _llvm().address_of_symbol(name) is not None or hasattr(_PROCESS, name)
 
 
