@@ -121,7 +121,7 @@ def gemm(out, a, b, alpha: float, beta: float, fill=None) -> bool:
         ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
         return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
 
-    if fill is not None and (fill.dtype != out.dtype or fill.shape != (n,) or not fill.flags.c_contiguous):
+    if fill is not None and not _row_of(fill, out):
         return False
     if threads == 1:
         if fill is not None:
@@ -172,3 +172,9 @@ class AccumulateCall:
 
 def _overlaps(out, arrays) -> bool:
     return any(np.may_share_memory(out, x) for x in arrays)
+
+
+def _row_of(row, out) -> bool:
+    """Whether `row` can start every row of `out`: contiguous, of out's dtype and width, apart."""
+    same = row.dtype == out.dtype and row.shape == (out.shape[1],) and row.flags.c_contiguous
+    return same and not np.may_share_memory(out, row)
