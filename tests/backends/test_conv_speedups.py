@@ -131,9 +131,14 @@ def test_batches_split_over_threads_match_the_reference(monkeypatch):
     split = lowerings_conv.batch_split
     monkeypatch.setattr(split, "MIN_PART_ELEMENTS", 1)  # these small batches split too
     real = split.over_batch
-    monkeypatch.setattr(split, "over_batch", lambda n, e, part: parts.append(split.threads(n, e)) or real(n, e, part))
+    monkeypatch.setattr(split, "over_batch", lambda n, e, *p: parts.append(split.threads(n, e)) or real(n, e, *p))
+    from graphc.backends.numba import team
+
+    before = team.STATS["tasks"]
     _compare(g, [h, gx, g1, g2], feeds)
     assert 2 in parts and 1 in parts  # batches of 3 split in two; the batch of 1 ran whole
+    if team.team() is not None:  # the pooling kernels' parts (native code) ran on the native workers
+        assert team.STATS["tasks"] > before
     split_values = gc.compile(g, "numba", outputs=[h, gx, g1, g2])(feeds[0])
     monkeypatch.setenv("GRAPHC_BLAS_THREADS", "1")
     whole_values = gc.compile(g, "numba", outputs=[h, gx, g1, g2])(feeds[0])

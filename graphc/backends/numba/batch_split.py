@@ -73,15 +73,20 @@ def threads(n: int, elements: int) -> int:
     return max(1, min(blas.large, n, elements // MIN_PART_ELEMENTS))
 
 
-def over_batch(n: int, elements: int, part) -> None:
+def over_batch(n: int, elements: int, part, task=None) -> None:
     """part(lo, hi) over consecutive slices of range(n), one per thread, the first in this thread;
     returns when every part has (an error in any part is raised here). `elements`: how many
-    array elements the whole batch reads or writes (small batches are not split)."""
+    array elements the whole batch reads or writes (small batches are not split). `task(lo, hi)`,
+    if given: the same part as a native.NativeTask (or None), for graphc's native workers."""
     t = threads(n, elements)
     if t == 1:
         part(0, n)
         return
     bounds = [n * i // t for i in range(t + 1)]
+    tasks = [task(bounds[i], bounds[i + 1]) for i in range(t)] if task is not None else [None]
+    if all(x is not None for x in tasks):
+        in_parallel(tasks)
+        return
     in_parallel([lambda i=i: part(bounds[i], bounds[i + 1]) for i in range(t)])
 
 

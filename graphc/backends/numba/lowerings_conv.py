@@ -81,6 +81,11 @@ class _Kernels:
         def call(*args):
             return kern.bind(args)(*args)
 
+        def task(*args):  # the call as a native.NativeTask, where the kernel is native code
+            make = getattr(kern.bind(args), "task", None)
+            return None if make is None else make(args)
+
+        call.task = task
         setattr(self, name, call)
         return call
 
@@ -301,7 +306,14 @@ def _batched(kern, geo):
     def run(out, *ins):
         ins = [_c(a) for a in ins]
         elements = max(out.size, ins[0].size)
-        batch_split.over_batch(out.shape[0], elements, lambda lo, hi: kern(*[a[lo:hi] for a in ins], out[lo:hi], *geo))
+
+        def args(lo, hi):
+            return (*[a[lo:hi] for a in ins], out[lo:hi], *geo)
+
+        def part(lo, hi):
+            kern(*args(lo, hi))
+
+        batch_split.over_batch(out.shape[0], elements, part, lambda lo, hi: kern.task(*args(lo, hi)))
 
     return run
 
