@@ -167,3 +167,38 @@ def test_a_forked_child_makes_a_team_of_its_own():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+_CHILD = """
+import numpy as np
+from graphc.backends.numba import native, team
+t = team.team()
+a = np.arange(64 * 16, dtype=np.float32).reshape(64, 16) / 100
+b = np.ones((16, 32), np.float32)
+out = np.zeros((64, 32), np.float32)
+address, bits = native.blas_function("f32")
+tasks = [team.gemm_task(address, bits, "f32", (101, 111, 111, 32, 32, 16, 1.0, a[r:].ctypes.data, 16, b.ctypes.data,
+                                               32, 0.0, out[r:].ctypes.data, 32)) for r in (0, 32)]
+assert t.run(tasks) and np.allclose(out, a @ b)
+print("ok")
+"""
+
+
+def test_the_teams_code_is_kept_in_the_cache_and_a_corrupt_copy_is_rebuilt(tmp_path):
+    """A process writes the team's object code into the kernel cache; one that finds it
+    truncated compiles it again, runs correctly and writes it anew."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path))
+
+    def child():
+        r = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+    child()
+    (helper,) = tmp_path.rglob("helper_*.o")
+    good = helper.read_bytes()
+    helper.write_bytes(good[: len(good) // 2])  # truncated: its checksum fails
+    child()
+    assert helper.read_bytes() == good

@@ -215,35 +215,90 @@ def _engine():
 
 
 def add_ir(text: str, names: list, symbols: dict, optimize: bool = False) -> dict:
-    """Compile LLVM IR `text` (graphc's own helpers, e.g. team.py's loops) into this process's
-    engine, `symbols` (name -> address) bound first: {name: address} of the functions `names`.
-    optimize: run LLVM's -O3 pipeline on it first (for code whose speed matters)."""
+    """Compile LLVM IR `text` (graphc's own helpers: team.py's loops, the small gemm) for this
+    CPU into this process's engine, `symbols` (name -> address) bound first; {name: address} of
+    the functions `names`. optimize: LLVM's -O3 pipeline first (for code whose speed matters).
+    The object code is kept in the kernel cache's folder like a kernel's (content-addressed,
+    written atomically, checked when read), so a warm process loads it instead (the small gemm
+    took 0.15 s to compile)."""
     with _LOCK:
         llvm = _llvm()
         engine = _engine()
         for s, a in symbols.items():
             if llvm.address_of_symbol(s) is None:
                 llvm.add_symbol(s, a)
-        mod = llvm.parse_assembly(text)
-        mod.verify()
-        if optimize:  # for this CPU (the engine's own target machine is a generic x86-64)
-            host = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-            tm = llvm.Target.from_default_triple().create_target_machine(
-                cpu=host[0], features=host[1], opt=3, codemodel="jitdefault"
-            )
-            mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
-            pto = llvm.create_pipeline_tuning_options(speed_level=3)
-            pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
-            pb = llvm.create_pass_builder(tm, pto)
-            pb.getModulePassManager().run(mod, pb)
-            engine.add_object_file(llvm.ObjectFileRef.from_data(tm.emit_object(mod)))
-        else:
-            engine.add_module(mod)
+        key = hashlib.sha256(f"{text}|{optimize}|{_machine()}".encode()).hexdigest()[:32]
+        obj = _read_helper(key)
+        if obj is None:
+            obj = _compile_helper(text, optimize)
+            _write_helper(key, obj)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         addrs = {n: engine.get_function_address(n) for n in names}
         if not all(addrs.values()):
             raise BadEntry(f"the helper code defines no {[n for n, a in addrs.items() if not a]}")
         return addrs
+
+
+def _compile_helper(text: str, optimize: bool) -> bytes:
+    llvm = _llvm()
+    host = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=host[0], features=host[1], opt=3, codemodel="jitdefault"
+    )
+    mod = llvm.parse_assembly(text)
+    mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+    mod.verify()
+    if optimize:
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+    return tm.emit_object(mod)
+
+
+_HELPER_MAGIC = b"GRAPHC-HELPER-1\n"
+
+
+def _helper_path(key: str) -> Path | None:
+    from graphc.backends.numba import cache_folder
+
+    d = cache_folder.cache_dir()
+    return None if d is None else d / f"helper_{key}.o"
+
+
+def _read_helper(key: str) -> bytes | None:
+    """A helper's object code from the cache; None if absent or unusable (then it is compiled)."""
+    path = _helper_path(key)
+    try:
+        data = path.read_bytes() if path is not None else b""
+    except OSError:
+        return None
+    head = len(_HELPER_MAGIC) + 32
+    if not data.startswith(_HELPER_MAGIC) or hashlib.sha256(data[head:]).digest() != data[len(_HELPER_MAGIC) : head]:
+        return None
+    return data[head:]
+
+
+def _write_helper(key: str, obj: bytes) -> None:
+    path = _helper_path(key)
+    if path is None:
+        return
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".o")
+        with os.fdopen(fd, "wb") as f:
+            f.write(_HELPER_MAGIC + hashlib.sha256(obj).digest() + obj)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass  # a read-only cache: compiled again next time
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 _SMALL_GEMM = "graphc_small_sgemm"  # kernel_small_gemm.NAME
