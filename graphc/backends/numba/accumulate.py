@@ -21,7 +21,7 @@ import ctypes
 
 import numpy as np
 
-from graphc.backends.numba import batch_split, blas, native, team
+from graphc.backends.numba import batch_split, blas, native
 
 __all__ = ["affine_epilogue", "AccumulateCall", "gemm"]
 
@@ -128,6 +128,8 @@ def gemm(out, a, b, alpha: float, beta: float, fill=None) -> bool:
             np.copyto(out, fill)
         call(*args(slice(None), slice(None)))
         return True
+    from graphc.backends.numba import team  # imported where a product first runs in blocks
+
     blas.use(1)
     cuts = batch_split.product_blocks(m, n, threads)
     blocks = [args(r, c) for r, c in cuts]

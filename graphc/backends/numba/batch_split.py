@@ -17,7 +17,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from graphc.backends.numba import blas, team
+from graphc.backends.numba import blas
 from graphc.backends.numba.native import NativeTask
 
 _POOL: ThreadPoolExecutor | None = None
@@ -100,6 +100,8 @@ def in_parallel(fns) -> None:
             fn()
         return
     if len(fns) > 1 and all(isinstance(f, NativeTask) for f in fns[1:]):
+        from graphc.backends.numba import team  # imported where a split first has native parts
+
         workers = team.team()  # native parts: handed over in a microsecond (team.py)
         if workers is not None and workers.run(fns):
             return
