@@ -128,13 +128,19 @@ def write(folder: Path, kernel_id: str, key: str, header: dict, kernel_obj: byte
     head = entry_header(kernel_id, key, header, kernel_obj, thunk_obj)
     text = json.dumps(head, sort_keys=True).encode()
     data = MAGIC + struct.pack("<I", len(text)) + text + obj
+    return _write_atomic(folder, entry_name(kernel_id, key), data)
+
+
+def _write_atomic(folder: Path, name: str, data: bytes) -> bool:
+    """folder/name holds `data`, written whole or not at all (a temporary file, then os.replace:
+    concurrent writers write the same bytes); False if the folder cannot be written."""
     tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".bin")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, folder / entry_name(kernel_id, key))
+        os.replace(tmp, folder / name)
         tmp = None
         return True
     except OSError:
@@ -283,23 +289,8 @@ def _read_helper(key: str) -> bytes | None:
 
 def _write_helper(key: str, obj: bytes) -> None:
     path = _helper_path(key)
-    if path is None:
-        return
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".o")
-        with os.fdopen(fd, "wb") as f:
-            f.write(_HELPER_MAGIC + hashlib.sha256(obj).digest() + obj)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass  # a read-only cache: compiled again next time
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    if path is not None:  # unwritable: compiled again next time
+        _write_atomic(path.parent, path.name, _HELPER_MAGIC + hashlib.sha256(obj).digest() + obj)
 
 
 _SMALL_GEMM = "graphc_small_sgemm"  # kernel_small_gemm.NAME

@@ -37,11 +37,17 @@ STATS = {"tasks": 0, "sleeps": 0}
 
 _IR = """
 declare i32 @sched_yield()
-declare i64 @llvm.readcyclecounter()
+declare i32 @clock_gettime(i32, ptr)
 
-define i64 @graphc_team_cycles() {
-  %c = call i64 @llvm.readcyclecounter()
-  ret i64 %c
+define i64 @graphc_team_now() {
+  %ts = alloca [2 x i64]
+  %r = call i32 @clock_gettime(i32 1, ptr %ts)
+  %s = load i64, ptr %ts
+  %pn = getelementptr i64, ptr %ts, i64 1
+  %n = load i64, ptr %pn
+  %ms = mul i64 %s, 1000000000
+  %t = add i64 %ms, %n
+  ret i64 %t
 }
 
 define void @graphc_team_post(ptr %st, i64 %fn, i64 %blk, i64 %arr, i64 %ret) {
@@ -62,14 +68,14 @@ define void @graphc_team_post(ptr %st, i64 %fn, i64 %blk, i64 %arr, i64 %ret) {
 define i64 @graphc_team_wait(ptr %st, i64 %ticket, i64 %limit) {
 entry:
   %pd = getelementptr i64, ptr %st, i64 1
-  %t0 = call i64 @llvm.readcyclecounter()
+  %t0 = call i64 @graphc_team_now()
   br label %poll
 poll:
   %d = load atomic i64, ptr %pd acquire, align 8
   %done = icmp eq i64 %d, %ticket
   br i1 %done, label %yes, label %more
 more:
-  %now = call i64 @llvm.readcyclecounter()
+  %now = call i64 @graphc_team_now()
   %el = sub i64 %now, %t0
   %over = icmp ugt i64 %el, %limit
   br i1 %over, label %no, label %yield
@@ -89,7 +95,7 @@ entry:
   %pl = getelementptr i64, ptr %st, i64 8
   %limit = load i64, ptr %pl
   %ps = getelementptr i64, ptr %st, i64 7
-  %t0 = call i64 @llvm.readcyclecounter()
+  %t0 = call i64 @graphc_team_now()
   br label %poll
 poll:
   %seen = phi i64 [ %seen0, %entry ], [ %tk, %run ], [ %seen, %yield ]
@@ -120,14 +126,14 @@ run:
   %pst = getelementptr i64, ptr %st, i64 6
   store i64 %st64, ptr %pst
   store atomic i64 %tk, ptr %pd release, align 8
-  %tr = call i64 @llvm.readcyclecounter()
+  %tr = call i64 @graphc_team_now()
   br label %poll
 idle:
   %stop = load atomic i64, ptr %ps monotonic, align 8
   %halt = icmp ne i64 %stop, 0
   br i1 %halt, label %exit, label %clock
 clock:
-  %now = call i64 @llvm.readcyclecounter()
+  %now = call i64 @graphc_team_now()
   %el = sub i64 %now, %since
   %over = icmp ugt i64 %el, %limit
   br i1 %over, label %rest, label %yield
@@ -218,7 +224,7 @@ def _code() -> dict | None:
     if _CODE is None:
         with _CODE_LOCK:
             if _CODE is None:
-                names = ["graphc_team_cycles", "graphc_team_post", "graphc_team_wait", "graphc_team_work"]
+                names = ["graphc_team_now", "graphc_team_post", "graphc_team_wait", "graphc_team_work"]
                 text = _IR
                 for real, r in (("float", "s"), ("double", "d")):
                     for bits in (32, 64):
@@ -231,7 +237,8 @@ def _code() -> dict | None:
                         text += fill.replace("declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n", "")
                         names.append(f"graphc_team_fill_{r}gemm{bits}")
                 try:
-                    _CODE = native.add_ir(text, names, {"sched_yield": _libc_address("sched_yield")})
+                    libc = {n: _libc_address(n) for n in ("sched_yield", "clock_gettime")}
+                    _CODE = native.add_ir(text, names, libc)
                 except Exception:  # no LLVM target for this machine: the thread pool does the work
                     _CODE = False
     return _CODE or None
@@ -272,9 +279,8 @@ class Team:
     def __init__(self, cpus: list, code: dict):
         self.code = code
         self.slots = np.zeros((max(1, len(cpus) - 1), _SLOT), np.int64)
-        rate = _cycles_per_second(code)
-        self.slots[:, IDLE] = int(IDLE_S * rate)
-        self.wait_cycles = int(0.01 * rate)  # the caller polls this long, then sleeps a little between polls
+        self.slots[:, IDLE] = int(IDLE_S * 1e9)  # nanoseconds of CLOCK_MONOTONIC
+        self.wait_ns = int(0.01 * 1e9)  # the caller polls this long, then sleeps a little between polls
         self.lock = threading.Lock()
         self.conds = [threading.Condition() for _ in range(len(self.slots))]
         self.asleep = [False] * len(self.slots)
@@ -349,7 +355,7 @@ class Team:
                 addr = self._slot(i)
                 while True:
                     try:
-                        if self._wait(addr, ticket, self.wait_cycles):
+                        if self._wait(addr, ticket, self.wait_ns):
                             break
                         time.sleep(0.0002)  # a long part: poll less often
                     except BaseException as e:  # an interrupt: the part still runs on these buffers
@@ -382,15 +388,6 @@ except (OSError, AttributeError):
 def _getcpu() -> int:
     """The core this thread runs on now (-1 where unknown)."""
     return _GETCPU() if _GETCPU is not None else -1
-
-
-def _cycles_per_second(code) -> float:
-    """The rate of the cycle counter the native loops time their polling with."""
-    cycles = ctypes.CFUNCTYPE(ctypes.c_int64)(code["graphc_team_cycles"])
-    t0, c0 = time.perf_counter(), cycles()
-    while time.perf_counter() - t0 < 0.002:
-        pass
-    return max(1e6, (cycles() - c0) / (time.perf_counter() - t0))
 
 
 _TEAM: Team | None = None
