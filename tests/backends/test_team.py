@@ -55,14 +55,13 @@ def test_a_worker_that_slept_takes_the_next_task():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((64, 16)).astype(np.float32), rng.standard_normal((16, 32)).astype(np.float32)
     out = np.zeros((64, 32), np.float32)
-    assert t.run(_gemm_blocks(a, b, out, 2, "f32"))  # the worker is awake and polling now
-    sleeps = team.STATS["sleeps"]
-    deadline = time.monotonic() + 5.0
-    while team.STATS["sleeps"] == sleeps and time.monotonic() < deadline:
-        time.sleep(team.IDLE_S * 5)  # longer than a worker polls
-    assert team.STATS["sleeps"] > sleeps, (t.slots[0].tolist(), [th.is_alive() for th in t.threads])
-    out[...] = np.nan
     assert t.run(_gemm_blocks(a, b, out, 2, "f32"))
+    deadline = time.monotonic() + 5.0
+    while not t.asleep[0] and time.monotonic() < deadline:  # idle longer than a worker polls
+        time.sleep(team.IDLE_S * 5)
+    assert t.asleep[0]  # it left its loop and waits on its condition
+    out[...] = np.nan
+    assert t.run(_gemm_blocks(a, b, out, 2, "f32"))  # posted to a sleeping worker: woken
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
 
 
