@@ -17,7 +17,7 @@ from graphc.backends.numba import compile_stats
 
 pytest.importorskip("numba")
 pytest.importorskip("llvmlite")
-from graphc.backends.numba import cache, native  # noqa: E402  (needs numba)
+from graphc.backends.numba import cache, native, native_entries  # noqa: E402  (needs numba)
 
 # a small training step with every kind of kernel the warm path loads: fused elementwise and
 # reduction loops, conv + pooling (im2col, col2im, max-pool and its gradient), softmax rows,
@@ -170,7 +170,7 @@ def test_entries_swapped_between_kernels_are_refused(fresh_cache):
 
 def test_an_entry_for_another_cpu_is_not_loaded(fresh_cache, monkeypatch):
     e = _entry_of(fresh_cache, "exp")
-    monkeypatch.setattr(native, "_MACHINE", "some-other-cpu|+avx512f")
+    monkeypatch.setattr(native_entries, "_MACHINE", "some-other-cpu|+avx512f")
     with pytest.raises(native.BadEntry, match="another CPU"):
         native.read(e, *_id_and_key(e))
 

@@ -38,7 +38,7 @@ def _codegen_version() -> str:
     return h.hexdigest()[:10]
 
 
-_SHAPERS = ("codegen.py", "vmath.py", "native.py", "numba_cache.py")
+_SHAPERS = ("codegen.py", "vmath.py", "native.py", "native_entries.py", "numba_cache.py")
 _DIRECT = (  # graphc's own compiler: it shapes machine code that the source key does not name
     "direct.py",
     "kernel_ir.py",
