@@ -180,8 +180,6 @@ def _fill_ir(name: str, gemm: str) -> str:
     at block[15] (elements of block[16] bytes), then trampoline `gemm` on the same block: a bias
     row broadcast into a block of the product just before its gemm adds into it (beta = 1)."""
     return f"""
-declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
-
 define i32 @{name}(ptr %blk, ptr %arr, ptr %ret) {{
 entry:
   %pm = getelementptr i64, ptr %blk, i64 4
@@ -230,11 +228,10 @@ def _code() -> dict | None:
                     for bits in (32, 64):
                         text += _gemm_ir(f"graphc_team_{r}gemm{bits}", real, bits)
                         names.append(f"graphc_team_{r}gemm{bits}")
-                text += "\ndeclare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n"
+                text += "\ndeclare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n"  # the fills' row copies
                 for r in "sd":
                     for bits in (32, 64):
-                        fill = _fill_ir(f"graphc_team_fill_{r}gemm{bits}", f"graphc_team_{r}gemm{bits}")
-                        text += fill.replace("declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)\n", "")
+                        text += _fill_ir(f"graphc_team_fill_{r}gemm{bits}", f"graphc_team_{r}gemm{bits}")
                         names.append(f"graphc_team_fill_{r}gemm{bits}")
                 try:
                     libc = {n: _libc_address(n) for n in ("sched_yield", "clock_gettime")}
