@@ -163,17 +163,12 @@ class AccumulateCall:
         a, b = (vals[x.id] for x in self.anchor.inputs)
         out, y = vals[self.out], vals[self.y]
         if self.fill:  # the row broadcast into out as the product starts: writes only, no second pass
-            if out.flags.c_contiguous and not _overlaps(out, (a, b, y)):
-                if self.fn.accumulate(out, a, b, self.alpha, self.beta, y.reshape(-1)):
-                    return
+            if self.fn.accumulate(out, a, b, self.alpha, self.beta, y.reshape(-1)):  # gemm checks overlaps
+                return
         elif out is y and self.fn.accumulate(out, a, b, self.alpha, self.beta):
             return
         self.product.run(vals, ctx, first)
         self.epilogue.run(vals, ctx, first)
-
-
-def _overlaps(out, arrays) -> bool:
-    return any(np.may_share_memory(out, x) for x in arrays)
 
 
 def _row_of(row, out) -> bool:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 
-from graphc.backends.numba import kernel_ir, kernel_thunk, native
+from graphc.backends.numba import kernel_ir, kernel_thunk, native, native_entries
 from graphc.backends.numba.kernel_types import ITEMSIZE, ArrayType, Unsupported
 
 __all__ = ["enabled", "Code", "find_function", "compile_entry", "Unsupported"]
@@ -153,14 +153,7 @@ def _check_decorator(fn, generated):
 def _target_machine():
     global _TM
     if _TM is None:
-        import llvmlite.binding as llvm
-
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        cpu, feats = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-        _TM = llvm.Target.from_default_triple().create_target_machine(
-            cpu=cpu, features=feats, opt=3, codemodel="jitdefault"
-        )
+        _TM = native_entries.host_target_machine()
     return _TM
 
 
@@ -204,17 +197,10 @@ def compile_entry(code: Code, kernel_id: str, key: str, args, label: str):
         mod.link_in(llvm.parse_assembly(kernel_thunk.thunk_ir(thunk, kinds)))  # one object for both
         mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
         mod.verify()
-        # -O3 with vectorising and interleaving, but no loop unrolling: the code is two thirds the
-        # size, made in 0.8x the time, and runs as fast or faster (the LeNet step's kernels: 0.44 ms
-        # against 0.46 ms with unrolling; im2col 94 against 104 us; measured side by side)
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
         # a scan's driver (a generated module with its body kernels inlined) is unrolled, as Numba
         # does: best of 4 processes each, the LSTM step's two loops took 4.0 + 4.4 ms so, 4.1 + 4.6
         # without, 4.7 + 4.9 through Numba; the GRU's 3.35 + 4.5, 3.0-4.0 + 4.0-5.2, 3.3 + 3.9
-        pto.loop_unrolling = code.generated and bool(code.helpers)
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(mod, pb)
+        native_entries.optimise(mod, tm, unroll=code.generated and bool(code.helpers))
         obj = tm.emit_object(mod)
     header = {"symbol": sym, "thunk": thunk, "codes": kernel_thunk.codes(kinds), "args": _recipe(types)}
     header.update(ret=ret, unreachable=[], label=label, compiler="graphc")

@@ -129,3 +129,28 @@ def undefined_symbols(obj: bytes) -> list[str]:
                 end = obj.index(b"\0", stroff + st_name)
                 names.append(obj[stroff + st_name : end].decode())
     return names
+
+
+def host_target_machine():
+    """A new LLVM target machine for this CPU (-O3, the JIT's code model): graphc's own kernels
+    and helpers are compiled with it. Each compiling module keeps its own, under its own lock."""
+    llvm = llvm_binding()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    cpu, feats = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=cpu, features=feats, opt=3, codemodel="jitdefault"
+    )
+
+
+def optimise(mod, tm, unroll: bool) -> None:
+    """LLVM's -O3 pipeline on module `mod` for `tm`, vectorising and interleaving, loops unrolled
+    only if `unroll`: the code is two thirds the size, made in 0.8x the time, and runs as fast or
+    faster without (the LeNet step's kernels: 0.44 ms against 0.46 ms with unrolling; im2col 94
+    against 104 us; measured side by side)."""
+    llvm = llvm_binding()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = pto.slp_vectorization = pto.loop_interleaving = True
+    pto.loop_unrolling = unroll
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)

@@ -65,6 +65,19 @@ define void @graphc_team_post(ptr %st, i64 %fn, i64 %blk, i64 %arr, i64 %ret) {
   ret void
 }
 
+; true once `limit` ns have passed since `since`; else it yields the core first (a poll's pause)
+define i1 @graphc_team_pause(i64 %since, i64 %limit) {
+  %now = call i64 @graphc_team_now()
+  %el = sub i64 %now, %since
+  %over = icmp ugt i64 %el, %limit
+  br i1 %over, label %up, label %yield
+yield:
+  %y = call i32 @sched_yield()
+  ret i1 0
+up:
+  ret i1 1
+}
+
 define i64 @graphc_team_wait(ptr %st, i64 %ticket, i64 %limit) {
 entry:
   %pd = getelementptr i64, ptr %st, i64 1
@@ -75,13 +88,8 @@ poll:
   %done = icmp eq i64 %d, %ticket
   br i1 %done, label %yes, label %more
 more:
-  %now = call i64 @graphc_team_now()
-  %el = sub i64 %now, %t0
-  %over = icmp ugt i64 %el, %limit
-  br i1 %over, label %no, label %yield
-yield:
-  %y = call i32 @sched_yield()
-  br label %poll
+  %over = call i1 @graphc_team_pause(i64 %t0, i64 %limit)
+  br i1 %over, label %no, label %poll
 yes:
   ret i64 1
 no:
@@ -98,8 +106,8 @@ entry:
   %t0 = call i64 @graphc_team_now()
   br label %poll
 poll:
-  %seen = phi i64 [ %seen0, %entry ], [ %tk, %run ], [ %seen, %yield ]
-  %since = phi i64 [ %t0, %entry ], [ %tr, %run ], [ %since, %yield ]
+  %seen = phi i64 [ %seen0, %entry ], [ %tk, %run ], [ %seen, %clock ]
+  %since = phi i64 [ %t0, %entry ], [ %tr, %run ], [ %since, %clock ]
   %tk = load atomic i64, ptr %st acquire, align 8
   %new = icmp ne i64 %tk, %seen
   br i1 %new, label %where, label %idle
@@ -133,13 +141,8 @@ idle:
   %halt = icmp ne i64 %stop, 0
   br i1 %halt, label %exit, label %clock
 clock:
-  %now = call i64 @graphc_team_now()
-  %el = sub i64 %now, %since
-  %over = icmp ugt i64 %el, %limit
-  br i1 %over, label %rest, label %yield
-yield:
-  %y = call i32 @sched_yield()
-  br label %poll
+  %over = call i1 @graphc_team_pause(i64 %since, i64 %limit)
+  br i1 %over, label %rest, label %poll
 rest:
   ret i64 0
 exit:
