@@ -155,3 +155,32 @@ def test_a_bias_filled_product_on_graphcs_own_threads_fills_each_block_on_its_co
     np.testing.assert_allclose(out, 2.0 * (a @ w) + row, rtol=1e-5, atol=1e-4)
     assert ran_on_team or team.team() is None
     assert not accumulate.gemm(out, a, w, 1.0, 1.0, row[:-1])  # a row of the wrong length: not taken
+
+
+def test_a_gemm_site_reuses_its_prepared_call_only_for_the_same_arrays(monkeypatch):
+    """GemmSite keeps the call it prepared (checks, layouts, addresses) while the arrays, scales
+    and thread count are the same objects and values; any change prepares again."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((9, 6)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    row = rng.standard_normal(5).astype(np.float32)
+    made = []
+    real = accumulate.prepare
+    monkeypatch.setattr(accumulate, "prepare", lambda *args: made.append(args) or real(*args))
+    site = accumulate.GemmSite()
+    out = np.zeros((9, 5), np.float32)
+    for _ in range(3):
+        assert site(out, a, b, 1.0, 1.0, row)
+    np.testing.assert_allclose(out, a @ b + row, rtol=1e-5, atol=1e-5)
+    assert len(made) == 1  # prepared once, reused twice
+    a2 = a * 2  # a new operand: prepared again, and its values used
+    assert site(out, a2, b, 1.0, 1.0, row)
+    np.testing.assert_allclose(out, a2 @ b + row, rtol=1e-5, atol=1e-5)
+    assert site(out, a2, b, -1.0, 0.0)  # other scales, no row
+    np.testing.assert_allclose(out, -(a2 @ b), rtol=1e-5, atol=1e-5)
+    assert len(made) == 3
+    other = np.zeros((9, 5), np.float32)
+    other.flags.writeable = False
+    assert not site(other, a, b, 1.0, 0.0)  # refused (read-only), nothing kept
+    assert site.memo is None
+    out.flags.writeable = False
+    assert not site(out, a, b, 1.0, 0.0)

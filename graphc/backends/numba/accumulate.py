@@ -23,7 +23,7 @@ import numpy as np
 
 from graphc.backends.numba import batch_split, blas, native
 
-__all__ = ["affine_epilogue", "AccumulateCall", "gemm"]
+__all__ = ["affine_epilogue", "AccumulateCall", "GemmSite", "gemm", "prepare"]
 
 # (the product, the other operand): the epilogue is checked at these points, negative and
 # mixed ones included, so that a nonlinear op (relu, a product of the two) is not taken as affine
@@ -95,55 +95,113 @@ _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 def gemm(out, a, b, alpha: float, beta: float, fill=None) -> bool:
     """out = alpha * a @ b + beta * out through BLAS, for 2-D float arrays of one dtype; False
     (nothing written) where BLAS cannot take them as they are. `fill`: a contiguous row of out's
-    columns that out is set to first (a bias: out = alpha * a @ b + beta * fill)."""
+    columns (or a 1 x n array) that out is set to first (a bias: out = alpha * a @ b + beta * fill)."""
+    run = prepare(out, a, b, alpha, beta, fill)
+    if run is None:
+        return False
+    run()
+    return True
+
+
+def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None = None):
+    """`gemm`'s call for these arrays, checked and laid out once: a function of no arguments that
+    computes it (on `threads` of graphc's threads: batch_split.own_threads by default), or None
+    where BLAS cannot take them."""
     dt = _DTYPES.get(a.dtype)
     if dt is None or not (a.dtype == b.dtype == out.dtype) or a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
-        return False
+        return None
     (m, k), n = a.shape, b.shape[1]
     if b.shape[0] != k or out.shape != (m, n) or 0 in (m, n, k) or not out.flags.writeable:
-        return False
+        return None
     if np.may_share_memory(out, a) or np.may_share_memory(out, b):
-        return False
+        return None
     la, lb, lc = _layout(a), _layout(b), _layout(out)
     if la is None or lb is None or lc is None or lc[0]:
-        return False
+        return None
     fn = _function(dt)
     if not fn:
-        return False
+        return None
     call, bits = fn
     if bits < 64 and max(m, n, k, la[1], lb[1], lc[1]) >= 2**31:
-        return False
+        return None
+    if fill is not None:
+        if fill.ndim != 1:  # a bias kept as 1 x n (or with more leading ones)
+            fill = fill.reshape(-1)
+        if not _row_of(fill, out):
+            return None
     trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
-    threads = batch_split.own_threads(2.0 * m * n * k)
+    if threads is None:
+        threads = batch_split.own_threads(2.0 * m * n * k)
 
     def args(rows, cols):  # a block of out: the same layouts, the operands' rows or columns
         o, x, y = out[rows, cols], a[rows], b[:, cols]
         ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
         return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
 
-    if fill is not None and not _row_of(fill, out):
-        return False
     if threads == 1:
-        if fill is not None:
+        whole = args(slice(None), slice(None))
+        if fill is None:
+            return lambda: call(*whole)
+
+        def filled():
             np.copyto(out, fill)
-        call(*args(slice(None), slice(None)))
-        return True
+            call(*whole)
+
+        return filled
     from graphc.backends.numba import team  # imported where a product first runs in blocks
 
-    blas.use(1)
     cuts = batch_split.product_blocks(m, n, threads)
     blocks = [args(r, c) for r, c in cuts]
     address = native.blas_function(dt)[0]
     # for the native workers; each fills its own block with the row first, on its own core
     rows = [None if fill is None else (fill[c].ctypes.data, fill.itemsize) for _, c in cuts]
     tasks = [team.gemm_task(address, bits, dt, x, row) for x, row in zip(blocks, rows)]
-    if all(t is not None for t in tasks):
-        batch_split.in_parallel(tasks)
+    keep = (out, a, b, fill)  # the tasks hold only the arrays' addresses
+
+    def in_blocks():
+        blas.use(1)
+        if all(t is not None for t in tasks):
+            batch_split.in_parallel(tasks)
+            return
+        if fill is not None:
+            np.copyto(keep[0], fill)
+        batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
+
+    return in_blocks
+
+
+class GemmSite:
+    """`gemm` at one call site of a runtime, whose arrays are mostly the same objects call after
+    call (planned buffers, variables, a fed array passed again): the prepared call is kept and
+    reused while the arrays, scales and thread count are the ones it was made for. An array's
+    data, shape and strides cannot change under the same object without graphc seeing a new
+    shape (its feeds are checked against the specialisation's)."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self):
+        self.memo = None  # (out, a, b, fill, alpha, beta, threads, the prepared call): one object, swapped whole
+
+    def __call__(self, out, a, b, alpha: float, beta: float, fill=None) -> bool:
+        threads = batch_split.own_threads(2.0 * out.size * (a.shape[-1] if a.ndim else 0))
+        m = self.memo
+        if (
+            m is not None
+            and m[0] is out
+            and m[1] is a
+            and m[2] is b
+            and m[3] is fill
+            and m[4:7] == (alpha, beta, threads)
+            and out.flags.writeable
+        ):
+            m[7]()
+            return True
+        run = prepare(out, a, b, alpha, beta, fill, threads)
+        self.memo = None if run is None else (out, a, b, fill, alpha, beta, threads, run)
+        if run is None:
+            return False
+        run()
         return True
-    if fill is not None:
-        np.copyto(out, fill)
-    batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
-    return True
 
 
 class AccumulateCall:
@@ -163,7 +221,7 @@ class AccumulateCall:
         a, b = (vals[x.id] for x in self.anchor.inputs)
         out, y = vals[self.out], vals[self.y]
         if self.fill:  # the row broadcast into out as the product starts: writes only, no second pass
-            if self.fn.accumulate(out, a, b, self.alpha, self.beta, y.reshape(-1)):  # gemm checks overlaps
+            if self.fn.accumulate(out, a, b, self.alpha, self.beta, y):  # gemm checks overlaps and the row
                 return
         elif out is y and self.fn.accumulate(out, a, b, self.alpha, self.beta):
             return

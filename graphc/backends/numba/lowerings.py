@@ -39,6 +39,8 @@ def _matmul(node, in_shapes, out_shape):
             a = buf
         return out.reshape(-1, out.shape[-1]), a.reshape(-1, a.shape[-1])
 
+    own, site = accumulate.GemmSite(), accumulate.GemmSite()  # this node's prepared gemm calls
+
     def run(out, a, b):
         out, a = flat(out, a)
         threads = batch_split.own_threads(flops)
@@ -47,7 +49,7 @@ def _matmul(node, in_shapes, out_shape):
             np.matmul(a, b, out=out)
             return
         blas.use(1)  # on graphc's threads, one block of the product each
-        if accumulate.gemm(out, a, b, 1.0, 0.0):
+        if own(out, a, b, 1.0, 0.0):
             return
         blocks = batch_split.product_blocks(out.shape[0], out.shape[1], threads)
         batch_split.in_parallel([lambda r=r, c=c: np.matmul(a[r], b[:, c], out=out[r, c]) for r, c in blocks])
@@ -55,7 +57,7 @@ def _matmul(node, in_shapes, out_shape):
     def accumulate_into(out, a, b, alpha, beta, fill=None) -> bool:  # out = alpha * a @ b + beta * (fill or out)
         blas.use(1 if small else blas.large)
         out, a = flat(out, a)
-        return accumulate.gemm(out, a, b, alpha, beta, fill)
+        return site(out, a, b, alpha, beta, fill)
 
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
     if len(in_shapes[1]) == 2 and (len(in_shapes[0]) == 2 or rows):  # accumulate.py's AccumulateCall
