@@ -10,6 +10,7 @@ matrix products. A call runs the bound steps in order and returns every value by
 import numpy as np
 
 from graphc.backends import plan as planning
+from graphc.backends.base import run_reference
 from graphc.backends.numba import accumulate, blas, loops, scan_split
 from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall, TupleInto
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
@@ -74,7 +75,12 @@ class Runtime:
             n = self.node(k.node_ids[0])
             self.static[n.id] = n.opdef.ref(n, [self.static[x.id] for x in n.inputs], self.ctx)
         elif how is Lowering.REFERENCE:
-            self.steps.extend(Reference(self.node(v)) for v in k.node_ids)
+            for v in k.node_ids:
+                value = self._of_shapes(self.node(v))
+                if value is None:
+                    self.steps.append(Reference(self.node(v)))
+                else:
+                    self.static[v] = value
         elif how is Lowering.PROJECTION:
             n = self.node(k.node_ids[0])
             element = self.schedule.alias.get(n.id)
@@ -98,6 +104,18 @@ class Runtime:
             self.steps.extend([acc] if acc is not None else [product, epilogue])
         else:
             self.steps.append(self._library(self.node(k.node_ids[0])))
+
+    def _of_shapes(self, n):
+        """The value of a node that reads only its inputs' shapes (shape_size of a symbolic dim,
+        full_like), concrete in this specialisation: computed once, here, read-only. None for
+        any other node, and for an output (the caller owns what a call returns)."""
+        op = n.opdef
+        if op.reads_values or op.random or op.external or n.is_tuple or n.id in self.schedule.outputs:
+            return None
+        stand_ins = [np.broadcast_to(np.zeros((), x.dtype), self.shape[x.id]) for x in n.inputs]
+        value = np.array(run_reference(n, stand_ins, self.ctx))
+        value.flags.writeable = False
+        return value
 
     def _accumulating(self, k, a, body, product, epilogue):
         """An AccumulateCall for a product whose epilogue adds it, scaled, to the variable its
