@@ -379,16 +379,20 @@ def softmax3(x, out, take_log):
                 v = x[p, i, q]
                 m = v if (v > m or v != v) else m
             s = 0.0
-            for i in range(n_):
-                s += math.exp(x[p, i, q] - m)
             if take_log:
+                for i in range(n_):
+                    s += math.exp(x[p, i, q] - m)
                 ls = math.log(s)
                 for i in range(n_):
                     out[p, i, q] = x[p, i, q] - m - ls
             else:
+                for i in range(n_):  # each exp once: kept in out, then scaled (half the exps)
+                    e = math.exp(x[p, i, q] - m)
+                    out[p, i, q] = e
+                    s += e
                 r = 1.0 / s
                 for i in range(n_):
-                    out[p, i, q] = math.exp(x[p, i, q] - m) * r
+                    out[p, i, q] = out[p, i, q] * r
 
 
 @njit(**_OPTS)
