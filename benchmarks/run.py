@@ -11,21 +11,16 @@ Each system runs in its own subprocesses, twice, with a cache directory made for
   cold: a fresh process, empty cache -> cold_compile_s (build + compile + first call);
   warm: a fresh process, that cache now filled -> warm_compile_s, then the timed steps
         (median_ms) and the process's peak RSS (peak_rss_mb).
-The warm processes of one workload's systems start one after another, then stay alive while
-their timed steps run in ROUNDS alternating blocks, one system at a time, so a change of the
-machine's speed during the run falls on every system alike.
 """
 
 import argparse
 import json
 import os
-import queue
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,8 +35,6 @@ MARK = "@@graphc-bench@@ "
 PEERS = ("torch", "jax")
 LABELS = {"torch": "torch-eager", "jax": "jax-jit"}
 WARMUP = 3  # untimed calls after the first two (allocator, caches, thread pools settle)
-ROUNDS = 5  # alternating blocks of timed steps per system
-SETTLE_S = 0.3  # pause between blocks and starts: the last system's spinning threads go idle
 
 
 # -- the worker: one system, one workload, one process ------------------------------------------
@@ -71,14 +64,13 @@ def _summary(value) -> list[float]:
     return [float(x) for x in v[:: max(1, v.size // 7)]] + [float(np.mean(v, dtype=np.float64))]
 
 
-def worker(spec: dict) -> tuple[dict, object]:
-    """(what the set-up measured, the step function), or ({"skipped": why}, None)."""
+def worker(spec: dict) -> dict:
     wl = WORKLOADS[spec["workload"]]
     t = time.perf_counter()
     try:
         mod = _import(spec["system"])
     except ImportError as exc:
-        return {"skipped": f"not installed: {exc}"}, None
+        return {"skipped": f"not installed: {exc}"}
     out = {"import_s": time.perf_counter() - t}
     params, data = wl.make(np.random.default_rng(0))
     t = time.perf_counter()
@@ -89,164 +81,64 @@ def worker(spec: dict) -> tuple[dict, object]:
             step = getattr(wl, spec["system"])(mod, params, data)
         first = _summary(step())  # compilation may be lazy: the first call counts as compile time
     except Exception as exc:  # a missing op or backend: report it, measure the others
-        return {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}, None
+        return {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     out["compile_s"] = time.perf_counter() - t
     out["probes"] = [first, _summary(step())]  # the second result shows one update's effect
-    for _ in range(WARMUP if spec["repeats"] > 0 else 0):
-        step()
-    out["peak_rss_mb"] = _peak_rss_mb()
-    return out, step
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def serve(spec: dict) -> None:
-    """The worker's process: set up and report (one MARK line), then, on each `steps N B` line
-    read from stdin, time N steps (fewer once B seconds have passed) after one untimed step, and
-    report their times; `quit` reports the process's peak RSS and ends it."""
-    out, step = worker(spec)
-    print(MARK + json.dumps(out), flush=True)
-    if step is None:
-        return
-    for line in sys.stdin:
-        cmd = line.split()
-        if cmd[:1] != ["steps"]:
-            break
-        n, budget = int(cmd[1]), float(cmd[2])
-        step()  # its threads were idle while another system ran: woken here, untimed
-        times, start = [], time.perf_counter()
-        while len(times) < n and (len(times) < 2 or time.perf_counter() - start < budget):
+    times = []
+    if spec["repeats"] > 0:
+        for _ in range(WARMUP):
+            step()
+        start = time.perf_counter()
+        while len(times) < spec["repeats"] and (len(times) < 5 or time.perf_counter() - start < spec["budget_s"]):
             t = time.perf_counter()
             step()
-            times.append((time.perf_counter() - t) * 1e3)
-        print(MARK + json.dumps({"times_ms": times}), flush=True)
-    print(MARK + json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
+            times.append(time.perf_counter() - t)
+    out["times_ms"] = [x * 1e3 for x in times]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return out
 
 
 # -- the driver -------------------------------------------------------------------------------------
-class Worker:
-    """One worker process (`serve`): its MARK lines read one at a time, each within `timeout`."""
-
-    def __init__(self, spec: dict, env: dict, timeout: float):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-        self.timeout = timeout
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: queue.Queue = queue.Queue()
-        self.errors: list[str] = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True).start()
-
-    def _read(self, stream, marks: bool) -> None:
-        for line in stream:
-            if not marks:
-                self.errors.append(line)
-                del self.errors[:-20]
-            elif line.startswith(MARK):
-                self.lines.put(json.loads(line[len(MARK) :]))
-        if marks:
-            self.lines.put(None)  # the process closed its output
-
-    def reply(self, command: str | None = None) -> dict:
-        """The next report, after sending `command` (a line) if given."""
-        if command is not None and self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(command + "\n")
-                self.proc.stdin.flush()
-            except OSError:
-                pass
-        try:
-            got = self.lines.get(timeout=self.timeout)
-        except queue.Empty:
-            self.close()
-            return {"skipped": f"timed out after {self.timeout:.0f} s"}
-        if got is None:
-            self.proc.wait()
-            time.sleep(0.05)  # the stderr reader's last lines
-            tail = ([x.strip() for x in self.errors if x.strip()] or ["no output"])[-1]
-            return {"skipped": f"worker exited with status {self.proc.returncode}: {tail}"}
-        return got
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+def _spawn(spec: dict, env: dict, timeout: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"timed out after {timeout:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"skipped": f"worker exited with status {proc.returncode}: {tail}"}
 
 
-def _env(cache: str) -> dict:
+def measure(workload: str, system: str, backend: str, repeats: int, budget_s: float, timeout: float) -> dict:
+    """Cold then warm subprocess for one system, sharing a fresh cache directory."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{workload}-{system}-") as cache:
+        env = {
+            **os.environ,
+            "GRAPHC_CACHE_DIR": os.path.join(cache, "graphc"),
+            "NUMBA_CACHE_DIR": os.path.join(cache, "numba"),  # any cache=True kernel starts cold too
+            # JAX's persistent compilation cache, so its warm compile is measured like graphc's
+            "JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "jax"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "PYTHONWARNINGS": "ignore",
+        }
+        spec = {"workload": workload, "system": system, "backend": backend, "repeats": 0, "budget_s": budget_s}
+        cold = _spawn(spec, env, timeout)
+        if "skipped" in cold:
+            return cold
+        warm = _spawn({**spec, "repeats": repeats}, env, timeout)
+        if "skipped" in warm:
+            return warm
     return {
-        **os.environ,
-        "GRAPHC_CACHE_DIR": os.path.join(cache, "graphc"),
-        "NUMBA_CACHE_DIR": os.path.join(cache, "numba"),  # any cache=True kernel starts cold too
-        # JAX's persistent compilation cache, so its warm compile is measured like graphc's
-        "JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "jax"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-        "PYTHONWARNINGS": "ignore",
-    }
-
-
-def measure(workload: str, systems: dict, backend: str, repeats: int, budget_s: float, timeout: float) -> dict:
-    """Per system (label -> system): a cold process, then a warm one sharing its fresh cache
-    directory, the warm ones started one at a time; then every warm process's timed steps in
-    ROUNDS alternating blocks (its `repeats` steps and `budget_s` seconds shared among them)."""
-    results, warm = {}, {}
-    with tempfile.TemporaryDirectory(prefix=f"bench-{workload}-") as tmp:
-        try:
-            for label, system in systems.items():
-                env = _env(os.path.join(tmp, system))
-                spec = {"workload": workload, "system": system, "backend": backend, "repeats": 0}
-                cold = Worker(spec, env, timeout)
-                got = cold.reply()
-                cold.reply("quit")
-                cold.close()
-                if "skipped" in got:
-                    results[label] = got
-                    continue
-                w = Worker({**spec, "repeats": repeats}, env, timeout)
-                ready = w.reply()
-                if "skipped" in ready:
-                    w.close()
-                    results[label] = ready
-                    continue
-                warm[label] = w
-                results[label] = {"cold": got, "warm": ready, "times_ms": []}
-                time.sleep(SETTLE_S)
-            if repeats > 0:
-                per_block = -(-repeats // ROUNDS)
-                for r in range(ROUNDS):
-                    order = list(warm)
-                    order = order[r % len(order) :] + order[: r % len(order)] if order else order
-                    for label in order:
-                        got = warm[label].reply(f"steps {per_block} {budget_s / ROUNDS}")
-                        if "skipped" in got:
-                            results[label] = got
-                            warm.pop(label).close()
-                            continue
-                        results[label]["times_ms"] += got["times_ms"]
-                        time.sleep(SETTLE_S)
-            for label, w in warm.items():
-                end = w.reply("quit")
-                results[label]["peak_rss_mb"] = end.get("peak_rss_mb", results[label]["warm"]["peak_rss_mb"])
-        finally:
-            for w in warm.values():
-                w.close()
-    return {label: _summarise(r) if "cold" in r else r for label, r in results.items()}
-
-
-def _summarise(r: dict) -> dict:
-    cold, warm, times = r["cold"], r["warm"], r["times_ms"]
-    return {
-        "median_ms": statistics.median(times) if times else float("nan"),
-        "min_ms": min(times, default=float("nan")),
-        "steps": len(times),
-        "times_ms": times,
+        "median_ms": statistics.median(warm["times_ms"]) if warm["times_ms"] else float("nan"),
+        "min_ms": min(warm["times_ms"], default=float("nan")),
+        "steps": len(warm["times_ms"]),
         "cold_compile_s": cold["compile_s"],
         "warm_compile_s": warm["compile_s"],
-        "peak_rss_mb": r["peak_rss_mb"],
+        "peak_rss_mb": warm["peak_rss_mb"],
         "cold_peak_rss_mb": cold["peak_rss_mb"],
         "import_s": warm["import_s"],
         "probes": cold["probes"],
@@ -323,10 +215,11 @@ def main(argv=None) -> int:
     for name in names:
         wl = WORKLOADS[name]
         repeats = wl.REPEATS if args.repeats is None else args.repeats
-        systems = {LABELS.get(system, f"graphc-{args.backend}"): system for system in ["graphc", *peers]}
-        results = measure(name, systems, args.backend, repeats, args.budget, args.timeout)
-        for label, r in results.items():
-            print(_fmt(name, label, r), flush=True)
+        results = {}
+        for system in ["graphc", *peers]:
+            label = LABELS.get(system, f"graphc-{args.backend}")
+            results[label] = measure(name, system, args.backend, repeats, args.budget, args.timeout)
+            print(_fmt(name, label, results[label]), flush=True)
         ok, msg = check(wl, results)
         all_ok &= ok
         print(f"# {name} check {msg}", flush=True)
@@ -363,6 +256,6 @@ def ratio_table(report: dict) -> list[str]:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        serve(json.loads(sys.argv[2]))
+        print(MARK + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
     else:
         sys.exit(main())
