@@ -12,9 +12,10 @@ import numpy as np
 from graphc.backends import plan as planning
 from graphc.backends.base import run_reference
 from graphc.backends.numba import accumulate, blas, loops, scan_split
-from graphc.backends.numba.steps import LibraryCall, Projection, Reference, TupleCall, TupleInto
+from graphc.backends.numba.steps import InputView, LibraryCall, Projection, Reference, TupleCall, TupleInto
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
 from graphc.ops.context import RunContext
+from graphc.ops.registry import Kind
 
 __all__ = ["Runtime"]
 
@@ -76,11 +77,14 @@ class Runtime:
             self.static[n.id] = n.opdef.ref(n, [self.static[x.id] for x in n.inputs], self.ctx)
         elif how is Lowering.REFERENCE:
             for v in k.node_ids:
-                value = self._of_shapes(self.node(v))
-                if value is None:
-                    self.steps.append(Reference(self.node(v)))
-                else:
+                n = self.node(v)
+                value = self._of_shapes(n)
+                if value is not None:
                     self.static[v] = value
+                elif n.opdef.kind in (Kind.INJECTIVE, Kind.BROADCAST) and n.opdef.pure and not n.is_tuple:
+                    self.steps.append(InputView(n))  # a view of a fed array (the schedule's probe saw none)
+                else:
+                    self.steps.append(Reference(n))
         elif how is Lowering.PROJECTION:
             n = self.node(k.node_ids[0])
             element = self.schedule.alias.get(n.id)

@@ -9,7 +9,16 @@ import numpy as np
 
 from graphc.backends.base import run_reference
 
-__all__ = ["LoopKernel", "LibraryCall", "TupleCall", "TupleInto", "Projection", "Reference", "EmptyReduction"]
+__all__ = [
+    "LoopKernel",
+    "LibraryCall",
+    "TupleCall",
+    "TupleInto",
+    "Projection",
+    "Reference",
+    "InputView",
+    "EmptyReduction",
+]
 
 
 class LoopKernel:
@@ -113,6 +122,30 @@ class Reference:
     def run(self, vals, ctx, first):
         n = self.node
         _store(vals, n, run_reference(n, [vals[x.id] for x in n.inputs], ctx), self.into)
+
+
+class InputView:
+    """The reference of a reshape or transpose of a value known only at call time (a fed array):
+    while its inputs are the same objects as at the last call, the view made then is the value
+    again (a view shows its input's current data, so only the objects matter). A result that is
+    not a view of its first input is never kept."""
+
+    __slots__ = ("node", "ins", "out")
+
+    def __init__(self, node):
+        self.node, self.ins, self.out = node, None, None
+
+    def run(self, vals, ctx, first):
+        n = self.node
+        ins = [vals[x.id] for x in n.inputs]
+        kept = self.ins
+        if kept is not None and len(kept) == len(ins) and all(a is b for a, b in zip(ins, kept)):
+            vals[n.id] = self.out
+            return
+        out = run_reference(n, ins, ctx)
+        view = isinstance(out, np.ndarray) and out.base is not None and np.shares_memory(out, ins[0])
+        self.ins, self.out = (ins, out) if view else (None, None)
+        vals[n.id] = out
 
 
 class EmptyReduction:
