@@ -184,3 +184,20 @@ def test_a_gemm_site_reuses_its_prepared_call_only_for_the_same_arrays(monkeypat
     assert site.memo is None
     out.flags.writeable = False
     assert not site(out, a, b, 1.0, 0.0)
+
+
+def test_a_gemm_site_does_not_keep_an_operand_alive():
+    import gc as garbage
+    import weakref
+
+    rng = np.random.default_rng(8)
+    site, out = accumulate.GemmSite(), np.zeros((4, 3), np.float32)
+    a, b = rng.standard_normal((4, 2)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
+    assert site(out, a, b, 1.0, 0.0)
+    gone = weakref.ref(a)
+    del a
+    garbage.collect()
+    assert gone() is None  # the site held it weakly
+    a2 = rng.standard_normal((4, 2)).astype(np.float32)  # may reuse the freed address: prepared again
+    assert site(out, a2, b, 1.0, 0.0)
+    np.testing.assert_allclose(out, a2 @ b, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,7 @@ group runs as before: the product, then its epilogue kernel.
 """
 
 import ctypes
+import weakref
 
 import numpy as np
 
@@ -156,7 +157,8 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
     # for the native workers; each fills its own block with the row first, on its own core
     rows = [None if fill is None else (fill[c].ctypes.data, fill.itemsize) for _, c in cuts]
     tasks = [team.gemm_task(address, bits, dt, x, row) for x, row in zip(blocks, rows)]
-    keep = (out, a, b, fill)  # the tasks hold only the arrays' addresses
+    # the tasks and blocks hold the operands' addresses only: the caller (or GemmSite, weakly)
+    # keeps the arrays; out and the row are the runtime's own
 
     def in_blocks():
         blas.use(1)
@@ -164,7 +166,7 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
             batch_split.in_parallel(tasks)
             return
         if fill is not None:
-            np.copyto(keep[0], fill)
+            np.copyto(out, fill)
         batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
 
     return in_blocks
@@ -175,12 +177,13 @@ class GemmSite:
     call (planned buffers, variables, a fed array passed again): the prepared call is kept and
     reused while the arrays, scales and thread count are the ones it was made for. An array's
     data, shape and strides cannot change under the same object without graphc seeing a new
-    shape (its feeds are checked against the specialisation's)."""
+    shape (its feeds are checked against the specialisation's). The operands are held weakly:
+    a fed array is not kept alive after the caller drops it."""
 
     __slots__ = ("memo",)
 
     def __init__(self):
-        self.memo = None  # (out, a, b, fill, alpha, beta, threads, the prepared call): one object, swapped whole
+        self.memo = None  # (out, weakref a, weakref b, fill, alpha, beta, threads, the prepared call)
 
     def __call__(self, out, a, b, alpha: float, beta: float, fill=None) -> bool:
         threads = batch_split.own_threads(2.0 * out.size * (a.shape[-1] if a.ndim else 0))
@@ -188,8 +191,8 @@ class GemmSite:
         if (
             m is not None
             and m[0] is out
-            and m[1] is a
-            and m[2] is b
+            and m[1]() is a
+            and m[2]() is b
             and m[3] is fill
             and m[4:7] == (alpha, beta, threads)
             and out.flags.writeable
@@ -197,7 +200,7 @@ class GemmSite:
             m[7]()
             return True
         run = prepare(out, a, b, alpha, beta, fill, threads)
-        self.memo = None if run is None else (out, a, b, fill, alpha, beta, threads, run)
+        self.memo = None if run is None else (out, weakref.ref(a), weakref.ref(b), fill, alpha, beta, threads, run)
         if run is None:
             return False
         run()

@@ -128,7 +128,8 @@ class InputView:
     """The reference of a reshape or transpose of a value known only at call time (a fed array):
     while its inputs are the same objects as at the last call, the view made then is the value
     again (a view shows its input's current data, so only the objects matter). A result that is
-    not a view of its first input is never kept."""
+    not a view of its first input is never kept. The view kept holds the last fed array until
+    another is fed or the executable is dropped (held weakly, the view would die with the call)."""
 
     __slots__ = ("node", "ins", "out")
 
