@@ -8,11 +8,11 @@ import numpy as np
 
 from graphc.backends import loopgen
 from graphc.backends.numba import cache, codegen
-from graphc.backends.numba.steps import EmptyReduction, LoopKernel
+from graphc.backends.numba.steps import EmptyReduction, LoopKernel, SplitLoopKernel
 from graphc.backends.schedule import Storage
 from graphc.ir import shapes
 
-PAR_MIN = 1 << 20  # loop elements from which prange pays for its thread start-up (measured)
+PAR_MIN = 1 << 20  # loop elements from which a split over the cores pays for its start-up (measured)
 
 
 class CallTimeArg(NamedTuple):
@@ -82,8 +82,18 @@ def loop_step(rt, k, body, extra_ids) -> LoopKernel:
     ins, scalars = _inputs(rt, body, extra_ids)
     outs = [n for n in body if n.id in k.outputs]
     a, groups, sizes, cmasks = _bind(rt, loop, loop_static, ins, outs, [False] * len(loop))
-    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
-    return _finish(k, codegen.elementwise_source(ls, _label(body)), a)
+    # a large loop is split over the cores by graphc (SplitLoopKernel), its kernel serial: no prange
+    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+    source = codegen.elementwise_source(ls, _label(body))
+    elements = math.prod(loop)
+    if elements < PAR_MIN or not sizes or sizes[0] < 2:
+        return _finish(k, source, a)
+    k.source = source
+    # the arguments: the sizes, the inputs (dim 0 of size 1 where they broadcast), the outputs
+    n_in = len(ins)
+    cut = tuple(len(sizes) + i for i, cm in enumerate(cmasks) if not cm[0])
+    cut += tuple(len(sizes) + n_in + j for j in range(len(outs)))
+    return SplitLoopKernel(cache.kernel(source), tuple(a.args), a.dyn, cut, elements)
 
 
 def _bind(rt, loop, loop_static, ins, outs, reduced):

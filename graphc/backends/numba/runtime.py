@@ -12,7 +12,15 @@ import numpy as np
 from graphc.backends import plan as planning
 from graphc.backends.base import run_reference
 from graphc.backends.numba import accumulate, blas, loops, scan_split
-from graphc.backends.numba.steps import InputView, LibraryCall, Projection, Reference, TupleCall, TupleInto
+from graphc.backends.numba.steps import (
+    InputView,
+    LibraryCall,
+    Projection,
+    Reference,
+    SplitLoopKernel,
+    TupleCall,
+    TupleInto,
+)
 from graphc.backends.schedule import OUT_FUSABLE, Element, Lowering, Schedule, Storage
 from graphc.ops.context import RunContext
 from graphc.ops.registry import Kind
@@ -49,6 +57,7 @@ class Runtime:
         self.first = True
         calls = (LibraryCall, TupleCall, TupleInto, accumulate.AccumulateCall)
         large = any(isinstance(st, calls) and getattr(st.fn, "flops", 0) >= blas.SMALL_FLOPS for st in self.steps)
+        large = large or any(isinstance(st, SplitLoopKernel) for st in self.steps)  # its split: the tuner's count
         self.tuner = blas.Tuner(large)
         # a loop run in parts: the products run on graphc's threads too (blas.own_threads)
         self.own_threads = any(isinstance(getattr(st, "fn", None), scan_split.SplitScan) for st in self.steps)

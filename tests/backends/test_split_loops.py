@@ -1,0 +1,78 @@
+"""A large elementwise kernel split over the cores by graphc (numba/steps.py SplitLoopKernel)
+instead of Numba's prange: the values against the reference interpreter, the parts on graphc's
+native team, and a process that runs one without importing Numba."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+pytest.importorskip("numba")
+
+from graphc.backends.numba import blas, loops, team  # noqa: E402
+from graphc.backends.numba.steps import SplitLoopKernel  # noqa: E402
+
+ROWS, COLS = 1031, 1025  # over loops.PAR_MIN elements, ragged
+
+
+def _graph():
+    with gc.Graph("big") as g:
+        x = g.input("x", ("batch", COLS))
+        col = g.input("col", ("batch", 1))  # broadcast along dim 1: sliced with the rows
+        row = g.param("row", (COLS,), init=np.linspace(-1, 1, COLS).astype(np.float32))  # broadcast along dim 0
+        y = g.output("y", gc.sigmoid(x * 1.5 + row) * gc.tanh(x) + 0.5 * x * col)
+    return g, y
+
+
+def _feeds(seed, rows=ROWS):
+    r = np.random.default_rng(seed)
+    x = (r.standard_normal((rows, COLS)) * 4).astype(np.float32)
+    return {"x": x, "col": r.standard_normal((rows, 1)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_large_loop_is_split_by_graphc_and_computes_the_reference(threads, monkeypatch):
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", threads)
+    g, y = _graph()
+    exe = gc.compile(g, "numba", outputs=[y])
+    ref = gc.compile(g, "reference", outputs=[y])
+    before = team.STATS["tasks"]
+    for seed in range(3):
+        f = _feeds(seed)
+        np.testing.assert_allclose(exe(f)[0], ref(f)[0], rtol=3e-6, atol=3e-6)
+    (rt,) = exe.runtimes.values()
+    assert [type(st) for st in rt.steps] == [SplitLoopKernel]
+    assert ROWS * COLS >= loops.PAR_MIN
+    ran_on_team = team.STATS["tasks"] > before
+    assert ran_on_team == (threads == "2" and blas.cores() > 1 and team.team() is not None)
+    small = _feeds(5, rows=3)  # 3 rows: under PAR_MIN, a plain loop kernel in its own specialisation
+    np.testing.assert_allclose(exe(small)[0], ref(small)[0], rtol=3e-6, atol=3e-6)
+
+
+def test_a_process_running_a_large_loop_does_not_import_numba(tmp_path):
+    code = textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import graphc as gc
+        with gc.Graph("big") as g:
+            x = g.input("x", (2048, 1024))
+            y = g.output("y", gc.exp(x * 0.5) + x)
+        v = np.random.default_rng(0).standard_normal((2048, 1024)).astype(np.float32)
+        got = gc.compile(g, "numba", outputs=[y])(x=v)[0]
+        err = float(np.max(np.abs(got - (np.exp(v * 0.5) + v)) / (1 + np.abs(v))))
+        print(json.dumps({"err": err, "numba": "numba" in sys.modules}))
+    """)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"), GRAPHC_BLAS_THREADS="2")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    for _ in range(2):  # cold, then warm from the cache the first wrote
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["err"] < 1e-5 and got["numba"] is False, got
