@@ -75,7 +75,6 @@ class LoopSpec:
     scalars: dict  # node id -> literal source (0-d constants inlined)
     rank: int  # loop rank after collapsing dims
     bcast: list  # per input: tuple of bools, True where that (collapsed) dim broadcasts
-    parallel: bool
 
 
 def broadcast_mask(xshape, loop) -> tuple:

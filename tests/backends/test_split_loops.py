@@ -56,7 +56,7 @@ def test_a_large_loop_is_split_by_graphc_and_computes_the_reference(threads, mon
     np.testing.assert_allclose(exe(small)[0], ref(small)[0], rtol=3e-6, atol=3e-6)
 
 
-def test_a_process_running_a_large_loop_does_not_import_numba(tmp_path):
+def test_a_process_running_large_loops_does_not_import_numba(tmp_path):
     code = textwrap.dedent("""
         import json, sys
         import numpy as np
@@ -64,9 +64,11 @@ def test_a_process_running_a_large_loop_does_not_import_numba(tmp_path):
         with gc.Graph("big") as g:
             x = g.input("x", (2048, 1024))
             y = g.output("y", gc.exp(x * 0.5) + x)
+            m = g.output("m", gc.mean(x * x, axis=1))  # a reduction keeping its outer dim
         v = np.random.default_rng(0).standard_normal((2048, 1024)).astype(np.float32)
-        got = gc.compile(g, "numba", outputs=[y])(x=v)[0]
+        got, mean = gc.compile(g, "numba", outputs=[y, m])(x=v)
         err = float(np.max(np.abs(got - (np.exp(v * 0.5) + v)) / (1 + np.abs(v))))
+        err = max(err, float(np.max(np.abs(mean - (v * v).mean(axis=1)))))
         print(json.dumps({"err": err, "numba": "numba" in sys.modules}))
     """)
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"), GRAPHC_BLAS_THREADS="2")
@@ -76,3 +78,26 @@ def test_a_process_running_a_large_loop_does_not_import_numba(tmp_path):
         assert out.returncode == 0, out.stderr
         got = json.loads(out.stdout.strip().splitlines()[-1])
         assert got["err"] < 1e-5 and got["numba"] is False, got
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("reduce", ["sum_rows", "mean_last", "max_middle"])
+def test_a_large_reduction_that_keeps_its_outer_dim_is_split_by_rows(reduce, threads, monkeypatch):
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", threads)
+    shape = (64, 130, 129)  # over PAR_MIN elements
+    with gc.Graph("red") as g:
+        x = g.input("x", ("batch", 130, 129))
+        h = gc.tanh(x) * 2.0  # a producer in the loop nest
+        y = {
+            "sum_rows": lambda: gc.sum(h, axis=(1, 2)),
+            "mean_last": lambda: gc.mean(h, axis=2),
+            "max_middle": lambda: gc.max(h, axis=1),
+        }[reduce]()
+        out = g.output("y", y)
+    exe = gc.compile(g, "numba", outputs=[out])
+    ref = gc.compile(g, "reference", outputs=[out])
+    for seed in range(2):
+        v = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(exe(x=v)[0], ref(x=v)[0], rtol=2e-5, atol=2e-5)
+    (rt,) = exe.runtimes.values()
+    assert any(isinstance(st, SplitLoopKernel) for st in rt.steps)

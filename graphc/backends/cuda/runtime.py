@@ -284,7 +284,7 @@ class Runtime:
         ins, scalars = self._inputs(body, extra_ids)
         outs = [n for n in body if n.id in k.outputs]
         args, dyn, groups, sizes, cmasks = self._args(loop, loop_static, ins, outs, [False] * len(loop))
-        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)
         source = kernels.elementwise_source(spec, _label(body))
         k.source = source
         lc = self.launch
@@ -308,7 +308,7 @@ class Runtime:
         args, dyn, groups, sizes, cmasks = self._args(loop, src.shape, ins, outs, reduced)
         cred = tuple(bool(g) and reduced[g[0]] for g in groups)
         self._arg(args, dyn, anchor.id, tuple(1 if r else n for r, n in zip(cred, sizes)))
-        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)
         lc = self.launch
         source = kernels.reduce_source(spec, anchor, rs, cred, _label([*body, anchor]), lc.reduce_threads)
         k.source = source

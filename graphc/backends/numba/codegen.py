@@ -21,13 +21,13 @@ FASTMATH = "{'contract'}"
 HEADER = """# graphc generated kernel: {label} (source is a pure function of the fused group)
 import math
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from graphc.backends.numba.vmath import radd as _radd, vexp as _vexp, vtanh as _vtanh
 
 F = np.float32
 
 
-@njit(parallel={parallel}, fastmath={fastmath}, error_model="numpy", nogil=True)
+@njit(parallel=False, fastmath={fastmath}, error_model="numpy", nogil=True)
 """
 
 _VMATH = {"exp": "_vexp", "tanh": "_vtanh"}
@@ -52,12 +52,11 @@ def elementwise_source(spec: LoopSpec, label: str) -> str:
     args = [f"n{d}" for d in range(r)] + [f"a{k}" for k in range(len(spec.inputs))]
     args += [f"o{k}" for k in range(len(spec.outputs))]
     lines = [f"def kernel({', '.join(args)}):"]
-    for d in range(r):
-        loop = "prange" if d == 0 and spec.parallel else "range"
-        lines.append("    " * (d + 1) + f"for i{d} in {loop}(n{d}):")
+    for d in range(r):  # serial: a large loop is split over the cores by its step (steps.SplitLoopKernel)
+        lines.append("    " * (d + 1) + f"for i{d} in range(n{d}):")
     body, _ = _body(spec, [f"i{d}" for d in range(r)], "    " * (r + 1))
     lines += body
-    return HEADER.format(label=label, parallel=spec.parallel, fastmath=FASTMATH) + "\n".join(lines) + "\n"
+    return HEADER.format(label=label, fastmath=FASTMATH) + "\n".join(lines) + "\n"
 
 
 def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label: str) -> str:
@@ -75,13 +74,12 @@ def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label:
     lines = [f"def kernel({', '.join(args)}):", "    for j in range(flat.shape[0]):", f"        flat[j] = {init}"]
     local = reduced[-1]  # innermost dim reduced: accumulate in a local
     ridx = ", ".join("0" if reduced[d] else f"i{d}" for d in range(r))
-    par = spec.parallel and not reduced[0]
     for d in range(r):
         ind = "    " * (d + 1)
         if d == r - 1 and local:
             acc0 = "0.0" if rs.wide and dt == "float32" else init
             lines.append(ind + f"acc = {acc0}")
-        lines.append(ind + f"for i{d} in {'prange' if d == 0 and par else 'range'}(n{d}):")
+        lines.append(ind + f"for i{d} in range(n{d}):")
     body, names = _body(spec, [f"i{d}" for d in range(r)], "    " * (r + 1))
     lines += body
     val = names[anchor.inputs[0].id]
@@ -96,4 +94,4 @@ def reduce_source(spec: LoopSpec, anchor, rs: ReduceSpec, reduced: tuple, label:
         count = " * ".join([f"n{d}" for d in range(r) if reduced[d]] or ["1"])
         lines += [f"    cnt = {count}", "    for j in range(flat.shape[0]):",
                   f"        flat[j] = {cast}(" + rs.finalize.format(a="flat[j]", n="cnt") + ")"]  # fmt: skip
-    return HEADER.format(label=label, parallel=par, fastmath=FASTMATH) + "\n".join(lines) + "\n"
+    return HEADER.format(label=label, fastmath=FASTMATH) + "\n".join(lines) + "\n"

@@ -83,7 +83,7 @@ def loop_step(rt, k, body, extra_ids) -> LoopKernel:
     outs = [n for n in body if n.id in k.outputs]
     a, groups, sizes, cmasks = _bind(rt, loop, loop_static, ins, outs, [False] * len(loop))
     # a large loop is split over the cores by graphc (SplitLoopKernel), its kernel serial: no prange
-    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)
     source = codegen.elementwise_source(ls, _label(body))
     elements = math.prod(loop)
     if elements < PAR_MIN or not sizes or sizes[0] < 2:
@@ -135,8 +135,18 @@ def reduce_step(rt, k):
     reduced = [d in axes for d in range(len(loop))]
     a, groups, sizes, cmasks = _bind(rt, loop, loop_static, ins, outs, reduced)
     cred = tuple(bool(g) and reduced[g[0]] for g in groups)
-    a.add(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes)), write=True)
+    kept = tuple(1 if r else s for r, s in zip(cred, sizes))
+    a.add(anchor.id, kept, write=True)
     a.add(anchor.id, (math.prod(rt.shape[anchor.id]),), write=True)
-    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, math.prod(loop) >= PAR_MIN)
+    ls = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)  # serial: split below
     source = codegen.reduce_source(ls, anchor, rs, cred, _label([*body, anchor]))
-    return _finish(k, source, a)
+    if math.prod(loop) < PAR_MIN or not sizes or cred[0] or sizes[0] < 2:
+        return _finish(k, source, a)
+    # a large reduction whose outer dim is kept: its rows split over the cores as an elementwise
+    # loop's are, each part reducing its own rows into its own slice of the result
+    k.source = source
+    res = len(sizes) + len(ins) + len(outs)
+    cut = tuple(len(sizes) + i for i, cm in enumerate(cmasks) if not cm[0])
+    cut += tuple(len(sizes) + len(ins) + j for j in range(len(outs))) + (res,)
+    rows = ((res + 1, math.prod(kept[1:])),)  # the flat result, by whole rows of the kept one
+    return SplitLoopKernel(cache.kernel(source), tuple(a.args), a.dyn, cut, math.prod(loop), rows)

@@ -374,7 +374,7 @@ class BodyPlan:
         ins, scalars = external(body, extra_ids, self.nodes)
         outs = [n for n in body if n.id in k.outputs]
         args, _, sizes, cmasks = self._args(loop, loop_static, ins, outs, [False] * len(loop))
-        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)
         source = codegen.elementwise_source(spec, _label(body))
         self.steps.append(BodyStep(k.name, cache.kernel(source), args, source=source))
 
@@ -394,7 +394,7 @@ class BodyPlan:
         cred = tuple(bool(g) and reduced[g[0]] for g in groups)
         args.append(Arr(anchor.id, tuple(1 if r else s for r, s in zip(cred, sizes))))
         args.append(Arr(anchor.id, (math.prod(self.shape[anchor.id]),)))
-        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks, False)
+        spec = loopgen.LoopSpec(body, ins, outs, scalars, len(sizes), cmasks)
         source = codegen.reduce_source(spec, anchor, rs, cred, _label([*body, anchor]))
         self.steps.append(BodyStep(k.name, cache.kernel(source), args, source=source))
 

@@ -54,25 +54,30 @@ class SplitLoopKernel:
     by graphc (batch_split: each part the same serial kernel on a slice, on the native team where
     the kernel is native code), instead of Numba's prange, which needs Numba's threading layer and
     so Numba itself (about 0.5 s of import in every process). `cut`: the positions of the array
-    arguments sliced along that dim (the others broadcast over it); argument 0 is its size."""
+    arguments sliced along that dim (the others broadcast over it); argument 0 is its size.
+    `rows`: (position, elements per row) of 1-D arguments holding that dim's rows one after the
+    other (a reduction's flat result), sliced by whole rows."""
 
-    __slots__ = ("kernel", "args", "dyn", "cut", "elements")
+    __slots__ = ("kernel", "args", "dyn", "cut", "rows", "elements")
 
-    def __init__(self, kernel, args: tuple, dyn: list, cut: tuple, elements: int):
+    def __init__(self, kernel, args: tuple, dyn: list, cut: tuple, elements: int, rows: tuple = ()):
         self.kernel, self.args, self.dyn, self.cut, self.elements = kernel, args, dyn, cut, elements
+        self.rows = rows
 
     def run(self, vals, ctx, first):
         args = list(self.args)
         for pos, vid, shp in self.dyn:
             args[pos] = vals[vid].reshape(shp)
         fn = self.kernel.bind(args)  # by the arguments' types: a slice along dim 0 keeps them
-        cut = self.cut
+        cut, rows = self.cut, self.rows
 
         def part_args(lo, hi):
             a = list(args)
             a[0] = hi - lo
             for p in cut:
                 a[p] = args[p][lo:hi]
+            for p, per in rows:
+                a[p] = args[p][lo * per : hi * per]
             return a
 
         make = getattr(fn, "task", None)
