@@ -101,3 +101,23 @@ def test_a_large_reduction_that_keeps_its_outer_dim_is_split_by_rows(reduce, thr
         np.testing.assert_allclose(exe(x=v)[0], ref(x=v)[0], rtol=2e-5, atol=2e-5)
     (rt,) = exe.runtimes.values()
     assert any(isinstance(st, SplitLoopKernel) for st in rt.steps)
+
+
+def test_a_split_loop_over_a_transposed_input_and_an_in_place_update(monkeypatch):
+    """Strided (uncollapsed) arguments are sliced as they are; an update written into the
+    variable's own array is split like any output."""
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "2")
+    r = np.random.default_rng(3)
+    w0 = r.standard_normal((1100, 1000)).astype(np.float32)
+    with gc.Graph("sgd") as g:
+        x = g.input("x", (1000, 1100))
+        w = g.param("w", (1100, 1000), init=w0)
+        loss = g.output("loss", gc.sum(gc.transpose(x) * w))  # d loss / d w = x^T: a strided read
+        g.update("w", w - 0.5 * gc.gradients(loss)["w"])
+    exe = gc.compile(g, "numba", outputs=[loss], apply_updates=True)
+    v = r.standard_normal((1000, 1100)).astype(np.float32)
+    got = exe(x=v)[0]
+    np.testing.assert_allclose(got, np.sum(v.T.astype(np.float64) * w0), rtol=1e-4)
+    np.testing.assert_allclose(g.values["w"], w0 - 0.5 * v.T, rtol=1e-6, atol=1e-6)
+    (rt,) = exe.runtimes.values()
+    assert any(isinstance(st, SplitLoopKernel) for st in rt.steps)
