@@ -12,7 +12,9 @@ from graphc.backends.numba.steps import EmptyReduction, LoopKernel, SplitLoopKer
 from graphc.backends.schedule import Storage
 from graphc.ir import shapes
 
-PAR_MIN = 1 << 20  # loop elements from which a split over the cores pays for its start-up (measured)
+# loop elements from which a loop is split over the cores (measured for prange's thread start-up;
+# the native team's hand-over is cheaper, but smaller splits have not been timed)
+PAR_MIN = 1 << 20
 
 
 class CallTimeArg(NamedTuple):
@@ -75,7 +77,16 @@ def _label(nodes):
     return "_".join(dict.fromkeys(n.op for n in nodes))[:80]
 
 
-def loop_step(rt, k, body, extra_ids) -> LoopKernel:
+def _row_sliced(sizes, cmasks, n_out) -> tuple:
+    """The positions of a split loop's arguments cut along its outer dim: after the sizes, the
+    inputs that do not broadcast over it, then every output."""
+    first = len(sizes)
+    return tuple(first + i for i, cm in enumerate(cmasks) if not cm[0]) + tuple(
+        first + len(cmasks) + j for j in range(n_out)
+    )
+
+
+def loop_step(rt, k, body, extra_ids) -> LoopKernel | SplitLoopKernel:
     """An elementwise kernel over the group's loop shape (extra_ids: e.g. the matmul result)."""
     loop_static = k.loop_shape
     loop = shapes.concrete(loop_static, rt.env)
@@ -89,11 +100,7 @@ def loop_step(rt, k, body, extra_ids) -> LoopKernel:
     if elements < PAR_MIN or not sizes or sizes[0] < 2:
         return _finish(k, source, a)
     k.source = source
-    # the arguments: the sizes, the inputs (dim 0 of size 1 where they broadcast), the outputs
-    n_in = len(ins)
-    cut = tuple(len(sizes) + i for i, cm in enumerate(cmasks) if not cm[0])
-    cut += tuple(len(sizes) + n_in + j for j in range(len(outs)))
-    return SplitLoopKernel(cache.kernel(source), tuple(a.args), a.dyn, cut, elements)
+    return SplitLoopKernel(cache.kernel(source), tuple(a.args), a.dyn, _row_sliced(sizes, cmasks, len(outs)), elements)
 
 
 def _bind(rt, loop, loop_static, ins, outs, reduced):
@@ -145,8 +152,7 @@ def reduce_step(rt, k):
     # a large reduction whose outer dim is kept: its rows split over the cores as an elementwise
     # loop's are, each part reducing its own rows into its own slice of the result
     k.source = source
-    res = len(sizes) + len(ins) + len(outs)
-    cut = tuple(len(sizes) + i for i, cm in enumerate(cmasks) if not cm[0])
-    cut += tuple(len(sizes) + len(ins) + j for j in range(len(outs))) + (res,)
+    res = len(sizes) + len(ins) + len(outs)  # the result with kept dims, then flat
+    cut = _row_sliced(sizes, cmasks, len(outs)) + (res,)
     rows = ((res + 1, math.prod(kept[1:])),)  # the flat result, by whole rows of the kept one
     return SplitLoopKernel(cache.kernel(source), tuple(a.args), a.dyn, cut, math.prod(loop), rows)
