@@ -123,7 +123,7 @@ class Runtime:
         full_like), concrete in this specialisation: computed once, here, read-only. None for
         any other node, and for an output (the caller owns what a call returns)."""
         op = n.opdef
-        if op.reads_values or op.random or op.external or n.is_tuple or n.id in self.schedule.outputs:
+        if op.reads_values or not op.pure or n.is_tuple or n.id in self.schedule.outputs:
             return None
         stand_ins = [np.broadcast_to(np.zeros((), x.dtype), self.shape[x.id]) for x in n.inputs]
         value = np.array(run_reference(n, stand_ins, self.ctx))

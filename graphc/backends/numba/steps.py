@@ -50,10 +50,11 @@ class LoopKernel:
 
 
 class SplitLoopKernel:
-    """A large elementwise kernel whose outer (collapsed) dim is split over this process's cores
-    by graphc (batch_split: each part the same serial kernel on a slice, on the native team where
-    the kernel is native code), instead of Numba's prange, which needs Numba's threading layer and
-    so Numba itself (about 0.5 s of import in every process). `cut`: the positions of the array
+    """A large loop kernel (elementwise, or a reduction that keeps its outer dim) whose outer
+    (collapsed) dim is split over this process's cores by graphc (batch_split: each part the same
+    serial kernel on a slice, on the native team where the kernel is native code), instead of
+    Numba's prange, which needs Numba's threading layer and so Numba itself (about 0.5 s of import
+    in every process). `cut`: the positions of the array
     arguments sliced along that dim (the others broadcast over it); argument 0 is its size.
     `rows`: (position, elements per row) of 1-D arguments holding that dim's rows one after the
     other (a reduction's flat result), sliced by whole rows."""
@@ -182,7 +183,8 @@ class InputView:
             vals[n.id] = self.out
             return
         out = run_reference(n, ins, ctx)
-        view = isinstance(out, np.ndarray) and out.base is not None and np.shares_memory(out, ins[0])
+        # bounds that overlap the input's: a view of it (a copy is memory of its own)
+        view = isinstance(out, np.ndarray) and out.base is not None and np.may_share_memory(out, ins[0])
         self.ins, self.out = (ins, out) if view else (None, None)
         vals[n.id] = out
 
