@@ -147,12 +147,13 @@ class Executable:
         # (node id, whether it is a source) per output, (variable, node id) per update
         self._out_ids = [(n.id, n.is_source) for _, n in self._outputs]
         self._update_ids = [(var, n.id) for var, n in self._updates.items()]
+        self._lock = variables_lock(graph)  # one per set of variables, for the graph's lifetime
 
     def __call__(self, feeds: dict | None = None, **kw):
         """One step: check the feeds, run, copy the outputs, write the updates. Calls from several
         threads are safe: each holds the lock of the graph's variables for the whole call, so the
         calls of every step sharing those variables run one at a time (graphc.backends.threads)."""
-        with variables_lock(self.graph):
+        with self._lock:
             if feeds is not None and not isinstance(feeds, dict):
                 raise InputError(f"pass inputs as a dict or keywords, got {type(feeds).__name__}")
             if kw:
@@ -187,14 +188,11 @@ class Executable:
         """The outputs, as arrays the caller owns. An output may be a variable, a fed array or a
         constant, or a view of one: hand out a copy, taken before the updates overwrite the
         variables it shows. Arrays only this call made (fresh results, output pools) go as they are."""
-        owned = None
         out = []
         for vid, source in self._out_ids:
             v = results[vid]
             if not source and v.base is None:
-                if owned is None:
-                    owned = {id(a) for a in self.graph.values.values()} | {id(a) for a in arrays.values()}
-                source = id(v) in owned
+                source = any(v is a for a in self.graph.values.values()) or any(v is a for a in arrays.values())
             out.append(np.array(v) if source or v.base is not None else v)
         return out
 

@@ -24,8 +24,8 @@ _TAKES = {
 def check_feeds(graph, feeds: dict, needed: list) -> tuple[dict, dict]:
     """(arrays by input name, symbol bindings); errors name the offending input."""
     feeds = dict(feeds or {})
-    unknown = sorted(set(feeds) - set(graph.inputs))
-    if unknown:
+    if any(k not in graph.inputs for k in feeds):
+        unknown = sorted(set(feeds) - set(graph.inputs))
         known = ", ".join(graph.inputs) or "none"
         raise InputError(f"graph {graph.name!r} has no input named {', '.join(map(repr, unknown))} (inputs: {known})")
     missing = [n.name for n in needed if n.name not in feeds]
@@ -37,8 +37,14 @@ def check_feeds(graph, feeds: dict, needed: list) -> tuple[dict, dict]:
     env: dict[str, int] = {}
     arrays = {}
     for node in needed:
-        what = f"input {node.name!r} ({node.type_str}){where(node.location)}"
-        arr = _as_array(feeds[node.name], what, node.dtype)
+        what = _What(node)
+        value = feeds[node.name]
+        if type(value) is np.ndarray and value.dtype == _dtype(node.dtype) and value.flags.c_contiguous:
+            # an array as the input takes it (the usual feed): every value fits, nothing to convert
+            shapes.bind(node.shape, value.shape, env, what)
+            arrays[node.name] = value
+            continue
+        arr = _as_array(value, what, node.dtype)
         if arr.dtype.kind not in _ACCEPTS[dtypes.kind(node.dtype)]:
             raise InputError(
                 f"{what}: got an array of dtype {arr.dtype}, which does not convert to {node.dtype} "
@@ -54,7 +60,34 @@ def check_feeds(graph, feeds: dict, needed: list) -> tuple[dict, dict]:
     return arrays, env
 
 
-def _as_array(value, what: str, dtype: str) -> np.ndarray:
+class _What:
+    """The words naming an input in an error message, made only when one is raised (a call
+    that raises none, the usual one, does not pay for them)."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node
+
+    def __str__(self) -> str:
+        n = self.node
+        return f"input {n.name!r} ({n.type_str}){where(n.location)}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+_DTYPES: dict = {}
+
+
+def _dtype(name: str) -> np.dtype:
+    got = _DTYPES.get(name)
+    if got is None:
+        got = _DTYPES[name] = np.dtype(name)
+    return got
+
+
+def _as_array(value, what: _What, dtype: str) -> np.ndarray:
     """value as an ndarray; a ragged list, or integers beyond int64/uint64, are an InputError."""
     if isinstance(value, np.ndarray):
         return value

@@ -219,3 +219,19 @@ def test_nan_and_empty_batches_compute_what_numpy_computes(backend):
 def test_feeds_must_be_a_dict(graph):
     with pytest.raises(gc.InputError, match="dict"):
         gc.run(graph, [X, L])
+
+
+def test_an_array_of_the_inputs_dtype_is_taken_as_it_is_and_others_are_converted(graph):
+    from graphc.backends.feeds import check_feeds
+
+    needed = [graph.inputs["x"], graph.inputs["labels"]]
+    arrays, env = check_feeds(graph, {"x": X, "labels": L}, needed)
+    assert arrays["x"] is X and arrays["labels"] is L and env == {"batch": 4}
+    fortran, wide = np.asfortranarray(X), X.astype(np.float64)
+    arrays, _ = check_feeds(graph, {"x": fortran, "labels": L.astype(np.int32)}, needed)
+    assert arrays["x"].flags.c_contiguous and arrays["labels"].dtype == np.int64
+    np.testing.assert_array_equal(arrays["x"], X)
+    arrays, _ = check_feeds(graph, {"x": wide, "labels": L}, needed)
+    assert arrays["x"].dtype == np.float32
+    with pytest.raises(gc.InputError, match=re.escape("input 'x' (f32[batch,3])") + ".*expected shape"):
+        check_feeds(graph, {"x": X[:, :2].copy(), "labels": L}, needed)
