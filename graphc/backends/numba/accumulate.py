@@ -23,8 +23,9 @@ import weakref
 import numpy as np
 
 from graphc.backends.numba import batch_split, blas, native
+from graphc.backends.numba.chain import NativeStep
 
-__all__ = ["affine_epilogue", "AccumulateCall", "GemmSite", "gemm", "prepare"]
+__all__ = ["affine_epilogue", "AccumulateCall", "GemmSite", "gemm", "prepare", "task"]
 
 # (the product, the other operand): the epilogue is checked at these points, negative and
 # mixed ones included, so that a nonlinear op (relu, a product of the two) is not taken as affine
@@ -104,10 +105,29 @@ def gemm(out, a, b, alpha: float, beta: float, fill=None) -> bool:
     return True
 
 
-def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None = None):
-    """`gemm`'s call for these arrays, checked and laid out once: a function of no arguments that
-    computes it (on `threads` of graphc's threads: batch_split.own_threads by default), or None
-    where BLAS cannot take them."""
+class _Call:
+    """A gemm's checked operands: cblas's function, its integer width and dtype, the arrays'
+    layouts and `fill` (a row of out's width, or None)."""
+
+    __slots__ = ("call", "bits", "dtype", "out", "a", "b", "alpha", "beta", "fill", "la", "lb", "lc")
+
+    def __init__(self, call, bits, dtype, out, a, b, alpha, beta, fill, layouts):
+        self.call, self.bits, self.dtype = call, bits, dtype
+        self.out, self.a, self.b, self.alpha, self.beta, self.fill = out, a, b, alpha, beta, fill
+        self.la, self.lb, self.lc = layouts
+
+    def args(self, rows=slice(None), cols=slice(None)) -> tuple:
+        """cblas_?gemm's 14 arguments for a block of out (the same layouts; the operands' rows or
+        columns), its operands as addresses."""
+        o, x, y = self.out[rows, cols], self.a[rows], self.b[:, cols]
+        trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
+        la, lb, lc = self.la, self.lb, self.lc
+        ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], self.beta, o.ctypes.data, lc[1])
+        return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], self.a.shape[1], self.alpha, *ops)  # RowMajor
+
+
+def _checked(out, a, b, alpha: float, beta: float, fill) -> _Call | None:
+    """The gemm out = alpha * a @ b + beta * (fill or out) as BLAS takes it, or None where it cannot."""
     dt = _DTYPES.get(a.dtype)
     if dt is None or not (a.dtype == b.dtype == out.dtype) or a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
         return None
@@ -130,17 +150,21 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
             fill = fill.reshape(-1)
         if not _row_of(fill, out):
             return None
-    trans = {False: 111, True: 112}  # CblasNoTrans, CblasTrans
+    return _Call(call, bits, dt, out, a, b, alpha, beta, fill, (la, lb, lc))
+
+
+def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None = None):
+    """`gemm`'s call for these arrays, checked and laid out once: a function of no arguments that
+    computes it (on `threads` of graphc's threads: batch_split.own_threads by default), or None
+    where BLAS cannot take them."""
+    c = _checked(out, a, b, alpha, beta, fill)
+    if c is None:
+        return None
+    call, fill = c.call, c.fill
     if threads is None:
-        threads = batch_split.own_threads(2.0 * m * n * k)
-
-    def args(rows, cols):  # a block of out: the same layouts, the operands' rows or columns
-        o, x, y = out[rows, cols], a[rows], b[:, cols]
-        ops = (x.ctypes.data, la[1], y.ctypes.data, lb[1], beta, o.ctypes.data, lc[1])
-        return (101, trans[la[0]], trans[lb[0]], o.shape[0], o.shape[1], k, alpha, *ops)  # CblasRowMajor
-
+        threads = batch_split.own_threads(2.0 * out.size * a.shape[1])
     if threads == 1:
-        whole = args(slice(None), slice(None))
+        whole = c.args()
         if fill is None:
             return lambda: call(*whole)
 
@@ -151,12 +175,12 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
         return filled
     from graphc.backends.numba import team  # imported where a product first runs in blocks
 
-    cuts = batch_split.product_blocks(m, n, threads)
-    blocks = [args(r, c) for r, c in cuts]
-    address = native.blas_function(dt)[0]
+    cuts = batch_split.product_blocks(out.shape[0], out.shape[1], threads)
+    blocks = [c.args(r, cl) for r, cl in cuts]
+    address = native.blas_function(c.dtype)[0]
     # for the native workers; each fills its own block with the row first, on its own core
-    rows = [None if fill is None else (fill[c].ctypes.data, fill.itemsize) for _, c in cuts]
-    tasks = [team.gemm_task(address, bits, dt, x, row) for x, row in zip(blocks, rows)]
+    rows = [None if fill is None else (fill[cl].ctypes.data, fill.itemsize) for _, cl in cuts]
+    tasks = [team.gemm_task(address, c.bits, c.dtype, x, row) for x, row in zip(blocks, rows)]
     # the tasks and blocks hold the operands' addresses only: the caller (or GemmSite, weakly)
     # keeps the arrays; out and the row are the runtime's own
 
@@ -170,6 +194,22 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
         batch_split.in_parallel([lambda x=x: call(*x) for x in blocks])
 
     return in_blocks
+
+
+def task(out, a, b, alpha: float, beta: float, fill=None):
+    """`gemm` for these arrays as one native.NativeTask (BLAS threads it as its thread count
+    then says), for a caller that keeps the arrays alive; None where BLAS or graphc's native
+    code cannot take them."""
+    c = _checked(out, a, b, alpha, beta, fill)
+    if c is None:
+        return None
+    from graphc.backends.numba import team  # its trampolines call cblas from native code
+
+    row = None if c.fill is None else (c.fill.ctypes.data, c.fill.itemsize)
+    made = team.gemm_task(native.blas_function(c.dtype)[0], c.bits, c.dtype, c.args(), row)
+    if made is not None:
+        made.keep = (made.keep, out, a, b, c.fill)  # the task outlives no array it points into
+    return made
 
 
 class GemmSite:
@@ -219,6 +259,22 @@ class AccumulateCall:
         self.anchor, self.out, self.y, self.alpha, self.beta = anchor, out, y, alpha, beta
         self.product, self.epilogue, self.fn = product, epilogue, product.fn
         self.fill = fill  # y is a row (a bias) that out is filled with first, not out itself
+
+    def native(self, fixed):
+        """The gemm as a chain.NativeStep over fixed arrays (fn.accumulate_task), or None."""
+        make = getattr(self.fn, "accumulate_task", None)
+        ids = [*(x.id for x in self.anchor.inputs), self.out, self.y]
+        if make is None or any(i not in fixed for i in ids):
+            return None
+        a, b = (fixed[x.id] for x in self.anchor.inputs)
+        out, y = fixed[self.out], fixed[self.y]
+        if self.fill:
+            task = make(out, a, b, self.alpha, self.beta, y)
+        elif out is y:
+            task = make(out, a, b, self.alpha, self.beta)
+        else:
+            return None
+        return None if task is None else NativeStep(task, self.fn.flops)
 
     def run(self, vals, ctx, first):
         a, b = (vals[x.id] for x in self.anchor.inputs)

@@ -62,6 +62,9 @@ def _matmul(node, in_shapes, out_shape):
     run.flops = flops  # the executor tunes the thread count of specialisations with large ones
     if len(in_shapes[1]) == 2 and (len(in_shapes[0]) == 2 or rows):  # accumulate.py's AccumulateCall
         run.accumulate = accumulate_into
+    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # as one native call, BLAS threading it (chain.py)
+        run.task = lambda out, a, b: accumulate.task(out, a, b, 1.0, 0.0)
+        run.accumulate_task = accumulate.task
     return run
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc.backends import plan as planning
 from graphc.backends.base import run_reference
-from graphc.backends.numba import accumulate, blas, loops, scan_split
+from graphc.backends.numba import accumulate, blas, chain, loops, scan_split
 from graphc.backends.numba.steps import (
     InputView,
     LibraryCall,
@@ -61,6 +61,11 @@ class Runtime:
         self.tuner = blas.Tuner(large)
         # a loop run in parts: the products run on graphc's threads too (blas.own_threads)
         self.own_threads = any(isinstance(getattr(st, "fn", None), scan_split.SplitScan) for st in self.steps)
+        # what a call runs: the steps, native runs of them as one call each (chain.py); the arrays
+        # bound for good are the static ones that no feed or output pool replaces at a call
+        per_call = set(self.pools) | {n.id for n in s.nodes.values() if n.is_input}
+        fixed = {v: a for v, a in static.items() if v not in per_call}
+        self.program = chain.group(self.steps, fixed, products=not self.own_threads)
 
     def node(self, v):
         return self.schedule.nodes[v]
@@ -166,7 +171,7 @@ class Runtime:
         blas.own_threads = self.own_threads
         t0 = tuner.start()
         try:
-            for st in self.steps:
+            for st in self.program:
                 st.run(vals, ctx, first)
         finally:
             blas.own_threads = False

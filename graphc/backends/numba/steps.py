@@ -1,6 +1,8 @@
 """The steps a Numba runtime runs (graphc.backends.numba.runtime), each bound once per shape
 specialisation: `run(vals, ctx, first)` computes its values into `vals` (node id -> array);
 `first` is true on the specialisation's first call (kernels with call-time arguments compile then).
+A step that can also be one native call with fixed arguments says so: `native(fixed)`, a
+chain.NativeStep or None (chain.py runs consecutive ones as one call).
 """
 
 import functools
@@ -9,6 +11,7 @@ import numpy as np
 
 from graphc.backends.base import run_reference
 from graphc.backends.numba import batch_split
+from graphc.backends.numba.chain import NativeStep
 
 __all__ = [
     "LoopKernel",
@@ -38,6 +41,14 @@ class LoopKernel:
             self.fn = kernel.bind(args)
             bound = getattr(self.fn, "bound", None)
             self.call = bound(args) if bound is not None else functools.partial(self.fn, *args)
+
+    def native(self, fixed):
+        """The bound call as a NativeStep, where the kernel is native code that returns nothing."""
+        make = getattr(self.fn, "task", None)
+        if self.call is None or make is None or getattr(self.fn, "ret_type", None) is not None:
+            return None
+        task = make(self.args)
+        return None if task is None else NativeStep(task)
 
     def run(self, vals, ctx, first):
         if self.call is not None:
@@ -93,6 +104,14 @@ class LibraryCall:
 
     def __init__(self, node, fn, shape):
         self.node, self.fn, self.shape = node, fn, shape
+
+    def native(self, fixed):
+        """fn's native task (`fn.task(out, *inputs)`, a matrix product's) over fixed arrays."""
+        make, n = getattr(self.fn, "task", None), self.node
+        if make is None or n.id not in fixed or any(x.id not in fixed for x in n.inputs):
+            return None
+        task = make(fixed[n.id], *[fixed[x.id] for x in n.inputs])
+        return None if task is None else NativeStep(task, getattr(self.fn, "flops", 0.0))
 
     def run(self, vals, ctx, first):
         n = self.node
