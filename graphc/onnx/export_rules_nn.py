@@ -146,6 +146,19 @@ def _cross_entropy_labels(node, e, ins):
     return e.op("Neg", [e.op("Squeeze", [picked, e.ints([ax])])])
 
 
+@lowering("cross_entropy_labels_grad", ONNX)
+def _cross_entropy_labels_grad(node, e, ins):
+    ax = node.attrs["axis"]
+    logits, labels, g = ins
+    x, lab = node.inputs[0], node.inputs[1]
+    depth = x.shape[ax]
+    classes = np.arange(depth, dtype=lab.dtype).reshape((depth,) + (1,) * (x.ndim - 1 - ax))
+    hit = e.op("Equal", [e.op("Unsqueeze", [labels, e.ints([ax])]), e.const(classes)])
+    onehot = e.op("Cast", [hit], to=ONNX_DTYPES[node.dtype])
+    diff = e.op("Sub", [e.op("Softmax", [logits], axis=ax), onehot])
+    return e.op("Mul", [diff, e.op("Unsqueeze", [g, e.ints([ax])])])
+
+
 @lowering("cross_entropy_probs", ONNX)
 def _cross_entropy_probs(node, e, ins):
     ax = node.attrs["axis"]

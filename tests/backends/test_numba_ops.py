@@ -52,6 +52,17 @@ def _b_labels_ce(g):
     return gc.cross_entropy(x, y, reduction="none"), {"a": _signed((5, 7)), "labels": rng.integers(0, 7, 5)}
 
 
+def _b_labels_ce_grad(g):
+    # cross_entropy's gradient op, with a per-example weight (its gradient input g) and the class
+    # axis inside; _compare then differentiates it again (the op's own gradient rule)
+    x = g.input("a", (3, 7, 2))
+    y = g.input("labels", (3, 2), "int64")
+    w = g.input("b", (3, 2))
+    (gx,) = gc.grad(gc.sum(gc.cross_entropy(x, y, axis=1, reduction="none") * w), [x])
+    assert gx.op == "cross_entropy_labels_grad"
+    return gx, {"a": _signed((3, 7, 2)), "labels": rng.integers(0, 7, (3, 2)), "b": _signed((3, 2))}
+
+
 def _b_probs_ce(g):
     x = g.input("a", (5, 7))
     t = g.input("b", (5, 7))
@@ -145,6 +156,7 @@ BUILDERS = {
     ),
     "pad": _unary((3, 5), lambda x: gc.pad(x, ((1, 0), (2, 1))) * 2.0),
     "cross_entropy_labels": _b_labels_ce,
+    "cross_entropy_labels_grad": _b_labels_ce_grad,
     "cross_entropy_probs": _b_probs_ce,
     "dropout_mask": _unary((30, 20), lambda x: gc.dropout(x, 0.5, seed=3)),
     "log": _unary((3, 5), gc.log, pos=True),

@@ -245,6 +245,23 @@ def _cross_entropy_labels(g):
     }
 
 
+def _cross_entropy_labels_grad(g):
+    x, y, w = g.input("x", ("batch", 5)), g.input("y", ("batch",), "int64"), g.input("w", ("batch",))
+    x3, y3 = g.input("x3", (2, 4, 3)), g.input("y3", (2, 3), "int32")
+    (gx,) = gc.grad(gc.sum(gc.cross_entropy(x, y, reduction="none") * w), [x])
+    (gx3,) = gc.grad(gc.cross_entropy(x3, y3, axis=1), [x3])
+    assert gx.op == gx3.op == "cross_entropy_labels_grad"
+    g.output("gx", gx)
+    g.output("gx3", gx3)
+    return {
+        "x": _f(4, 5) * 3,
+        "y": RNG.integers(0, 5, (4,)),
+        "w": _f(4),
+        "x3": _f(2, 4, 3),
+        "y3": RNG.integers(0, 4, (2, 3)).astype("int32"),
+    }
+
+
 def _cross_entropy_probs(g):
     x, t = g.input("x", ("batch", 5)), g.input("t", ("batch", 5))
     g.output("per", gc.cross_entropy(x, t, reduction="none"))
@@ -390,6 +407,7 @@ CASES = {
     "pad": _pad,
     "sequence_mask": _sequence_mask,
     "cross_entropy_labels": _cross_entropy_labels,
+    "cross_entropy_labels_grad": _cross_entropy_labels_grad,
     "cross_entropy_probs": _cross_entropy_probs,
     "bce_with_logits": _bce,
     "tuple_get": _scan_pair,

@@ -76,11 +76,38 @@ def test_cross_entropy_gradient_is_the_fused_softmax_rule():
         loss = gc.cross_entropy(x, y)
     gx = gc.grad(loss, x)
     ops = [n.op for n in g.live_nodes([gx]) if n.is_backward]
-    assert "softmax" in ops and "one_hot" in ops and "log" not in ops and "exp" not in ops
+    assert "cross_entropy_labels_grad" in ops and "log" not in ops and "exp" not in ops
     for batch in (1, 5):
         xv, yv = rng.standard_normal((batch, 4)), rng.integers(0, 4, batch)
         sm = np.exp(_log_softmax(xv))
         np.testing.assert_allclose(gc.run(g, {"x": xv, "y": yv}, outputs=gx), (sm - np.eye(4)[yv]) / batch)
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 5), -1), ((5, 4), 0), ((2, 3, 4), 1)])
+def test_cross_entropy_gradient_op_value_and_its_own_gradient(shape, axis):
+    # cross_entropy_labels_grad(x, y, g) = (softmax(x) - onehot(y)) * g, differentiated in x and g
+    x, w = rng.standard_normal(shape) * 2, None
+    y = rng.integers(0, shape[axis], tuple(d for i, d in enumerate(shape) if i != axis % len(shape)))
+    w = rng.standard_normal(y.shape)
+
+    def grad_op(x, y, w):
+        (gx,) = gc.grad(gc.sum(gc.cross_entropy(x, y, axis=axis, reduction="none") * w), [x])
+        assert gx.op == "cross_entropy_labels_grad"
+        return gx
+
+    got = _run(grad_op, x=x, y=y, w=w)
+    sm = np.exp(_log_softmax(x, axis))
+    onehot = np.moveaxis(np.eye(shape[axis])[y], -1, axis)
+    np.testing.assert_allclose(got, (sm - onehot) * np.expand_dims(w, axis), rtol=1e-12, atol=1e-15)
+    check_grad(grad_op, {"x": x, "y": y, "w": w}, wrt=["x", "w"])
+
+
+def test_cross_entropy_gradient_op_rejects_a_label_out_of_range():
+    with gc.Graph() as g:
+        x, y = g.input("x", (2, 3)), g.input("y", (2,), "int64")
+        (gx,) = gc.grad(gc.cross_entropy(x, y), [x])
+    with pytest.raises(IndexRangeError, match="label 3 at position \\(1,\\) is out of range"):
+        gc.run(g, {"x": np.zeros((2, 3), np.float32), "y": np.array([0, 3])}, outputs=gx)
 
 
 def test_cross_entropy_second_order():

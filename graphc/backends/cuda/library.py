@@ -243,6 +243,33 @@ def ce_labels(out, x, labels, three, bad) -> None:
 
 
 @cuda.jit
+def _ce_labels_grad(x, labels, g, out, bad):
+    part = cuda.shared.array(RT, np.float64)
+    t = cuda.threadIdx.x
+    p_, n_, q_ = x.shape
+    for r in range(cuda.blockIdx.x, p_ * q_, cuda.gridDim.x):
+        p = r // q_
+        q = r % q_
+        lab = labels[p, q]
+        if lab < 0 or lab >= n_:
+            if t == 0:
+                bad[0] = 1
+            for i in range(t, n_, RT):
+                out[p, i, q] = 0
+            continue
+        lse = _row_lse(x, r, part, t)[2]
+        w = g[p, q]
+        for i in range(t, n_, RT):
+            out[p, i, q] = (math.exp(x[p, i, q] - lse) - (1.0 if i == lab else 0.0)) * w
+
+
+def ce_labels_grad(out, x, labels, g, three, bad) -> None:
+    p, _, q = three
+    if out.size:
+        _ce_labels_grad[_rows(p * q)](x.reshape(three), labels.reshape(p, q), g.reshape(p, q), out.reshape(three), bad)
+
+
+@cuda.jit
 def _ce_probs(x, tg, out):
     part = cuda.shared.array(RT, np.float64)
     t = cuda.threadIdx.x

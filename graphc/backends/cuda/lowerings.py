@@ -197,6 +197,18 @@ def _ce_labels(node, in_shapes, out_shape):
     return _indexed(run, flag, 1, 0, three[1])
 
 
+@lowering("cross_entropy_labels_grad", CUDA)
+def _ce_labels_grad(node, in_shapes, out_shape):
+    three = _three(in_shapes[0], node.attrs["axis"])
+    flag = _Flag(node, in_shapes, out_shape)
+
+    def run(out, x, labels, g):
+        lib.ce_labels_grad(out, x, labels, g, three, flag.flag)
+        flag.check((x, labels, g))
+
+    return _indexed(run, flag, 1, 0, three[1])
+
+
 @lowering("cross_entropy_probs", CUDA)
 def _ce_probs(node, in_shapes, out_shape):
     three = _three(in_shapes[0], node.attrs["axis"])

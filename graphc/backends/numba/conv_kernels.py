@@ -422,6 +422,37 @@ def ce_labels(x, labels, out):
 
 
 @njit(**_OPTS)
+def ce_labels_grad(x, labels, g, out):
+    """out[p, :, q] = (softmax(x[p, :, q]) - onehot(labels[p, q])) * g[p, q]: each row's exps once,
+    in x's dtype; returns the count of labels out of range (the caller then raises the
+    reference's error). Sums accumulate in float64."""
+    p_, c_, q_ = x.shape
+    bad = 0
+    for p in range(p_):
+        for q in range(q_):
+            lab = labels[p, q]
+            if lab < 0 or lab >= c_:
+                bad += 1
+                for i in range(c_):
+                    out[p, i, q] = 0
+                continue
+            m = x[p, 0, q]
+            for i in range(1, c_):
+                v = x[p, i, q]
+                m = v if (v > m or v != v) else m
+            s = 0.0
+            for i in range(c_):
+                e = math.exp(x[p, i, q] - m)
+                out[p, i, q] = e
+                s += e
+            r = g[p, q] / s
+            for i in range(c_):
+                out[p, i, q] = out[p, i, q] * r
+            out[p, lab, q] = out[p, lab, q] - g[p, q]
+    return bad
+
+
+@njit(**_OPTS)
 def one_hot(labels, out):
     """out[p, i, q] = (labels[p, q] == i); returns the count of labels out of range (the caller
     then raises the reference's error)."""

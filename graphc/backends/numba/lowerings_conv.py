@@ -360,6 +360,22 @@ def _ce_labels(node, in_shapes, out_shape):
     return run
 
 
+@lowering("cross_entropy_labels_grad", "numba")
+def _ce_labels_grad(node, in_shapes, out_shape):
+    ax = node.attrs["axis"]
+    shp = in_shapes[0]
+    pre = int(np.prod(shp[:ax], dtype=np.int64))
+    post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
+    three, two = (pre, shp[ax], post), (pre, post)
+    kern = _k().ce_labels_grad
+
+    def run(out, x, labels, g):
+        if kern(x.reshape(three), labels.reshape(two), g.reshape(two), out.reshape(three)):
+            node.opdef.ref(node, [x, labels, g], None)  # raises the reference's error, naming the label
+
+    return run
+
+
 @lowering("one_hot", "numba")
 def _one_hot(node, in_shapes, out_shape):
     ax = node.attrs["axis"]

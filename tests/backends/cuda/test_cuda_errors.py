@@ -32,6 +32,22 @@ def test_a_label_out_of_range_is_the_same_index_range_error(backend, computed):
         step(x=x, y=bad)
 
 
+@pytest.mark.parametrize("computed", [False, True])
+@pytest.mark.parametrize("backend", ["numba", "cuda"])
+def test_a_label_out_of_range_in_the_gradient_alone_is_the_same_error(backend, computed):
+    g = _labels_graph(computed)
+    with g:  # the loss is not an output: its gradient op alone reads the labels
+        (gx,) = gc.grad(g.outputs["loss"], [g.inputs["x"]])
+    step = gc.compile(g, backend, outputs=[gx])
+    x = np.zeros((3, 4), np.float32)
+    want = (np.full((3, 4), 0.25) - np.eye(4)[[0, 2, 2]]) / 3
+    good = np.array([0, 1, 1]) if computed else np.array([0, 2, 2])  # labels 0, 2, 2 either way
+    np.testing.assert_allclose(step(x=x, y=good)[0], want, rtol=1e-6)
+    bad = np.array([0, 2, 1]) if computed else np.array([0, 4, 1])
+    with pytest.raises(IndexRangeError, match=r"cross_entropy: label 4 at position \(1,\) is out of range \[0, 4\)"):
+        step(x=x, y=bad)
+
+
 @pytest.mark.parametrize("backend", ["numba", "cuda"])
 def test_take_and_one_hot_out_of_range(backend):
     with gc.Graph("t") as g:
