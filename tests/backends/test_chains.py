@@ -11,7 +11,7 @@ import graphc as gc
 
 pytest.importorskip("numba")
 
-from graphc.backends.numba import accumulate, chain, native  # noqa: E402
+from graphc.backends.numba import accumulate, blas, chain, native  # noqa: E402
 from graphc.backends.numba.chain import NativeChain, NativeStep  # noqa: E402
 from graphc.backends.numba.native import KernelFailed, NativeTask  # noqa: E402
 
@@ -118,19 +118,46 @@ class _Step:
         return self.got
 
 
-def test_products_of_one_thread_and_of_the_tuners_count_go_in_separate_chains():
+# its symbols share the process's engine with every kernel: graphc_ names, not `log` (libm's)
+_RECORDER = """
+@graphc_test_calls = global [16 x i32] zeroinitializer
+@graphc_test_count = global i64 0
+define void @graphc_test_set_threads(i32 %n) {
+  %c = load i64, ptr @graphc_test_count
+  %p = getelementptr [16 x i32], ptr @graphc_test_calls, i64 0, i64 %c
+  store i32 %n, ptr %p
+  %c1 = add i64 %c, 1
+  store i64 %c1, ptr @graphc_test_count
+  ret void
+}
+define ptr @graphc_test_log() {
+  ret ptr @graphc_test_calls
+}
+"""
+
+
+def test_small_and_large_products_share_a_chain_that_switches_blas_threads_between_them(monkeypatch):
+    got = native.add_ir(_RECORDER, ["graphc_test_set_threads", "graphc_test_log"], {})
+    log = ctypes.cast(ctypes.CFUNCTYPE(ctypes.c_void_p)(got["graphc_test_log"])(), ctypes.POINTER(ctypes.c_int32))
+    setters = (got["graphc_test_set_threads"],)  # a recording setter in place of OpenBLAS's
+    monkeypatch.setattr(blas, "native_setters", lambda: setters)
+    monkeypatch.setattr(blas, "large", 3)
     rng = np.random.default_rng(4)
     a, b = rng.standard_normal((8, 8)).astype(np.float32), rng.standard_normal((8, 8)).astype(np.float32)
-    outs = [np.zeros((8, 8), np.float32) for _ in range(4)]
+    outs = [np.zeros((8, 8), np.float32) for _ in range(5)]
     small, large = 1.0, 1e12
-    steps = [_Step(_gemm_step(o, a, b, f)) for o, f in zip(outs, (small, small, large, large))]
-    program = chain.group(steps, {})
-    assert [len(st.steps) for st in program] == [2, 2]
-    assert [st.small for st in program] == [True, False]
-    for st in program:
-        st.run({}, None, False)
+    steps = [_Step(_gemm_step(o, a, b, f)) for o, f in zip(outs, (small, small, large, large, small))]
+    (st,) = chain.group(steps, {})
+    assert st.small is True and st.final is True
+    st.run({}, None, False)
+    blas.restore()
+    assert [log[i] for i in range(2)] == [3, 1]  # to the tuner's count before the large ones, then 1
     for o in outs:
         np.testing.assert_allclose(o, a @ b, rtol=1e-5)
+    # where the count can be set from Python only, products of each kind get chains of their own
+    monkeypatch.setattr(blas, "native_setters", lambda: None)
+    split = chain.group(steps, {})
+    assert [len(c.steps) for c in split[:2]] == [2, 2] and split[2] is steps[4]  # the last small one alone
     # a runtime that runs its products on graphc's own threads keeps them out of chains
     assert chain.group(steps, {}, products=False) == steps
 

@@ -229,6 +229,12 @@ def test_package_kernels_compiled_directly_match_numba():
         "max_pool_grad": [x, g, np.zeros_like(x), 3, 3, 2, 2, 1, 1],
         "softmax3": [x.reshape(2, 3, 72), np.zeros((2, 3, 72), np.float32), True],
         "ce_labels": [x.reshape(2, 3, 72), r.integers(-1, 4, (2, 72)), np.zeros((2, 72), np.float32)],
+        "ce_labels_grad": [
+            x.reshape(2, 3, 72),
+            r.integers(-1, 4, (2, 72)),
+            r.standard_normal((2, 72)).astype(np.float32),
+            np.zeros((2, 3, 72), np.float32),
+        ],
     }
     src = Path(ck.__file__).read_text()
     for name, args in cases.items():

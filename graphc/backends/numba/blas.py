@@ -18,6 +18,7 @@ is put back at the end of every call (`restore`), so NumPy code outside graphc i
 Without threadpoolctl every function here does nothing.
 """
 
+import ctypes
 import os
 import time
 
@@ -54,11 +55,13 @@ class _Lib:
         self.path = ctl.filepath  # which library (rescan: the ones already known)
         self.get_num_threads = ctl.get_num_threads
         self.set_num_threads = ctl.set_num_threads
+        self.native = None  # the address of its void setter(int), where it has one
         if ctl.internal_api == "openblas":
             try:
                 fn = ctl._get_symbol("openblas_set_num_threads")
                 if fn is not None:
                     self.set_num_threads = fn
+                    self.native = ctypes.cast(fn, ctypes.c_void_p).value
             except Exception:
                 pass
 
@@ -86,6 +89,30 @@ def rescan() -> None:
             if c.path not in saved:
                 c.set_num_threads(_current)
     _libs = libs
+
+
+def native_setters() -> tuple | None:
+    """The addresses of every BLAS library's native thread-count setter (`void f(int)`), for code
+    that switches the count between products without Python (chain.py): the same tuple while the
+    libraries are the same; None where one has no such setter."""
+    libs = _controllers()
+    addrs = tuple(c.native for c in libs)
+    if any(a is None for a in addrs):
+        return None
+    global _setters
+    if _setters is None or _setters != addrs:
+        _setters = addrs
+    return _setters
+
+
+_setters = None
+
+
+def set_natively(n: int) -> None:
+    """The count is n now: set by native code through native_setters() after a `use`."""
+    global _current
+    if _current is not None:
+        _current = n
 
 
 def cores() -> int:

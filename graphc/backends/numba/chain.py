@@ -8,10 +8,13 @@ step costs no Python between its kernels: measured here, a step's dispatch from 
 method, the call's argument conversion) took 5-10 us inside a training step, where the products
 before it have evicted the interpreter's own data from the caches, against 1-2 us timed alone.
 
-BLAS's thread count is set (blas.use) once per chain: a chain holds products of one kind only,
-small (one thread) or large (the tuner's count), as the products' own run functions choose; a
-step whose arrays are fed or handed out (a call-time argument, an output pool) stays a Python
-step. A failed part stops the chain there and raises its error, as its step would have.
+BLAS's thread count is what the products' own run functions choose: one thread for a small
+product, the tuner's count for a large one. A chain sets it (blas.use) for its first product and,
+where small and large ones alternate, switches it natively between them (`graphc_chain_threads`
+calls each library's setter; with a BLAS whose setter is not native code, a chain holds products
+of one kind only). A step whose arrays are fed or handed out (a call-time argument, an output
+pool) stays a Python step. A failed part stops the chain there and raises its error, as its step
+would have.
 """
 
 import ctypes
@@ -55,15 +58,43 @@ fail:
 }
 """
 
+_THREADS_IR = """
+define i32 @graphc_chain_threads(ptr %blk, ptr %arr, ptr %ret) {
+entry:
+  %n = load i64, ptr %blk
+  %n32 = trunc i64 %n to i32
+  %pk = getelementptr i64, ptr %blk, i64 1
+  %k = load i64, ptr %pk
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %body ]
+  %more = icmp slt i64 %i, %k
+  br i1 %more, label %body, label %done
+body:
+  %at = add i64 %i, 2
+  %pf = getelementptr i64, ptr %blk, i64 %at
+  %fn = load ptr, ptr %pf
+  call void %fn(i32 %n32)
+  %i1 = add i64 %i, 1
+  br label %loop
+done:
+  ret i32 0
+}
+"""
+
 _RUN = None  # the compiled loop; False where there is no native code for this machine
+_THREADS = 0  # the address of graphc_chain_threads: block = [count, k, k setters' addresses]
 
 
 def _runner():
-    global _RUN
+    global _RUN, _THREADS
     if _RUN is None:
         try:
-            addr = native.add_ir(_IR, ["graphc_chain_run"], {})["graphc_chain_run"]
-            _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(addr)
+            got = native.add_ir(_IR + _THREADS_IR, ["graphc_chain_run", "graphc_chain_threads"], {})
+            _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(
+                got["graphc_chain_run"]
+            )
+            _THREADS = got["graphc_chain_threads"]
         except Exception:  # no LLVM target: every step runs from Python
             _RUN = False
     return _RUN or None
@@ -85,26 +116,57 @@ class NativeStep:
 
 
 class NativeChain:
-    """Runtime steps run as one native call (`steps`: the Python steps they stand for)."""
+    """Runtime steps run as one native call (`steps`: the Python steps they stand for). Where
+    small and large products alternate, `setters` (blas.native_setters) switch BLAS's thread
+    count between them natively: 1 for a small one, the tuner's count for a large one."""
 
-    __slots__ = ("steps", "tasks", "small", "table", "status", "_addr")
+    __slots__ = ("steps", "tasks", "small", "table", "status", "setters", "large", "blocks", "kinds", "final", "_addr")
 
-    def __init__(self, steps: list, natives: list[NativeStep]):
-        self.steps = steps
-        self.tasks = [x.task for x in natives]
-        kinds = {x.small for x in natives} - {None}
-        self.small = kinds.pop() if kinds else None
-        self.table = (ctypes.c_int64 * (4 * len(self.tasks)))()
-        for i, t in enumerate(self.tasks):
-            arrays = 0 if t.arrays is None else id(t.arrays)  # a tuple kept alive by the task
-            self.table[4 * i : 4 * i + 4] = [t.fn, t.block, arrays, t.ret]
+    def __init__(self, steps: list, natives: list[NativeStep], setters: tuple | None = None):
+        self.steps, self.setters = steps, setters
+        self.tasks: list = []  # per table entry: the step's task, or None for a switch of the count
+        self.kinds: list = []  # per table entry: the kind of product BLAS is set for then
+        self.large: list = []  # the switches' blocks whose count is the tuner's, set at each call
+        self.blocks: list = []  # every switch's block (the table points into them)
+        kind = self.small = next((x.small for x in natives if x.small is not None), None)
+        rows = []
+        for x in natives:
+            if x.small is not None and x.small != kind:
+                assert setters is not None, "products of two kinds in a chain need native setters"
+                blk = (ctypes.c_int64 * (2 + len(setters)))(1, len(setters), *setters)
+                if not x.small:
+                    self.large.append(blk)
+                kind = x.small
+                rows.append((_THREADS, ctypes.addressof(blk), 0, 0))
+                self.tasks.append(None)
+                self.kinds.append(kind)
+                self.blocks.append(blk)
+            t = x.task
+            rows.append((t.fn, t.block, 0 if t.arrays is None else id(t.arrays), t.ret))  # arrays: kept by t
+            self.tasks.append(t)
+            self.kinds.append(kind)
+        self.final = kind
+        self.table = (ctypes.c_int64 * (4 * len(rows)))()
+        for i, row in enumerate(rows):
+            self.table[4 * i : 4 * i + 4] = list(row)
         self.status = ctypes.c_int32(0)
-        self._addr = (ctypes.addressof(self.table), len(self.tasks), ctypes.addressof(self.status))
+        self._addr = (ctypes.addressof(self.table), len(rows), ctypes.addressof(self.status))
 
     def run(self, vals, ctx, first):
+        switches = bool(self.blocks)
+        if switches and blas.native_setters() is not self.setters:  # BLAS libraries came or went
+            for st in self.steps:
+                st.run(vals, ctx, first)
+            return
         if self.small is not None:
-            blas.use(1 if self.small else blas.large)
+            big = blas.large
+            for blk in self.large:
+                blk[0] = big
+            blas.use(1 if self.small else big)
         failed = _RUN(*self._addr)
+        if switches:  # the count the native switches left
+            kind = self.final if failed < 0 else self.kinds[failed]
+            blas.set_natively(1 if kind else blas.large)
         if failed >= 0:
             self.tasks[failed].finish(int(self.status.value))  # raises that step's error
 
@@ -112,15 +174,17 @@ class NativeChain:
 def group(steps: list, fixed: dict, products: bool = True) -> list:
     """`steps` with each run of two or more consecutive native steps (their `native(fixed)`,
     `fixed`: the arrays bound for good, by value id) replaced by a NativeChain; `products`: False
-    where the runtime runs its products on graphc's threads (they are not chained then)."""
+    where the runtime runs its products on graphc's threads (they are not chained then). Small
+    and large products share a chain where BLAS's count can be set natively, else they split it."""
     if _runner() is None:
         return list(steps)
+    setters = blas.native_setters() if products else None
     out: list = []
     run: list = []  # (step, NativeStep) of the chain being gathered
 
     def close():
         if len(run) >= 2:
-            out.append(NativeChain([s for s, _ in run], [x for _, x in run]))
+            out.append(NativeChain([s for s, _ in run], [x for _, x in run], setters))
         else:
             out.extend(s for s, _ in run)
         run.clear()
@@ -135,8 +199,8 @@ def group(steps: list, fixed: dict, products: bool = True) -> list:
             out.append(st)
             continue
         kinds = {x.small for _, x in run} - {None}
-        if got.small is not None and kinds and got.small not in kinds:
-            close()  # BLAS's thread count changes here: a chain of its own
+        if setters is None and got.small is not None and kinds and got.small not in kinds:
+            close()  # BLAS's thread count changes here and only Python can set it: a chain of its own
         run.append((st, got))
     close()
     return out
