@@ -217,3 +217,14 @@ def test_float_sums_vectorise_into_partial_sums(fresh_cache):
     ensure(disp, args)
     ir = disp.inspect_llvm(disp.signatures[0])
     assert re.search(r"fadd [a-z ]*reassoc[a-z ]*<\d+ x double>", ir), "the sum's adds are not vectorised"
+
+
+def test_helper_code_may_define_graphc_symbols_only():
+    # a helper shares the engine with every kernel: its `log` would be what kernels call for libm's
+    from graphc.backends.numba import native
+
+    for text in ("define double @log(double %x) {\n  ret double %x\n}\n", "@count = global i64 0\n"):
+        with pytest.raises(ValueError, match="graphc_ symbols only"):
+            native.add_ir(text, [], {})
+    ok = "define i64 @graphc_test_seven() {\n  ret i64 7\n}\n"
+    assert native.add_ir(ok, ["graphc_test_seven"], {})["graphc_test_seven"]

@@ -24,6 +24,7 @@ caller compiles with Numba and rewrites it), never a wrong run.
 import ctypes
 import hashlib
 import os
+import re
 import struct
 import threading
 from pathlib import Path
@@ -118,13 +119,21 @@ def _engine():
     return _ENGINE
 
 
+_DEFINED = re.compile(r'^(?:define [^@\n]*@|@)"?([\w.$]+)"?(?:\(| =)', re.M)  # functions and globals
+
+
 def add_ir(text: str, names: list, symbols: dict, optimize: bool = False) -> dict:
     """Compile LLVM IR `text` (graphc's own helpers: team.py's loops, the small gemm) for this
     CPU into this process's engine, `symbols` (name -> address) bound first; {name: address} of
     the functions `names`. optimize: LLVM's -O3 pipeline first (for code whose speed matters).
     The object code is kept in the kernel cache's folder like a kernel's (content-addressed,
     written atomically, checked when read), so a warm process loads it instead (the small gemm
-    took 0.15 s to compile)."""
+    took 0.15 s to compile). Every symbol it defines is named graphc_...: they share one engine
+    with every kernel, so a helper defining `log` would be what a kernel's call of libm's
+    log reaches."""
+    foreign = [d for d in _DEFINED.findall(text) if not d.startswith("graphc_")]
+    if foreign:
+        raise ValueError(f"graphc's helper code may define graphc_ symbols only, not {foreign}")
     with _LOCK:
         llvm = _llvm()
         engine = _engine()
