@@ -217,18 +217,28 @@ def softmax(out, x, three, take_log) -> None:
         _softmax[_rows(p * q)](x.reshape(three), out.reshape(three), take_log)
 
 
+@cuda.jit(device=True)
+def _row_label(labels, r, n_, q_, bad, t):
+    """Row r as (p, q) and its label; the label -1, and bad[0] set, where it lies outside [0, n_)."""
+    p = r // q_
+    q = r % q_
+    lab = labels[p, q]
+    if lab < 0 or lab >= n_:
+        if t == 0:
+            bad[0] = 1
+        lab = -1
+    return p, q, lab
+
+
 @cuda.jit
 def _ce_labels(x, labels, out, bad):
     part = cuda.shared.array(RT, np.float64)
     t = cuda.threadIdx.x
     p_, n_, q_ = x.shape
     for r in range(cuda.blockIdx.x, p_ * q_, cuda.gridDim.x):
-        p = r // q_
-        q = r % q_
-        lab = labels[p, q]
-        if lab < 0 or lab >= n_:
+        p, q, lab = _row_label(labels, r, n_, q_, bad, t)
+        if lab < 0:
             if t == 0:
-                bad[0] = 1
                 out[p, q] = 0
             continue
         lse = _row_lse(x, r, part, t)[2]
@@ -248,12 +258,8 @@ def _ce_labels_grad(x, labels, g, out, bad):
     t = cuda.threadIdx.x
     p_, n_, q_ = x.shape
     for r in range(cuda.blockIdx.x, p_ * q_, cuda.gridDim.x):
-        p = r // q_
-        q = r % q_
-        lab = labels[p, q]
-        if lab < 0 or lab >= n_:
-            if t == 0:
-                bad[0] = 1
+        p, q, lab = _row_label(labels, r, n_, q_, bad, t)
+        if lab < 0:
             for i in range(t, n_, RT):
                 out[p, i, q] = 0
             continue

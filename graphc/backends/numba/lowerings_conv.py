@@ -344,13 +344,16 @@ def _avg_pool_grad(node, in_shapes, out_shape):
 
 
 # -- cross-entropy with integer labels ------------------------------------------------------------
+def _rows_of(logits_shape, ax):
+    """The logits as (pre, classes, post) and the labels as (pre, post): their rows along `ax`."""
+    pre = int(np.prod(logits_shape[:ax], dtype=np.int64))
+    post = int(np.prod(logits_shape[ax + 1 :], dtype=np.int64))
+    return (pre, logits_shape[ax], post), (pre, post)
+
+
 @lowering("cross_entropy_labels", "numba")
 def _ce_labels(node, in_shapes, out_shape):
-    ax = node.attrs["axis"]
-    shp = in_shapes[0]
-    pre = int(np.prod(shp[:ax], dtype=np.int64))
-    post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
-    three, two = (pre, shp[ax], post), (pre, post)
+    three, two = _rows_of(in_shapes[0], node.attrs["axis"])
     kern = _k().ce_labels
 
     def run(out, x, labels):
@@ -362,11 +365,7 @@ def _ce_labels(node, in_shapes, out_shape):
 
 @lowering("cross_entropy_labels_grad", "numba")
 def _ce_labels_grad(node, in_shapes, out_shape):
-    ax = node.attrs["axis"]
-    shp = in_shapes[0]
-    pre = int(np.prod(shp[:ax], dtype=np.int64))
-    post = int(np.prod(shp[ax + 1 :], dtype=np.int64))
-    three, two = (pre, shp[ax], post), (pre, post)
+    three, two = _rows_of(in_shapes[0], node.attrs["axis"])
     kern = _k().ce_labels_grad
 
     def run(out, x, labels, g):
