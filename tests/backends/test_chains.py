@@ -77,7 +77,7 @@ def test_chains_compute_the_same_bits_as_their_steps_one_by_one():
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
 
 
-def test_fed_and_handed_out_arrays_are_not_bound_into_a_chain():
+def _two_layers():
     rng = np.random.default_rng(3)
     w1 = rng.standard_normal((6, 8)).astype(np.float32)
     w2 = rng.standard_normal((8, 4)).astype(np.float32)
@@ -86,22 +86,33 @@ def test_fed_and_handed_out_arrays_are_not_bound_into_a_chain():
         a, b = g.param("w1", (6, 8), init=w1), g.param("w2", (8, 4), init=w2)
         h = gc.tanh(x @ a)
         out = g.output("y", gc.relu(h @ b) * 2.0)
-    exe = gc.compile(g, "numba", outputs=[out])
-    rt = None
-    for _ in range(3):
-        xv = rng.standard_normal((5, 6)).astype(np.float32)
-        got = exe(x=xv)[0]
-        rt = rt or _runtime(exe)
-        np.testing.assert_allclose(got, np.maximum(np.tanh(xv @ w1) @ w2, 0) * 2.0, rtol=1e-5, atol=1e-6)
-    chained = [s for st in rt.program if isinstance(st, NativeChain) for s in st.steps]
-    loose = [st for st in rt.program if not isinstance(st, NativeChain)]
-    fed = {n.id for n in rt.schedule.nodes.values() if n.is_input}
-    nodes = [(st, getattr(st, "node", None)) for st in rt.steps]
-    reads_feed = [st for st, n in nodes if n is not None and fed & {x.id for x in n.inputs}]
-    hands_out = [st for st in rt.steps if getattr(st, "dyn", None)]  # the output pool's kernel
-    assert reads_feed and hands_out
-    assert all(st in loose for st in reads_feed + hands_out)
-    assert any(getattr(st, "node", None) is not None and st.node.op == "matmul" for st in chained)
+    return gc.compile(g, "numba", outputs=[out]), lambda xv: np.maximum(np.tanh(xv @ w1) @ w2, 0) * 2.0
+
+
+def test_steps_of_fed_and_handed_out_arrays_are_chained_with_the_arrays_of_each_call():
+    exe, want = _two_layers()
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(3)]
+    held = [exe(x=xv)[0] for xv in xs]  # the caller keeps each output: the pool hands out new arrays
+    for xv, got in zip(xs, held):
+        np.testing.assert_allclose(got, want(xv), rtol=1e-5, atol=1e-6)
+    rt = _runtime(exe)
+    (c,) = [st for st in rt.program if isinstance(st, NativeChain)]
+    (last,) = [st for st in rt.program if not isinstance(st, NativeChain)]
+    assert last is rt.steps[-1] and last.dyn  # the output's kernel: its pool array is not held
+    assert c.steps == rt.steps[:-1] and [row for row, _ in c.dynamic] == [0]  # the feed's product
+    # the same fed array again (and the output let go): the tasks made for them are reused;
+    # another array: made again
+    del held
+    exe(x=xs[-1])
+    tasks = list(c.tasks)
+    exe(x=xs[-1])
+    assert c.tasks == tasks
+    xs[-1] *= 2  # the same array, new values: read at the call
+    np.testing.assert_allclose(exe(x=xs[-1])[0], want(xs[-1]), rtol=1e-5, atol=1e-6)
+    other = xs[0].copy()
+    np.testing.assert_allclose(exe(x=other)[0], want(other), rtol=1e-5, atol=1e-6)
+    assert any(a is not b for a, b in zip(c.tasks, tasks))
 
 
 def _gemm_step(out, a, b, flops):
@@ -160,6 +171,38 @@ def test_small_and_large_products_share_a_chain_that_switches_blas_threads_betwe
     assert [len(c.steps) for c in split[:2]] == [2, 2] and split[2] is steps[4]  # the last small one alone
     # a runtime that runs its products on graphc's own threads keeps them out of chains
     assert chain.group(steps, {}, products=False) == steps
+
+
+class _PythonStep(_Step):
+    def __init__(self, got, out, value):
+        super().__init__(got)
+        self.out, self.value, self.runs = out, value, 0
+
+    def run(self, vals, ctx, first):
+        self.out[...] = self.value
+        self.runs += 1
+
+
+def test_a_chain_whose_task_cannot_be_made_for_a_calls_arrays_runs_its_steps_from_python():
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
+    out, seen = np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)
+    # a step whose task is made from the call's value "v": none can be made for a read-only one
+    dynamic = chain.native_step(lambda v: accumulate.task(v, a, b, 1.0, 0.0), ["v"], {})
+    steps = [_PythonStep(dynamic, seen, 1.0), _PythonStep(_gemm_step(out, a, b, 1.0), seen, 2.0)]
+    (st,) = chain.group(steps, {}, fed={"v"})
+    v = np.zeros((4, 4), np.float32)
+    st.run({"v": v}, None, False)
+    np.testing.assert_allclose(v, a @ b, rtol=1e-5)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+    assert [s.runs for s in steps] == [0, 0]
+    frozen = np.zeros((4, 4), np.float32)
+    frozen.flags.writeable = False
+    st.run({"v": frozen}, None, False)  # no native call for it: both steps run from Python, from now on
+    assert [s.runs for s in steps] == [1, 1] and st.python
+    np.testing.assert_array_equal(seen, 2.0)
+    # a value no step before the chain makes is not waited for: that step stays out of chains
+    assert chain.group(steps, {})[0] is steps[0]
 
 
 def _status_one():

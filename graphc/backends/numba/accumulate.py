@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 
 from graphc.backends.numba import batch_split, blas, native
-from graphc.backends.numba.chain import NativeStep
+from graphc.backends.numba.chain import native_step
 
 __all__ = ["affine_epilogue", "AccumulateCall", "GemmSite", "gemm", "prepare", "task"]
 
@@ -261,20 +261,18 @@ class AccumulateCall:
         self.fill = fill  # y is a row (a bias) that out is filled with first, not out itself
 
     def native(self, fixed):
-        """The gemm as a chain.NativeStep over fixed arrays (fn.accumulate_task), or None."""
-        make = getattr(self.fn, "accumulate_task", None)
-        ids = [*(x.id for x in self.anchor.inputs), self.out, self.y]
-        if make is None or any(i not in fixed for i in ids):
+        """The gemm as a chain.NativeStep (fn.accumulate_task), or None."""
+        task = getattr(self.fn, "accumulate_task", None)
+        if task is None:
             return None
-        a, b = (fixed[x.id] for x in self.anchor.inputs)
-        out, y = fixed[self.out], fixed[self.y]
-        if self.fill:
-            task = make(out, a, b, self.alpha, self.beta, y)
-        elif out is y:
-            task = make(out, a, b, self.alpha, self.beta)
-        else:
-            return None
-        return None if task is None else NativeStep(task, self.fn.flops)
+        alpha, beta, fill = self.alpha, self.beta, self.fill
+
+        def make(a, b, out, y):
+            if fill:
+                return task(out, a, b, alpha, beta, y)
+            return task(out, a, b, alpha, beta) if out is y else None
+
+        return native_step(make, [*(x.id for x in self.anchor.inputs), self.out, self.y], fixed, self.fn.flops)
 
     def run(self, vals, ctx, first):
         a, b = (vals[x.id] for x in self.anchor.inputs)

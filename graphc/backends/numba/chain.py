@@ -12,9 +12,10 @@ BLAS's thread count is what the products' own run functions choose: one thread f
 product, the tuner's count for a large one. A chain sets it (blas.use) for its first product and,
 where small and large ones alternate, switches it natively between them (`graphc_chain_threads`
 calls each library's setter; with a BLAS whose setter is not native code, a chain holds products
-of one kind only). A step whose arrays are fed or handed out (a call-time argument, an output
-pool) stays a Python step. A failed part stops the chain there and raises its error, as its step
-would have.
+of one kind only). A step that reads a fed array (or a view of one that a Python step before the
+chain made) joins with a task made for the call's arrays (`Refresher`); a step that writes an
+output pool's array stays a Python step. A failed part stops the chain there and raises its
+error, as its step would have.
 """
 
 import ctypes
@@ -22,7 +23,7 @@ import ctypes
 from graphc.backends.numba import blas, native
 from graphc.backends.numba.native import NativeTask
 
-__all__ = ["NativeStep", "NativeChain", "group"]
+__all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step"]
 
 _IR = """
 define i64 @graphc_chain_run(ptr %tab, i64 %n, ptr %status) {
@@ -101,13 +102,13 @@ def _runner():
 
 
 class NativeStep:
-    """A step as one native call with fixed arguments: `task`, and the flops of the matrix
-    product it computes (0: none), which say how many threads BLAS runs it on."""
+    """A step as one native call: `task` (None: made at each call by `refresh`), and the flops of
+    the matrix product it computes (0: none), which say how many threads BLAS runs it on."""
 
-    __slots__ = ("task", "flops")
+    __slots__ = ("task", "flops", "refresh")
 
-    def __init__(self, task: NativeTask, flops: float = 0.0):
-        self.task, self.flops = task, flops
+    def __init__(self, task: NativeTask | None, flops: float = 0.0, refresh=None):
+        self.task, self.flops, self.refresh = task, flops, refresh
 
     @property
     def small(self) -> bool | None:
@@ -115,12 +116,51 @@ class NativeStep:
         return None if not self.flops else self.flops < blas.SMALL_FLOPS
 
 
+class Refresher:
+    """A step's task for this call's arrays: `make(*arrays)` of the values `ids` (bound ones from
+    `fixed`, the others from the call's values: fed arrays, output pools, views of feeds), made
+    again only when one of them is another array than at the last call. The last call's arrays
+    stay referenced by the task until then."""
+
+    __slots__ = ("make", "ids", "fixed", "seen", "task")
+
+    def __init__(self, make, ids: list, fixed: dict):
+        self.make, self.ids, self.fixed = make, ids, fixed
+        self.seen: tuple | None = None
+        self.task = None
+
+    def __call__(self, vals) -> NativeTask | None:
+        fixed = self.fixed
+        arrays = tuple(fixed[i] if i in fixed else vals.get(i) for i in self.ids)
+        seen = self.seen
+        if seen is not None and all(a is b for a, b in zip(arrays, seen)):
+            return self.task
+        if any(a is None for a in arrays):
+            return None
+        self.task = self.make(*arrays)
+        self.seen = arrays if self.task is not None else None
+        return self.task
+
+
+def native_step(make, ids: list, fixed: dict, flops: float = 0.0) -> NativeStep | None:
+    """A step's NativeStep: its task made now where the arrays of `ids` are all bound for good,
+    else a Refresher that makes it at each call with other arrays (`make(*arrays)`: a NativeTask
+    or None)."""
+    if all(i in fixed for i in ids):
+        task = make(*[fixed[i] for i in ids])
+        return None if task is None else NativeStep(task, flops)
+    return NativeStep(None, flops, Refresher(make, ids, fixed))
+
+
 class NativeChain:
     """Runtime steps run as one native call (`steps`: the Python steps they stand for). Where
     small and large products alternate, `setters` (blas.native_setters) switch BLAS's thread
     count between them natively: 1 for a small one, the tuner's count for a large one."""
 
-    __slots__ = ("steps", "tasks", "small", "table", "status", "setters", "large", "blocks", "kinds", "final", "_addr")
+    __slots__ = (
+        "steps", "tasks", "small", "table", "status", "setters", "large", "blocks", "kinds", "final", "dynamic",
+        "python", "_addr",
+    )  # fmt: skip
 
     def __init__(self, steps: list, natives: list[NativeStep], setters: tuple | None = None):
         self.steps, self.setters = steps, setters
@@ -128,6 +168,7 @@ class NativeChain:
         self.kinds: list = []  # per table entry: the kind of product BLAS is set for then
         self.large: list = []  # the switches' blocks whose count is the tuner's, set at each call
         self.blocks: list = []  # every switch's block (the table points into them)
+        self.dynamic: list = []  # (table row, Refresher) of the steps whose arrays come with a call
         kind = self.small = next((x.small for x in natives if x.small is not None), None)
         rows = []
         for x in natives:
@@ -141,11 +182,13 @@ class NativeChain:
                 self.tasks.append(None)
                 self.kinds.append(kind)
                 self.blocks.append(blk)
-            t = x.task
-            rows.append((t.fn, t.block, 0 if t.arrays is None else id(t.arrays), t.ret))  # arrays: kept by t
-            self.tasks.append(t)
+            if x.refresh is not None:  # its row is written at each call that makes a new task
+                self.dynamic.append((len(rows), x.refresh))
+            rows.append(_row(x.task))
+            self.tasks.append(x.task)
             self.kinds.append(kind)
         self.final = kind
+        self.python = False  # a step's task could not be made for a call's arrays: run from Python
         self.table = (ctypes.c_int64 * (4 * len(rows)))()
         for i, row in enumerate(rows):
             self.table[4 * i : 4 * i + 4] = list(row)
@@ -154,10 +197,19 @@ class NativeChain:
 
     def run(self, vals, ctx, first):
         switches = bool(self.blocks)
-        if switches and blas.native_setters() is not self.setters:  # BLAS libraries came or went
+        if self.python or (switches and blas.native_setters() is not self.setters):  # BLAS libraries came or went
             for st in self.steps:
                 st.run(vals, ctx, first)
             return
+        for row, refresh in self.dynamic:
+            task = refresh(vals)
+            if task is None:  # this call's arrays do not take a native call: the steps, from now on
+                self.python = True
+                self.run(vals, ctx, first)
+                return
+            if task is not self.tasks[row]:
+                self.tasks[row] = task
+                self.table[4 * row : 4 * row + 4] = list(_row(task))
         if self.small is not None:
             big = blas.large
             for blk in self.large:
@@ -171,14 +223,25 @@ class NativeChain:
             self.tasks[failed].finish(int(self.status.value))  # raises that step's error
 
 
-def group(steps: list, fixed: dict, products: bool = True) -> list:
+def _row(task: NativeTask | None) -> tuple:
+    """A task's table row: function, block, arrays (a tuple the task keeps alive), ret."""
+    if task is None:  # made at the first call
+        return (0, 0, 0, 0)
+    return (task.fn, task.block, 0 if task.arrays is None else id(task.arrays), task.ret)
+
+
+def group(steps: list, fixed: dict, products: bool = True, fed=frozenset(), pooled=frozenset()) -> list:
     """`steps` with each run of two or more consecutive native steps (their `native(fixed)`,
     `fixed`: the arrays bound for good, by value id) replaced by a NativeChain; `products`: False
     where the runtime runs its products on graphc's threads (they are not chained then). Small
-    and large products share a chain where BLAS's count can be set natively, else they split it."""
+    and large products share a chain where BLAS's count can be set natively, else they split it.
+    A step whose arrays come with a call joins a chain where each of them is there when the chain
+    starts: a fed array (`fed`) or a value a Python step before it made, but never an output
+    pool's array (`pooled`): a task holding it would keep the pool from handing it out again."""
     if _runner() is None:
         return list(steps)
     setters = blas.native_setters() if products else None
+    ready = set(fed) - set(pooled)
     out: list = []
     run: list = []  # (step, NativeStep) of the chain being gathered
 
@@ -194,9 +257,14 @@ def group(steps: list, fixed: dict, products: bool = True) -> list:
         got = make(fixed) if make is not None else None
         if got is not None and got.flops and not products:
             got = None
+        if got is not None and got.refresh is not None and not all(i in fixed or i in ready for i in got.refresh.ids):
+            got = None
         if got is None:
             close()
             out.append(st)
+            node = getattr(st, "node", None)
+            if node is not None and node.id not in pooled:  # the value it makes, there for later chains
+                ready.add(node.id)
             continue
         kinds = {x.small for _, x in run} - {None}
         if setters is None and got.small is not None and kinds and got.small not in kinds:

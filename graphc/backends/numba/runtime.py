@@ -63,9 +63,9 @@ class Runtime:
         self.own_threads = any(isinstance(getattr(st, "fn", None), scan_split.SplitScan) for st in self.steps)
         # what a call runs: the steps, native runs of them as one call each (chain.py); the arrays
         # bound for good are the static ones that no feed or output pool replaces at a call
-        per_call = set(self.pools) | {n.id for n in s.nodes.values() if n.is_input}
-        fixed = {v: a for v, a in static.items() if v not in per_call}
-        self.program = chain.group(self.steps, fixed, products=not self.own_threads)
+        fed = {n.id for n in s.nodes.values() if n.is_input}
+        fixed = {v: a for v, a in static.items() if v not in fed and v not in self.pools}
+        self.program = chain.group(self.steps, fixed, not self.own_threads, fed=fed, pooled=set(self.pools))
 
     def node(self, v):
         return self.schedule.nodes[v]

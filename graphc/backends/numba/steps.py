@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc.backends.base import run_reference
 from graphc.backends.numba import batch_split
-from graphc.backends.numba.chain import NativeStep
+from graphc.backends.numba.chain import NativeStep, native_step
 
 __all__ = [
     "LoopKernel",
@@ -43,12 +43,18 @@ class LoopKernel:
             self.call = bound(args) if bound is not None else functools.partial(self.fn, *args)
 
     def native(self, fixed):
-        """The bound call as a NativeStep, where the kernel is native code that returns nothing."""
-        make = getattr(self.fn, "task", None)
-        if self.call is None or make is None or getattr(self.fn, "ret_type", None) is not None:
-            return None
-        task = make(self.args)
-        return None if task is None else NativeStep(task)
+        """The call as a NativeStep, where the kernel is native code that returns nothing (bound
+        now, or for a call's arrays at each call that brings other ones)."""
+        if self.call is not None:
+            return None if _task_of(self.fn, self.args) is None else NativeStep(_task_of(self.fn, self.args))
+
+        def make(*arrays):
+            args = list(self.args)
+            for (pos, _, shp), a in zip(self.dyn, arrays):
+                args[pos] = a.reshape(shp)
+            return _task_of(self.kernel.bind(args), args)
+
+        return native_step(make, [vid for _, vid, _ in self.dyn], fixed)
 
     def run(self, vals, ctx, first):
         if self.call is not None:
@@ -106,12 +112,11 @@ class LibraryCall:
         self.node, self.fn, self.shape = node, fn, shape
 
     def native(self, fixed):
-        """fn's native task (`fn.task(out, *inputs)`, a matrix product's) over fixed arrays."""
+        """fn's native task (`fn.task(out, *inputs)`, a matrix product's) as a NativeStep."""
         make, n = getattr(self.fn, "task", None), self.node
-        if make is None or n.id not in fixed or any(x.id not in fixed for x in n.inputs):
+        if make is None:
             return None
-        task = make(fixed[n.id], *[fixed[x.id] for x in n.inputs])
-        return None if task is None else NativeStep(task, getattr(self.fn, "flops", 0.0))
+        return native_step(make, [n.id, *(x.id for x in n.inputs)], fixed, getattr(self.fn, "flops", 0.0))
 
     def run(self, vals, ctx, first):
         n = self.node
@@ -220,6 +225,14 @@ class EmptyReduction:
     def run(self, vals, ctx, first):
         n = self.node
         _store(vals, n, run_reference(n, [np.empty(self.shape, n.inputs[0].dtype)], ctx), True)
+
+
+def _task_of(fn, args):
+    """The native task of kernel `fn` called with `args`, where it is native code returning nothing."""
+    make = getattr(fn, "task", None)
+    if make is None or getattr(fn, "ret_type", None) is not None:
+        return None
+    return make(args)
 
 
 def _store(vals, n, res, into: bool):
