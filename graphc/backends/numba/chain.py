@@ -158,9 +158,20 @@ class NativeChain:
     count between them natively: 1 for a small one, the tuner's count for a large one."""
 
     __slots__ = (
-        "steps", "tasks", "small", "table", "status", "setters", "large", "blocks", "kinds", "final", "dynamic",
-        "python", "_addr",
-    )  # fmt: skip
+        "steps",
+        "tasks",
+        "small",
+        "table",
+        "status",
+        "setters",
+        "large",
+        "blocks",
+        "kinds",
+        "final",
+        "dynamic",
+        "python",
+        "_addr",
+    )
 
     def __init__(self, steps: list, natives: list[NativeStep], setters: tuple | None = None):
         self.steps, self.setters = steps, setters
