@@ -46,7 +46,8 @@ class LoopKernel:
         """The call as a NativeStep, where the kernel is native code that returns nothing (bound
         now, or for a call's arrays at each call that brings other ones)."""
         if self.call is not None:
-            return None if _task_of(self.fn, self.args) is None else NativeStep(_task_of(self.fn, self.args))
+            task = _task_of(self.fn, self.args)
+            return None if task is None else NativeStep(task)
 
         def make(*arrays):
             args = list(self.args)
