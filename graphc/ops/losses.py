@@ -127,8 +127,10 @@ register(
 def _infer_ce_labels_grad(inputs, attrs):
     logits, labels, g = inputs
     want, dt = _infer_ce_labels([logits, labels], attrs)
-    if g.dtype != dt or g.shape != want:
-        raise ShapeError(f"the per-example gradient {g.type_str} must be {dt}{shapes.fmt(want)}")
+    if g.dtype != dt:
+        raise DTypeError(f"the per-example gradient must be {dt} as the logits are, got {g.dtype}")
+    if g.shape != want:
+        raise ShapeError(f"the per-example gradient {shapes.fmt(g.shape)} must have the labels' {shapes.fmt(want)}")
     return logits.shape, dt
 
 

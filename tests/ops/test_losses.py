@@ -242,3 +242,15 @@ def test_declaration_errors_name_op_shapes_and_line(build, exc, msg):
         with pytest.raises(exc, match=msg) as info:
             build(x, y, t)
     assert "test_losses.py:" in str(info.value)
+
+
+def test_cross_entropy_gradient_op_checks_its_per_example_gradient():
+    from graphc.errors import DTypeError, ShapeError
+    from graphc.ops.registry import apply
+
+    with gc.Graph() as g:
+        x, y = g.input("x", (4, 5)), g.input("y", (4,), "int64")
+        with pytest.raises(ShapeError, match=r"per-example gradient \[3\] must have the labels' \[4\]"):
+            apply("cross_entropy_labels_grad", [x, y, gc.constant(np.zeros(3, np.float32))], {"axis": 1})
+        with pytest.raises(DTypeError, match="must be float32 as the logits are, got float64"):
+            apply("cross_entropy_labels_grad", [x, y, gc.constant(np.zeros(4), "float64")], {"axis": 1})

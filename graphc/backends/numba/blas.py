@@ -95,17 +95,15 @@ def native_setters() -> tuple | None:
     """The addresses of every BLAS library's native thread-count setter (`void f(int)`), for code
     that switches the count between products without Python (chain.py): the same tuple while the
     libraries are the same; None where one has no such setter."""
-    libs = _controllers()
-    addrs = tuple(c.native for c in libs)
-    if any(a is None for a in addrs):
-        return None
     global _setters
-    if _setters is None or _setters != addrs:
-        _setters = addrs
-    return _setters
+    libs = _controllers()
+    if _setters[0] is not libs:  # found again (rescan makes a new list): their setters too
+        addrs = tuple(c.native for c in libs)
+        _setters = (libs, None if any(a is None for a in addrs) else addrs)
+    return _setters[1]
 
 
-_setters = None
+_setters: tuple = (None, None)  # (the libraries they were read from, their setters or None)
 
 
 def set_natively(n: int) -> None:

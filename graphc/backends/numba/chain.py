@@ -1,4 +1,4 @@
-"""Consecutive runtime steps that are native calls with fixed arguments, run as one native call.
+"""Consecutive runtime steps that are native calls, run as one native call.
 
 A bound loop kernel, a matrix product or a product with its update (accumulate.py) over arrays
 that stay the same call after call (planned buffers, variables) is one native function call:
