@@ -57,7 +57,7 @@ def test_a_first_round_disturbed_by_a_busy_core_is_corrected_by_the_early_second
 
 
 def test_one_thread_kept_when_threads_do_not_pay_and_rechecked_later(two_cores):
-    cost = lambda n, first: 0.009 if n == 2 else 0.006
+    cost = lambda n, first: 0.0068 if n == 2 else 0.006  # 2 threads lose, but narrowly
     t = blas.Tuner(has_large=True)
     block, decided_at = blas.Tuner.BLOCK, 2 + 2 * blas.Tuner.BLOCK  # 2 warm-up calls, then a block each
     early = decided_at + blas.Tuner.FIRST_RECHECK  # the early second look at the loser
@@ -66,6 +66,30 @@ def test_one_thread_kept_when_threads_do_not_pay_and_rechecked_later(two_cores):
     assert used[early - 1 : early - 1 + block] == [2] * block
     assert used[-block:] == [2] * block  # the loser got another block RECHECK calls later
     assert t.recheck == 2 * blas.Tuner.RECHECK  # and lost again: the interval doubles
+
+
+def test_a_clear_loser_in_the_early_look_waits_twice_as_long(two_cores):
+    # one thread is 1.5x slower in every round: its probes (4 slow calls each) come half as often
+    cost = lambda n, first: 0.004 if n == 2 else 0.006
+    t = blas.Tuner(has_large=True)
+    block, early = blas.Tuner.BLOCK, 10 + blas.Tuner.FIRST_RECHECK
+    used = _drive(t, cost, early + 3)
+    assert used[early - 1 : early + 3] == [1] * block  # the early look
+    assert t.recheck == 2 * blas.Tuner.RECHECK
+    wait = 2 * blas.Tuner.RECHECK - 1  # calls from the look's decision to the next look
+    used = _drive(t, cost, wait + block)
+    assert used[:-block] == [2] * wait and used[-block:] == [1] * block
+
+
+def test_a_probe_block_far_slower_than_the_other_count_ends_at_its_first_timed_call(two_cores):
+    # 2 threads take 5x as long (a busy core): each of their blocks stops after one timed call
+    cost = lambda n, first: 0.030 if n == 2 else 0.006
+    t = blas.Tuner(has_large=True)
+    used = _drive(t, cost, 40)
+    assert used[2:6] == [1] * 4 and used[6:9] == [2, 2, 1]  # untimed wake-up, one timed call, back
+    early = 8 + blas.Tuner.FIRST_RECHECK
+    assert used[early - 1 : early + 2] == [2, 2, 1] and used.count(2) == 4
+    assert t.best == 1 and t.recheck == 2 * blas.Tuner.RECHECK
 
 
 def test_fixed_count_and_small_graphs_never_probe(monkeypatch):

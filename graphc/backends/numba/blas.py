@@ -155,13 +155,17 @@ class Tuner:
     Calls 0-1 are warm-up (compilation). Then each count runs a block of BLOCK consecutive calls,
     the first after a switch untimed (OpenBLAS's workers wake up on it: alternating counts call by
     call makes more threads look slow), and the faster median wins. The loser gets another block
-    FIRST_RECHECK calls later, then after `recheck` calls, a doubling interval, so a change of
-    load is noticed without paying for probes often.
+    FIRST_RECHECK calls later, then after `recheck` calls, a doubling interval (doubled already
+    after the early look where the loser lost clearly, by CLEAR), so a change of load is noticed
+    without paying for probes often. A probe block ends at its first timed call ABORT times
+    slower than the other count: on a busy core the rest of it would cost as much again.
     """
 
     BLOCK = 4
     FIRST_RECHECK = 8
     RECHECK = 50
+    CLEAR = 1.25  # a loser this much slower than the best lost clearly
+    ABORT = 2.0  # a probe call this much slower than the other count ends its block
 
     def __init__(self, has_large: bool):
         n = fixed()
@@ -202,6 +206,9 @@ class Tuner:
         hist = self.times[self.used]
         hist.append(time.perf_counter() - t0)
         del hist[:-9]  # recent calls only: the load changes
+        if self.queue and self._far_behind(hist[-1]):
+            # each probe call of a far slower count costs a step's worth: its block ends here
+            self.queue = [c for c in self.queue if c != self.used]
         if self.queue or self.next_check is not None:
             return
         # a probe round just ended: decide, then wait before looking again
@@ -212,13 +219,24 @@ class Tuner:
             margin = 1.0 if self.rounds < 2 else 0.9  # a later switch must win clearly
             if fastest != self.best and _median(timed[fastest]) < margin * _median(timed[self.best]):
                 self.best, self.recheck = fastest, self.RECHECK
-            elif self.rounds >= 2:
+            elif self.rounds >= 2 or (self.rounds == 1 and self._lost_clearly(timed)):
+                # each probe of the loser costs its slowdown: one that lost clearly in the early
+                # look too is looked at half as often from then on
                 self.recheck *= 2
             self.rounds += 1
         # the first round is looked at again soon: a core taken away during its few calls (another
         # process, a VM's neighbour) would otherwise fix the slower count for RECHECK calls, most of
         # a short run (seen on the LSTM step's loops: 2 threads probed at 5.8 ms against 3.5 later)
         self.next_check = self.calls + (self.FIRST_RECHECK if first else self.recheck)
+
+    def _far_behind(self, t: float) -> bool:
+        """Is call time t, of the count being probed, ABORT times the other counts' median?"""
+        others = [v for c, v in self.times.items() if c != self.used and v]
+        return bool(others) and all(t >= self.ABORT * _median(v) for v in others)
+
+    def _lost_clearly(self, timed: dict) -> bool:
+        best = _median(timed[self.best])
+        return all(_median(v) >= self.CLEAR * best for c, v in timed.items() if c != self.best)
 
 
 def _median(v):
