@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Benchmarks: graphc against PyTorch (eager) and JAX (jit) on the same computations.
 
-    python benchmarks/run.py WORKLOAD [WORKLOAD ...]|all [--backend numba] [--peers torch,jax] [--repeats N]
+    python benchmarks/run.py WORKLOAD [WORKLOAD ...]|all [--backend numba] [--peers torch,jax]
+                             [--repeats N] [--rounds N]
 
 prints, per system, `WORKLOAD SYSTEM median_ms=… cold_compile_s=… warm_compile_s=… peak_rss_mb=…`
 and then a `# WORKLOAD check …` line saying whether the systems computed the same thing
 (exit status 1 if not). See benchmarks/README.md for what each number means.
 
-Each system runs in its own subprocesses, twice, with a cache directory made for it:
+Each system runs in its own subprocesses, twice a round, with a cache directory made for it:
   cold: a fresh process, empty cache -> cold_compile_s (build + compile + first call);
   warm: a fresh process, that cache now filled -> warm_compile_s, then the timed steps
         (median_ms) and the process's peak RSS (peak_rss_mb).
+The systems take turns, round by round (--rounds, default 3); a system's figures are the median
+of all its rounds' steps, its median round's compile times and its largest peak RSS.
 """
 
 import argparse
@@ -113,7 +116,7 @@ def _spawn(spec: dict, env: dict, timeout: float) -> dict:
 
 
 def measure(workload: str, system: str, backend: str, repeats: int, budget_s: float, timeout: float) -> dict:
-    """Cold then warm subprocess for one system, sharing a fresh cache directory."""
+    """One round for one system: a cold then a warm subprocess sharing a fresh cache directory."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{workload}-{system}-") as cache:
         env = {
             **os.environ,
@@ -134,8 +137,7 @@ def measure(workload: str, system: str, backend: str, repeats: int, budget_s: fl
             return warm
     return {
         "median_ms": statistics.median(warm["times_ms"]) if warm["times_ms"] else float("nan"),
-        "min_ms": min(warm["times_ms"], default=float("nan")),
-        "steps": len(warm["times_ms"]),
+        "times_ms": warm["times_ms"],
         "cold_compile_s": cold["compile_s"],
         "warm_compile_s": warm["compile_s"],
         "peak_rss_mb": warm["peak_rss_mb"],
@@ -143,6 +145,46 @@ def measure(workload: str, system: str, backend: str, repeats: int, budget_s: fl
         "import_s": warm["import_s"],
         "probes": cold["probes"],
         "warm_probes": warm["probes"],
+    }
+
+
+def measure_rounds(workload: str, systems: list, rounds: int, report, **kw) -> dict:
+    """`rounds` rounds of `measure`, the systems one after another in each (the order rotated),
+    so a slow spell of the machine falls on every system alike; then each system's rounds in one.
+
+    Each round's timed steps run at a stretch in a process of their own (after its warm-up
+    calls), as a single round's do: no system's threads sit idle between its steps.
+    """
+    runs = {s: [] for s in systems}
+    for r in range(rounds):
+        for system in systems[r % len(systems) :] + systems[: r % len(systems)]:
+            if not runs[system] or "skipped" not in runs[system][-1]:
+                runs[system].append(measure(workload, system, **kw))
+        report(r, {s: rs[-1] for s, rs in runs.items()})
+    return {s: _combine(rs) for s, rs in runs.items()}
+
+
+def _combine(rounds: list) -> dict:
+    """One system's rounds as one result: the median of all their timed steps, the median round's
+    compile times, the largest peak RSS; each round's own figures kept under `rounds`."""
+    bad = [r for r in rounds if "skipped" in r]
+    if bad:
+        return bad[0]
+    times = [t for r in rounds for t in r["times_ms"]]
+    mid = statistics.median_low
+    return {
+        "median_ms": statistics.median(times) if times else float("nan"),
+        "min_ms": min(times, default=float("nan")),
+        "steps": len(times),
+        "cold_compile_s": mid(r["cold_compile_s"] for r in rounds),
+        "warm_compile_s": mid(r["warm_compile_s"] for r in rounds),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
+        "cold_peak_rss_mb": max(r["cold_peak_rss_mb"] for r in rounds),
+        "import_s": mid(r["import_s"] for r in rounds),
+        "probes": rounds[0]["probes"],
+        "warm_probes": rounds[0]["warm_probes"],
+        "round_probes": [[r["probes"], r["warm_probes"]] for r in rounds],
+        "rounds": rounds,
     }
 
 
@@ -155,7 +197,7 @@ def _close(a, b, rtol, atol) -> bool:
 
 
 def check(wl, results: dict) -> tuple[bool, str]:
-    """Do all measured systems (and each system's cold and warm runs) compute the same thing?
+    """Do all measured systems (and each system's cold and warm runs, in every round) compute the same thing?
 
     Training: the first loss (same weights, same batch) to 2e-5, and the change of the loss over
     one SGD step (which tests the gradients and the update) to 0.5%; float32 rounding moves them
@@ -166,9 +208,13 @@ def check(wl, results: dict) -> tuple[bool, str]:
         return False, "nothing ran"
     problems = []
     for s, r in ok.items():
-        if not all(_close(a, b, 1e-5, 1e-6) for a, b in zip(r["probes"], r["warm_probes"])):
-            cold, warm = (" then ".join(map(_g, r[k])) for k in ("probes", "warm_probes"))
-            problems.append(f"{s} gives different results cold ({cold}) and warm ({warm})")
+        for i, pair in enumerate(r.get("round_probes", [[r["probes"], r["warm_probes"]]])):
+            for what, got in zip(("cold", "warm"), pair):
+                if not all(_close(a, b, 1e-5, 1e-6) for a, b in zip(r["probes"], got)):
+                    first, other = (" then ".join(map(_g, p)) for p in (r["probes"], got))
+                    problems.append(
+                        f"{s} gives different results {what} in round {i + 1} ({other}) and cold in round 1 ({first})"
+                    )
     base_name, base = next(iter(ok.items()))
     (a0,), (a1,) = base["probes"] if wl.TRAINING else ([0.0], [0.0])
     for s, r in ok.items():
@@ -193,6 +239,21 @@ def _fmt(workload: str, system: str, r: dict) -> str:
             f"warm_compile_s={r['warm_compile_s']:.3f} peak_rss_mb={r['peak_rss_mb']:.1f}")  # fmt: skip
 
 
+def _round_printer(workload: str, labels: dict, rounds: int):
+    """Prints, after each round, a comment line with every system's median step of that round."""
+
+    def report(r: int, last: dict):
+        if rounds < 2:
+            return
+        cells = [
+            f"{label} {'skipped' if 'skipped' in last[s] else format(last[s]['median_ms'], '.3f')}"
+            for label, s in labels.items()
+        ]
+        print(f"# {workload} round {r + 1}/{rounds} median_ms: " + ", ".join(cells), flush=True)
+
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workload", nargs="+", choices=[*WORKLOADS, "all"], help="one or more workloads, or all")
@@ -201,7 +262,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of torch,jax ('' for none)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps (default: per workload)")
-    ap.add_argument("--budget", type=float, default=10.0, help="stop timing a system after this many seconds")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every system's cold and warm processes, interleaved (default 3)",
+    )
+    ap.add_argument("--budget", type=float, default=10.0, help="stop timing a system after this many seconds per round")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds before a worker process is abandoned")
     ap.add_argument("--json", help="also write every measurement (all steps, probes) to this file")
     args = ap.parse_args(argv)
@@ -209,17 +276,28 @@ def main(argv=None) -> int:
     unknown = set(peers) - set(PEERS)
     if unknown:
         ap.error(f"unknown peer(s) {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
 
     names = list(WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
     report, all_ok = {}, True
     for name in names:
         wl = WORKLOADS[name]
         repeats = wl.REPEATS if args.repeats is None else args.repeats
-        results = {}
-        for system in ["graphc", *peers]:
-            label = LABELS.get(system, f"graphc-{args.backend}")
-            results[label] = measure(name, system, args.backend, repeats, args.budget, args.timeout)
-            print(_fmt(name, label, results[label]), flush=True)
+        labels = {LABELS.get(s, f"graphc-{args.backend}"): s for s in ["graphc", *peers]}
+        by_system = measure_rounds(
+            name,
+            list(labels.values()),
+            args.rounds,
+            _round_printer(name, labels, args.rounds),
+            backend=args.backend,
+            repeats=repeats,
+            budget_s=args.budget,
+            timeout=args.timeout,
+        )
+        results = {label: by_system[system] for label, system in labels.items()}
+        for label, r in results.items():
+            print(_fmt(name, label, r), flush=True)
         ok, msg = check(wl, results)
         all_ok &= ok
         print(f"# {name} check {msg}", flush=True)
