@@ -229,3 +229,30 @@ def test_a_failed_part_stops_the_chain_and_raises_its_error():
     assert seen == [7]
     np.testing.assert_allclose(before, a @ b, rtol=1e-5)  # the part before ran
     assert not after.any()  # the part after did not
+
+
+def test_a_series_runs_its_tasks_in_order_and_raises_the_failed_one():
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
+    first, second, after = (np.zeros((4, 4), np.float32) for _ in range(3))
+    seen = []
+
+    def finish(status):
+        seen.append(status)
+        raise KernelFailed(f"the test part failed (status {status})")
+
+    ret = ctypes.c_int64(0)
+    fails = NativeTask(_status_one(), 0, None, ctypes.addressof(ret), ret, finish)
+    gemm = [accumulate.task(out, a, b, 1.0, 0.0) for out in (first, second, after)]
+    whole = chain.series(gemm[:2])
+    whole()
+    np.testing.assert_allclose(first, a @ b, rtol=1e-5)
+    np.testing.assert_allclose(second, a @ b, rtol=1e-5)
+    first[:] = 0
+    broken = chain.series([gemm[0], fails, gemm[2]])
+    with pytest.raises(KernelFailed, match="status 7"):
+        broken()
+    assert seen == [7]
+    np.testing.assert_allclose(first, a @ b, rtol=1e-5)  # the task before ran
+    assert not after.any()  # the task after did not
+    assert chain.series([gemm[0], None]) is None

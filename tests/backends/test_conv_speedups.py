@@ -146,6 +146,67 @@ def test_batches_split_over_threads_match_the_reference(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def _grouped_conv_graph(rng):
+    with gc.Graph("native-parts") as g:
+        x = g.input("x", ("batch", 4, 9, 9))
+        w1 = g.input("w1", (6, 2, 3, 3))  # two groups
+        w2 = g.input("w2", (5, 6, 4, 4))  # 16 output pixels < 96 per column: the transposed layout
+        h = gc.conv2d(gc.relu(gc.conv2d(x, w1, groups=2, padding=1)), w2, stride=2)
+        c = gc.constant(rng.standard_normal((1, *h.shape[1:])).astype("float32"))
+        grads = gc.grad(gc.sum(h * c), [x, w1, w2])
+    return g, [h, *grads]
+
+
+@pytest.mark.parametrize("native_gemms", [True, False])
+def test_conv_parts_run_as_native_tasks_and_match_the_reference(monkeypatch, native_gemms):
+    """Each split conv part is one native series (its columns, its gemms, its col2im) for the
+    native workers; with gemms BLAS cannot take natively the parts run from Python threads.
+    A new batch at every call, and the same array's contents changed in place, both give the
+    reference's values (the gemms made once, the columns task again for a new batch)."""
+    from graphc.backends.numba import accumulate, native
+
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "2")
+    split = lowerings_conv.batch_split
+    monkeypatch.setattr(split, "MIN_PART_ELEMENTS", 1)
+    if not native_gemms:
+        monkeypatch.setattr(accumulate, "task", lambda *a, **k: None)
+    kinds = []  # per split call: were all its parts native tasks?
+    real = split.in_parallel
+    monkeypatch.setattr(
+        split, "in_parallel", lambda fns: kinds.append(all(isinstance(f, native.NativeTask) for f in fns)) or real(fns)
+    )
+    made = []
+    real_gemms = lowerings_conv._gemms
+    monkeypatch.setattr(lowerings_conv, "_gemms", lambda products: made.append(1) or real_gemms(products))
+    rng = np.random.default_rng(5)
+    g, outs = _grouped_conv_graph(rng)
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype("float32")
+
+    ws = {"w1": arr(6, 2, 3, 3), "w2": arr(5, 6, 4, 4)}
+    ref, got = gc.compile(g, "reference", outputs=outs), gc.compile(g, "numba", outputs=outs)
+    same = arr(4, 4, 9, 9)
+    batches = [arr(4, 4, 9, 9) for _ in range(3)] + [same, same, None, arr(4, 4, 9, 9), arr(4, 4, 9, 9)]
+    for i, x in enumerate(batches):
+        if x is None:
+            same *= -2.0  # the same array as the last call's, other contents
+            x = same
+        for o, r, v in zip(outs, ref({"x": x, **ws}), got({"x": x, **ws})):
+            np.testing.assert_allclose(v, r, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(r).max())), err_msg=str(o))
+        if i == 2:
+            made_by_then = len(made)
+    assert kinds and all(kinds) == (native_gemms and chain_runs())
+    if native_gemms and chain_runs():
+        assert len(made) == made_by_then  # the gemms of later calls, new batches or not, were made before
+
+
+def chain_runs() -> bool:
+    from graphc.backends.numba import chain
+
+    return chain._runner() is not None
+
+
 def test_a_small_batch_is_not_split(monkeypatch):
     split = lowerings_conv.batch_split
     monkeypatch.setattr(split.blas, "large", 2)

@@ -196,10 +196,11 @@ def prepare(out, a, b, alpha: float, beta: float, fill=None, threads: int | None
     return in_blocks
 
 
-def task(out, a, b, alpha: float, beta: float, fill=None):
+def task(out, a, b, alpha: float, beta: float, fill=None, hold: bool = True):
     """`gemm` for these arrays as one native.NativeTask (BLAS threads it as its thread count
-    then says), for a caller that keeps the arrays alive; None where BLAS or graphc's native
-    code cannot take them."""
+    then says); None where BLAS or graphc's native code cannot take them. The task holds the
+    arrays; with hold=False it holds none of them, for a caller that runs it only while arrays
+    at the same addresses (and of the same shapes and strides) are alive."""
     c = _checked(out, a, b, alpha, beta, fill)
     if c is None:
         return None
@@ -207,7 +208,7 @@ def task(out, a, b, alpha: float, beta: float, fill=None):
 
     row = None if c.fill is None else (c.fill.ctypes.data, c.fill.itemsize)
     made = team.gemm_task(native.blas_function(c.dtype)[0], c.bits, c.dtype, c.args(), row)
-    if made is not None:
+    if made is not None and hold:
         made.keep = (made.keep, out, a, b, c.fill)  # the task outlives no array it points into
     return made
 

@@ -23,7 +23,7 @@ import ctypes
 from graphc.backends.numba import blas, native
 from graphc.backends.numba.native import NativeTask
 
-__all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step"]
+__all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step", "series"]
 
 _IR = """
 define i64 @graphc_chain_run(ptr %tab, i64 %n, ptr %status) {
@@ -83,22 +83,78 @@ done:
 }
 """
 
+_SERIES_IR = """
+define i32 @graphc_chain_series(ptr %blk, ptr %arr, ptr %ret) {
+entry:
+  %n = load i64, ptr %blk
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
+  %more = icmp slt i64 %i, %n
+  br i1 %more, label %body, label %ok
+body:
+  %row = mul i64 %i, 4
+  %at = add i64 %row, 2
+  %pf = getelementptr i64, ptr %blk, i64 %at
+  %fn = load ptr, ptr %pf
+  %pb = getelementptr i64, ptr %pf, i64 1
+  %b = load ptr, ptr %pb
+  %pa = getelementptr i64, ptr %pf, i64 2
+  %a = load ptr, ptr %pa
+  %pr = getelementptr i64, ptr %pf, i64 3
+  %r = load ptr, ptr %pr
+  %st = call i32 %fn(ptr %b, ptr %a, ptr %r)
+  %zero = icmp eq i32 %st, 0
+  %none = icmp eq i32 %st, -2
+  %good = or i1 %zero, %none
+  br i1 %good, label %next, label %fail
+next:
+  %i1 = add i64 %i, 1
+  br label %loop
+ok:
+  ret i32 0
+fail:
+  %pi = getelementptr i64, ptr %blk, i64 1
+  store i64 %i, ptr %pi
+  ret i32 %st
+}
+"""
+
 _RUN = None  # the compiled loop; False where there is no native code for this machine
 _THREADS = 0  # the address of graphc_chain_threads: block = [count, k, k setters' addresses]
+_SERIES = 0  # the address of graphc_chain_series: block = [count, failed part, count table rows]
 
 
 def _runner():
-    global _RUN, _THREADS
+    global _RUN, _THREADS, _SERIES
     if _RUN is None:
         try:
-            got = native.add_ir(_IR + _THREADS_IR, ["graphc_chain_run", "graphc_chain_threads"], {})
+            names = ["graphc_chain_run", "graphc_chain_threads", "graphc_chain_series"]
+            got = native.add_ir(_IR + _THREADS_IR + _SERIES_IR, names, {})
             _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(
                 got["graphc_chain_run"]
             )
-            _THREADS = got["graphc_chain_threads"]
+            _THREADS, _SERIES = got["graphc_chain_threads"], got["graphc_chain_series"]
         except Exception:  # no LLVM target: every step runs from Python
             _RUN = False
     return _RUN or None
+
+
+def series(tasks: list) -> NativeTask | None:
+    """`tasks` (NativeTasks) run one after another as one NativeTask, stopping at the first that
+    fails (its error raised by the series' finish); None where there is no native code here or
+    a task is None. A worker of the team runs it as it would one task."""
+    if _runner() is None or any(t is None for t in tasks):
+        return None
+    blk = (ctypes.c_int64 * (2 + 4 * len(tasks)))(len(tasks), -1)
+    for i, t in enumerate(tasks):
+        blk[2 + 4 * i : 6 + 4 * i] = list(_row(t))
+
+    def finish(status):
+        if status not in (0, -2):
+            tasks[blk[1]].finish(status)
+
+    return NativeTask(_SERIES, ctypes.addressof(blk), None, 0, (blk, tasks), finish)
 
 
 class NativeStep:

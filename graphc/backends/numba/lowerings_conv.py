@@ -14,7 +14,9 @@ Groups are one more batch axis of the matmuls. The products are one per image (n
 over the batch; one GEMM over the whole batch measured 2-4x slower on LeNet's shapes), so their
 BLAS thread count follows one image's product, not the batch's. When those are small (all of
 LeNet's), the batch itself is split over the BLAS tuner's threads instead (batch_split: each
-thread makes its images' columns and products), as are the pooling kernels'. Measured on the LeNet-5 shapes (batch 64,
+thread makes its images' columns and products, as one native series for graphc's native team
+where every piece is native code: _Parts), as are the pooling kernels'. Measured on the
+LeNet-5 shapes (batch 64,
 float32, one BLAS thread, this 2-core box under load ~4.5, so every figure is inflated; ms,
 median of 30-50, torch 2.13 CPU with one thread in the same process for scale):
 
@@ -47,7 +49,7 @@ import threading
 
 import numpy as np
 
-from graphc.backends.numba import batch_split, blas
+from graphc.backends.numba import accumulate, batch_split, blas, chain
 from graphc.ops.registry import lowering
 
 _ARENA = threading.local()
@@ -152,16 +154,31 @@ def _memo() -> _Memo:
     return m
 
 
+class _Fill:
+    """Images lo..hi of x's columns made into cols4: called, or as a native task (fill.task)."""
+
+    __slots__ = ("cols4", "args")
+
+    def __init__(self, cols4, kh, kw, geo):
+        self.cols4, self.args = cols4, (kh, kw, *geo)
+
+    def __call__(self, x, lo, hi):
+        _k().im2col(x[lo:hi], self.cols4[lo:hi], *self.args)
+
+    def task(self, x, lo, hi):
+        return _k().im2col.task(x[lo:hi], self.cols4[lo:hi], *self.args)
+
+
 def _columns_of(node, x_shape, dims, geo, shared: str):
-    """x -> (cols, fill): x's im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo) and
-    fill(x, lo, hi), which makes images lo..hi of them (None: they are made already). shared
+    """x -> (cols, fill): x's im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo) and a _Fill,
+    which makes images lo..hi of them (None: they are made already). shared
     "put": the columns go into the memo (the forward conv2d); "get": they are taken from the memo
     when it holds x's (the weight gradient), else made in a reused scratch buffer. For a 1x1
     kernel at stride 1 without padding the columns are x itself, reshaped."""
     n, c, g, k, kh, kw, ho, wo = dims
     if _identity_cols(kh, kw, geo, node.attrs["padding"]):
         return lambda x: (x.reshape(n, g, k, ho * wo), None)
-    im2col, dt = _k().im2col, node.dtype
+    dt = node.dtype
     shape = (n, c * kh * kw, ho, wo)
     key = (*x_shape, np.dtype(dt).str, kh, kw, *geo)
 
@@ -174,9 +191,58 @@ def _columns_of(node, x_shape, dims, geo, shared: str):
                 return cols4.reshape(n, g, k, ho * wo), None
         if cols4 is None:
             cols4 = _scratch(shape, dt)
-        return cols4.reshape(n, g, k, ho * wo), lambda x, lo, hi: im2col(x[lo:hi], cols4[lo:hi], kh, kw, *geo)
+        return cols4.reshape(n, g, k, ho * wo), _Fill(cols4, kh, kw, geo)
 
     return columns
+
+
+def _where(*arrays) -> tuple:
+    """The arrays' memory as a key: address, shape and strides of each."""
+    return tuple((a.__array_interface__["data"][0], a.shape, a.strides) for a in arrays)
+
+
+class _Parts:
+    """The native tasks of a conv's batch parts, so the team's workers run them (a handover of
+    about a microsecond; a Python thread's took 75-115 us here, five times per LeNet step).
+
+    A part is one series (chain.series) of pieces: its columns kernel, the gemms of its images
+    and groups, a col2im kernel. Each piece is made again only when its arrays' memory (`_where`:
+    addresses, shapes and strides) changed, so a new batch each call makes the columns task again,
+    not the gemms. A piece runs only in a call whose own arrays matched its key: its pointers
+    are into them (the gemms hold no array; the kernels' tasks hold theirs)."""
+
+    __slots__ = ("made", "series")
+
+    KEEP = 2  # tasks kept per piece: an output pool's two arrays, when the caller holds the last
+
+    def __init__(self):
+        self.made: dict = {}  # (lo, hi, piece's name) -> [(its key, [tasks])], the latest first
+        self.series: dict = {}  # (lo, hi) -> (the pieces' task lists, their series)
+
+    def task(self, lo, hi, pieces):
+        """The part lo..hi as one NativeTask; `pieces`: [(name, key, make)] in order, make()
+        giving a NativeTask or a list of them. None where one has no native task."""
+        lists = []
+        for name, key, make in pieces:
+            kept = self.made.setdefault((lo, hi, name), [])
+            got = next((e for e in kept if e[0] == key), None)
+            if got is None:
+                t = make()
+                got = (key, t if isinstance(t, list) else [t])
+            if not kept or kept[0] is not got:
+                kept[:] = [got, *[e for e in kept if e is not got]][: self.KEEP]
+            lists.append(got[1])
+        s = self.series.get((lo, hi))
+        if s is None or len(s[0]) != len(lists) or any(x is not y for x, y in zip(s[0], lists)):
+            s = self.series[(lo, hi)] = (lists, chain.series([t for x in lists for t in x]))
+        return s[1]
+
+
+def _gemms(products) -> list:
+    """[(out, a, b)] as gemm tasks out = a @ b (None in the list where BLAS cannot take one).
+    They hold no array: one may be an output pool's, which the pool hands out again only when
+    nothing else holds it; _Parts runs them only in a call whose arrays are at their addresses."""
+    return [accumulate.task(o, a, b, 1.0, 0.0, hold=False) for o, a, b in products]
 
 
 def _threads_for(flops: float, n: int):
@@ -187,10 +253,10 @@ def _threads_for(flops: float, n: int):
     return small, flops * n if small else flops
 
 
-def _split(small: bool, n: int, elements: int, part) -> None:
+def _split(small: bool, n: int, elements: int, part, task) -> None:
     if small:
         blas.use(1)
-        batch_split.over_batch(n, elements, part)
+        batch_split.over_batch(n, elements, part, task)
     else:
         blas.use(blas.large)
         part(0, n)
@@ -205,6 +271,7 @@ def _conv(node, in_shapes, out_shape):
     k, og, p = cg * kh * kw, o // g, ho * wo
     columns = _columns_of(node, in_shapes[0], (n, c, g, k, kh, kw, ho, wo), geo, "put")
     small, work = _threads_for(2.0 * o * k * p, n)  # flops of one image's product
+    parts = _Parts()
 
     def run(out, x, w):
         x = np.ascontiguousarray(x)
@@ -216,7 +283,16 @@ def _conv(node, in_shapes, out_shape):
                 fill(x, lo, hi)
             np.matmul(wg, cols[lo:hi], out=out4[lo:hi])
 
-        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
+        def task(lo, hi):
+            pieces = [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+
+            def products():
+                return _gemms([(out4[i, j], wg[j], cols[i, j]) for i in range(lo, hi) for j in range(g)])
+
+            pieces.append(("gemms", _where(out, w, cols), products))
+            return parts.task(lo, hi, pieces)
+
+        _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
 
     run.flops = work
     return run
@@ -236,6 +312,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     short = p < k
     per_image = np.empty((n, g, k, og) if short else (n, g, og, k), dt)
     summed = np.empty((g, k, og), dt) if short else None
+    parts = _Parts()
 
     def run(out, x, gy):
         x = np.ascontiguousarray(x)
@@ -252,7 +329,17 @@ def _conv_grad_weight(node, in_shapes, out_shape):
             else:
                 np.matmul(gy4[lo:hi], cols[lo:hi].transpose(0, 1, 3, 2), out=per_image[lo:hi])
 
-        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
+        def products(lo, hi):  # natively, cblas reads gy's transpose in place (as fast as the copy here)
+            if short:
+                return [(per_image[i, j], cols[i, j], gy4[i, j].T) for i in range(lo, hi) for j in range(g)]
+            return [(per_image[i, j], gy4[i, j], cols[i, j].T) for i in range(lo, hi) for j in range(g)]
+
+        def task(lo, hi):
+            pieces = [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+            pieces.append(("gemms", _where(gy, cols), lambda: _gemms(products(lo, hi))))
+            return parts.task(lo, hi, pieces)
+
+        _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
         if short:  # summed, then transposed: summing into the transposed view took twice as long
             np.sum(per_image, axis=0, out=summed)
             np.copyto(out.reshape(g, og, k), summed.transpose(0, 2, 1))
@@ -273,6 +360,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
     col2im = _k().col2im
     ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
     small, work = _threads_for(2.0 * o * k * p, n)
+    parts = _Parts()
 
     def run(out, gy, w):
         wt = w.reshape(g, og, k).transpose(0, 2, 1)  # BLAS reads the transpose in place
@@ -285,7 +373,19 @@ def _conv_grad_input(node, in_shapes, out_shape):
             if not ident:
                 col2im(cols4[lo:hi], out[lo:hi], kh, kw, *geo)  # out: a planned, contiguous buffer
 
-        _split(small, n, n * c * kh * kw * p, part)  # as many elements as the columns
+        def task(lo, hi):
+            def products():
+                return _gemms([(cols[i, j], wt[j], gyg[i, j]) for i in range(lo, hi) for j in range(g)])
+
+            def scatter():
+                return col2im.task(cols4[lo:hi], out[lo:hi], kh, kw, *geo)
+
+            pieces = [("gemms", _where(gy, w, cols4), products)]
+            if not ident:
+                pieces.append(("col2im", _where(cols4, out), scatter))
+            return parts.task(lo, hi, pieces)
+
+        _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
 
     run.flops = work
     return run
