@@ -128,6 +128,9 @@ def measure(workload: str, system: str, backend: str, repeats: int, budget_s: fl
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
             "PYTHONWARNINGS": "ignore",
         }
+        # Python's bytecode cache on, as in a usual environment: pip wrote the peers' .pyc files
+        # at install; graphc's checkout (an editable install) gets its own in its first process
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         spec = {"workload": workload, "system": system, "backend": backend, "repeats": 0, "budget_s": budget_s}
         cold = _spawn(spec, env, timeout)
         if "skipped" in cold:
