@@ -165,6 +165,13 @@ def test_small_and_large_products_share_a_chain_that_switches_blas_threads_betwe
     assert [log[i] for i in range(2)] == [3, 1]  # to the tuner's count before the large ones, then 1
     for o in outs:
         np.testing.assert_allclose(o, a @ b, rtol=1e-5)
+    # the libraries found again (blas.rescan): an equal tuple of the same setters, not the same
+    # object; the chain still runs natively (once it compared by identity, and every chain with
+    # a switch ran its steps from Python in every real runtime)
+    monkeypatch.setattr(blas, "native_setters", lambda: tuple(list(setters)))
+    st.run({}, None, False)
+    blas.restore()
+    assert [log[i] for i in range(4)] == [3, 1, 3, 1]
     # where the count can be set from Python only, products of each kind get chains of their own
     monkeypatch.setattr(blas, "native_setters", lambda: None)
     split = chain.group(steps, {})

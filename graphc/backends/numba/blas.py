@@ -93,8 +93,9 @@ def rescan() -> None:
 
 def native_setters() -> tuple | None:
     """The addresses of every BLAS library's native thread-count setter (`void f(int)`), for code
-    that switches the count between products without Python (chain.py): the same tuple while the
-    libraries are the same; None where one has no such setter."""
+    that switches the count between products without Python (chain.py): an equal tuple while the
+    libraries are the same (compare with ==: a rescan makes a new one); None where one has no
+    such setter."""
     global _setters
     libs = _controllers()
     if _setters[0] is not libs:  # found again (rescan makes a new list): their setters too

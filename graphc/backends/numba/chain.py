@@ -264,7 +264,7 @@ class NativeChain:
 
     def run(self, vals, ctx, first):
         switches = bool(self.blocks)
-        if self.python or (switches and blas.native_setters() is not self.setters):  # BLAS libraries came or went
+        if self.python or (switches and blas.native_setters() != self.setters):  # BLAS libraries came or went
             for st in self.steps:
                 st.run(vals, ctx, first)
             return
