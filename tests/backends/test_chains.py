@@ -263,3 +263,29 @@ def test_a_series_runs_its_tasks_in_order_and_raises_the_failed_one():
     np.testing.assert_allclose(first, a @ b, rtol=1e-5)  # the task before ran
     assert not after.any()  # the task after did not
     assert chain.series([gemm[0], None]) is None
+
+
+def test_a_label_out_of_range_stops_the_chain_with_the_references_error_and_updates_nothing():
+    g, exe = _mlp("numba")
+    gr, ref = _mlp("reference")
+    rng = np.random.default_rng(2)
+    x, y = _batch(rng)
+    exe(x=x, y=y), ref(x=x, y=y)
+    rt = _runtime(exe)
+    labelled = [s for c in rt.program if isinstance(c, NativeChain) for s in c.steps if hasattr(s, "node")]
+    names = {s.node.opdef.name for s in labelled}
+    if chain._runner() is not None:  # the label kernels run inside chains, checked natively
+        assert {"cross_entropy_labels", "cross_entropy_labels_grad"} <= names, names
+    before = {k: np.array(v) for k, v in g.values.items()}
+    bad = y.copy()
+    bad[3] = 5  # 5 classes: 0..4
+    with pytest.raises(gc.GraphcError, match="5") as err:
+        exe(x=x, y=bad)
+    with pytest.raises(type(err.value)):
+        ref(x=x, y=bad)
+    for k, v in before.items():  # the step stopped before any update
+        np.testing.assert_array_equal(g.values[k], v, err_msg=k)
+    x2, y2 = _batch(rng)  # and the next good step runs natively again, as the reference
+    np.testing.assert_allclose(exe(x=x2, y=y2)[0], ref(x=x2, y=y2)[0], rtol=1e-5)
+    for k in g.values:
+        np.testing.assert_allclose(g.values[k], gr.values[k], rtol=1e-4, atol=1e-6, err_msg=k)

@@ -14,7 +14,8 @@ where small and large ones alternate, switches it natively between them (`graphc
 calls each library's setter; with a BLAS whose setter is not native code, a chain holds products
 of one kind only). A step that reads a fed array (or a view of one that a Python step before the
 chain made) joins with a task made for the call's arrays (`Refresher`); a step that writes an
-output pool's array stays a Python step. A failed part stops the chain there and raises its
+output pool's array stays a Python step. A label kernel joins through `checked`, which fails
+where it counted labels out of range. A failed part stops the chain there and raises its
 error, as its step would have.
 """
 
@@ -23,7 +24,7 @@ import ctypes
 from graphc.backends.numba import blas, native
 from graphc.backends.numba.native import NativeTask
 
-__all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step", "series"]
+__all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step", "series", "checked"]
 
 _IR = """
 define i64 @graphc_chain_run(ptr %tab, i64 %n, ptr %status) {
@@ -120,21 +121,47 @@ fail:
 }
 """
 
+_CHECKED_IR = """
+define i32 @graphc_chain_checked(ptr %blk, ptr %arr, ptr %ret) {
+entry:
+  %fn = load ptr, ptr %blk
+  %pb = getelementptr i64, ptr %blk, i64 1
+  %inner = load ptr, ptr %pb
+  %st = call i32 %fn(ptr %inner, ptr %arr, ptr %ret)
+  %zero = icmp eq i32 %st, 0
+  %none = icmp eq i32 %st, -2
+  %good = or i1 %zero, %none
+  br i1 %good, label %look, label %out
+look:
+  %v = load i64, ptr %ret
+  %bad = icmp ne i64 %v, 0
+  br i1 %bad, label %report, label %out
+report:
+  ret i32 -3
+out:
+  ret i32 %st
+}
+"""
+
+REPORTED = -3  # graphc_chain_checked's status: the kernel ran and returned something other than 0
+
 _RUN = None  # the compiled loop; False where there is no native code for this machine
 _THREADS = 0  # the address of graphc_chain_threads: block = [count, k, k setters' addresses]
 _SERIES = 0  # the address of graphc_chain_series: block = [count, failed part, count table rows]
+_CHECKED = 0  # the address of graphc_chain_checked: block = [function, its block]
 
 
 def _runner():
-    global _RUN, _THREADS, _SERIES
+    global _RUN, _THREADS, _SERIES, _CHECKED
     if _RUN is None:
         try:
-            names = ["graphc_chain_run", "graphc_chain_threads", "graphc_chain_series"]
-            got = native.add_ir(_IR + _THREADS_IR + _SERIES_IR, names, {})
+            names = ["graphc_chain_run", "graphc_chain_threads", "graphc_chain_series", "graphc_chain_checked"]
+            got = native.add_ir(_IR + _THREADS_IR + _SERIES_IR + _CHECKED_IR, names, {})
             _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(
                 got["graphc_chain_run"]
             )
             _THREADS, _SERIES = got["graphc_chain_threads"], got["graphc_chain_series"]
+            _CHECKED = got["graphc_chain_checked"]
         except Exception:  # no LLVM target: every step runs from Python
             _RUN = False
     return _RUN or None
@@ -155,6 +182,23 @@ def series(tasks: list) -> NativeTask | None:
             tasks[blk[1]].finish(status)
 
     return NativeTask(_SERIES, ctypes.addressof(blk), None, 0, (blk, tasks), finish)
+
+
+def checked(task: NativeTask | None, report) -> NativeTask | None:
+    """`task`, a kernel's that returns an integer or a bool (into its `ret`, zeroed first), as a
+    NativeTask that fails where that value is not 0, so a chain stops there (the label kernels'
+    count of labels out of range); its finish then calls report(), which raises the error. None
+    where task is None or there is no native code here."""
+    if task is None or _runner() is None:
+        return None
+    blk = (ctypes.c_int64 * 2)(task.fn, task.block)
+
+    def finish(status):
+        if status == REPORTED:
+            report()
+        task.finish(status)
+
+    return NativeTask(_CHECKED, ctypes.addressof(blk), task.arrays, task.ret, (blk, task), finish)
 
 
 class NativeStep:
