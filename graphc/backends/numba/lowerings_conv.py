@@ -169,6 +169,11 @@ class _Fill:
         return _k().im2col.task(x[lo:hi], self.cols4[lo:hi], *self.args)
 
 
+def _fill_pieces(fill: _Fill | None, x, lo, hi) -> list:
+    """A part's columns piece for _Parts.task: none where the columns are made already."""
+    return [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+
+
 def _columns_of(node, x_shape, dims, geo, shared: str):
     """x -> (cols, fill): x's im2col columns as (n, groups, C/groups*kh*kw, Ho*Wo) and a _Fill,
     which makes images lo..hi of them (None: they are made already). shared
@@ -284,7 +289,7 @@ def _conv(node, in_shapes, out_shape):
             np.matmul(wg, cols[lo:hi], out=out4[lo:hi])
 
         def task(lo, hi):
-            pieces = [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+            pieces = _fill_pieces(fill, x, lo, hi)
 
             def products():
                 return _gemms([(out4[i, j], wg[j], cols[i, j]) for i in range(lo, hi) for j in range(g)])
@@ -335,7 +340,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
             return [(per_image[i, j], gy4[i, j], cols[i, j].T) for i in range(lo, hi) for j in range(g)]
 
         def task(lo, hi):
-            pieces = [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+            pieces = _fill_pieces(fill, x, lo, hi)
             pieces.append(("gemms", _where(gy, cols), lambda: _gemms(products(lo, hi))))
             return parts.task(lo, hi, pieces)
 
