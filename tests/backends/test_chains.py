@@ -217,18 +217,23 @@ def _status_one():
     return native.add_ir(ir, ["graphc_test_fails"], {})["graphc_test_fails"]
 
 
-def test_a_failed_part_stops_the_chain_and_raises_its_error():
-    rng = np.random.default_rng(5)
-    a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
-    before, after = np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)
-    seen = []
+def _failing_task(seen: list) -> NativeTask:
+    """A task returning status 7, whose finish records it and raises KernelFailed."""
 
     def finish(status):
         seen.append(status)
         raise KernelFailed(f"the test part failed (status {status})")
 
     ret = ctypes.c_int64(0)
-    fails = NativeTask(_status_one(), 0, None, ctypes.addressof(ret), ret, finish)
+    return NativeTask(_status_one(), 0, None, ctypes.addressof(ret), ret, finish)
+
+
+def test_a_failed_part_stops_the_chain_and_raises_its_error():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
+    before, after = np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)
+    seen = []
+    fails = _failing_task(seen)
     steps = [_Step(_gemm_step(before, a, b, 1.0)), _Step(NativeStep(fails)), _Step(_gemm_step(after, a, b, 1.0))]
     (st,) = chain.group(steps, {})
     with pytest.raises(KernelFailed, match="status 7"):
@@ -243,13 +248,7 @@ def test_a_series_runs_its_tasks_in_order_and_raises_the_failed_one():
     a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
     first, second, after = (np.zeros((4, 4), np.float32) for _ in range(3))
     seen = []
-
-    def finish(status):
-        seen.append(status)
-        raise KernelFailed(f"the test part failed (status {status})")
-
-    ret = ctypes.c_int64(0)
-    fails = NativeTask(_status_one(), 0, None, ctypes.addressof(ret), ret, finish)
+    fails = _failing_task(seen)
     gemm = [accumulate.task(out, a, b, 1.0, 0.0) for out in (first, second, after)]
     whole = chain.series(gemm[:2])
     whole()

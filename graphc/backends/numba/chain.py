@@ -3,7 +3,7 @@
 A bound loop kernel, a matrix product or a product with its update (accumulate.py) over arrays
 that stay the same call after call (planned buffers, variables) is one native function call:
 a kernel's thunk or a cblas gemm (team.py's trampolines). A run of such steps is handed to
-`graphc_chain_run`, a loop of machine code over a table of (function, block, arrays, ret), so the
+`graphc_chain_series`, a loop of machine code over a table of (function, block, arrays, ret), so the
 step costs no Python between its kernels: measured here, a step's dispatch from Python (its run
 method, the call's argument conversion) took 5-10 us inside a training step, where the products
 before it have evicted the interpreter's own data from the caches, against 1-2 us timed alone.
@@ -25,40 +25,6 @@ from graphc.backends.numba import blas, native
 from graphc.backends.numba.native import NativeTask
 
 __all__ = ["NativeStep", "NativeChain", "Refresher", "group", "native_step", "series", "checked"]
-
-_IR = """
-define i64 @graphc_chain_run(ptr %tab, i64 %n, ptr %status) {
-entry:
-  br label %loop
-loop:
-  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
-  %more = icmp slt i64 %i, %n
-  br i1 %more, label %body, label %ok
-body:
-  %base = mul i64 %i, 4
-  %pf = getelementptr i64, ptr %tab, i64 %base
-  %fn = load ptr, ptr %pf
-  %pb = getelementptr i64, ptr %pf, i64 1
-  %blk = load ptr, ptr %pb
-  %pa = getelementptr i64, ptr %pf, i64 2
-  %arr = load ptr, ptr %pa
-  %pr = getelementptr i64, ptr %pf, i64 3
-  %ret = load ptr, ptr %pr
-  %st = call i32 %fn(ptr %blk, ptr %arr, ptr %ret)
-  %zero = icmp eq i32 %st, 0
-  %none = icmp eq i32 %st, -2
-  %good = or i1 %zero, %none
-  br i1 %good, label %next, label %fail
-next:
-  %i1 = add i64 %i, 1
-  br label %loop
-ok:
-  ret i64 -1
-fail:
-  store i32 %st, ptr %status
-  ret i64 %i
-}
-"""
 
 _THREADS_IR = """
 define i32 @graphc_chain_threads(ptr %blk, ptr %arr, ptr %ret) {
@@ -145,7 +111,7 @@ out:
 
 REPORTED = -3  # graphc_chain_checked's status: the kernel ran and returned something other than 0
 
-_RUN = None  # the compiled loop; False where there is no native code for this machine
+_RUN = None  # graphc_chain_series, callable; False where there is no native code for this machine
 _THREADS = 0  # the address of graphc_chain_threads: block = [count, k, k setters' addresses]
 _SERIES = 0  # the address of graphc_chain_series: block = [count, failed part, count table rows]
 _CHECKED = 0  # the address of graphc_chain_checked: block = [function, its block]
@@ -155,13 +121,11 @@ def _runner():
     global _RUN, _THREADS, _SERIES, _CHECKED
     if _RUN is None:
         try:
-            names = ["graphc_chain_run", "graphc_chain_threads", "graphc_chain_series", "graphc_chain_checked"]
-            got = native.add_ir(_IR + _THREADS_IR + _SERIES_IR + _CHECKED_IR, names, {})
-            _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(
-                got["graphc_chain_run"]
-            )
-            _THREADS, _SERIES = got["graphc_chain_threads"], got["graphc_chain_series"]
-            _CHECKED = got["graphc_chain_checked"]
+            names = ["graphc_chain_threads", "graphc_chain_series", "graphc_chain_checked"]
+            got = native.add_ir(_THREADS_IR + _SERIES_IR + _CHECKED_IR, names, {})
+            _THREADS, _SERIES, _CHECKED = (got[name] for name in names)
+            ptr = ctypes.c_void_p
+            _RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ptr, ptr, ptr)(_SERIES)
         except Exception:  # no LLVM target: every step runs from Python
             _RUN = False
     return _RUN or None
@@ -173,9 +137,7 @@ def series(tasks: list) -> NativeTask | None:
     a task is None. A worker of the team runs it as it would one task."""
     if _runner() is None or any(t is None for t in tasks):
         return None
-    blk = (ctypes.c_int64 * (2 + 4 * len(tasks)))(len(tasks), -1)
-    for i, t in enumerate(tasks):
-        blk[2 + 4 * i : 6 + 4 * i] = list(_row(t))
+    blk = _table([_row(t) for t in tasks])
 
     def finish(status):
         if status not in (0, -2):
@@ -262,7 +224,6 @@ class NativeChain:
         "tasks",
         "small",
         "table",
-        "status",
         "setters",
         "large",
         "blocks",
@@ -300,11 +261,8 @@ class NativeChain:
             self.kinds.append(kind)
         self.final = kind
         self.python = False  # a step's task could not be made for a call's arrays: run from Python
-        self.table = (ctypes.c_int64 * (4 * len(rows)))()
-        for i, row in enumerate(rows):
-            self.table[4 * i : 4 * i + 4] = list(row)
-        self.status = ctypes.c_int32(0)
-        self._addr = (ctypes.addressof(self.table), len(rows), ctypes.addressof(self.status))
+        self.table = _table(rows)
+        self._addr = ctypes.addressof(self.table)
 
     def run(self, vals, ctx, first):
         switches = bool(self.blocks)
@@ -320,18 +278,27 @@ class NativeChain:
                 return
             if task is not self.tasks[row]:
                 self.tasks[row] = task
-                self.table[4 * row : 4 * row + 4] = list(_row(task))
+                self.table[2 + 4 * row : 6 + 4 * row] = list(_row(task))
         if self.small is not None:
             big = blas.large
             for blk in self.large:
                 blk[0] = big
             blas.use(1 if self.small else big)
-        failed = _RUN(*self._addr)
+        status = _RUN(self._addr, None, None)
+        failed = -1 if status in (0, -2) else self.table[1]
         if switches:  # the count the native switches left
             kind = self.final if failed < 0 else self.kinds[failed]
             blas.set_natively(1 if kind else blas.large)
         if failed >= 0:
-            self.tasks[failed].finish(int(self.status.value))  # raises that step's error
+            self.tasks[failed].finish(status)  # raises that step's error
+
+
+def _table(rows: list):
+    """graphc_chain_series's block for these rows: their count, the failed row's slot, the rows."""
+    table = (ctypes.c_int64 * (2 + 4 * len(rows)))(len(rows), -1)
+    for i, row in enumerate(rows):
+        table[2 + 4 * i : 6 + 4 * i] = list(row)
+    return table
 
 
 def _row(task: NativeTask | None) -> tuple:
