@@ -218,7 +218,10 @@ class _Parts:
 
     __slots__ = ("made", "series")
 
-    KEEP = 2  # tasks kept per piece: an output pool's two arrays, when the caller holds the last
+    # sets of tasks kept per piece: the gemms (which hold no array) for an output pool's two
+    # arrays, when the caller holds the last result; a kernel's task holds its arrays, a fed batch
+    # among them maybe, so only the latest is kept, as InputView keeps only the last fed array
+    KEEP = {"gemms": 2}
 
     def __init__(self):
         self.made: dict = {}  # (lo, hi, piece's name) -> [(its key, [tasks])], the latest first
@@ -235,7 +238,7 @@ class _Parts:
                 t = make()
                 got = (key, t if isinstance(t, list) else [t])
             if not kept or kept[0] is not got:
-                kept[:] = [got, *[e for e in kept if e is not got]][: self.KEEP]
+                kept[:] = [got, *[e for e in kept if e is not got]][: self.KEEP.get(name, 1)]
             lists.append(got[1])
         s = self.series.get((lo, hi))
         if s is None or len(s[0]) != len(lists) or any(x is not y for x, y in zip(s[0], lists)):
