@@ -176,8 +176,8 @@ def test_conv_parts_run_as_native_tasks_and_match_the_reference(monkeypatch, nat
         split, "in_parallel", lambda fns: kinds.append(all(isinstance(f, native.NativeTask) for f in fns)) or real(fns)
     )
     made = []
-    real_gemms = lowerings_conv._gemms
-    monkeypatch.setattr(lowerings_conv, "_gemms", lambda products: made.append(1) or real_gemms(products))
+    real_gemms = lowerings_conv.gemms
+    monkeypatch.setattr(lowerings_conv, "gemms", lambda products: made.append(1) or real_gemms(products))
     rng = np.random.default_rng(5)
     g, outs = _grouped_conv_graph(rng)
 

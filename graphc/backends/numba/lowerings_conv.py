@@ -15,7 +15,7 @@ over the batch; one GEMM over the whole batch measured 2-4x slower on LeNet's sh
 BLAS thread count follows one image's product, not the batch's. When those are small (all of
 LeNet's), the batch itself is split over the BLAS tuner's threads instead (batch_split: each
 thread makes its images' columns and products, as one native series for graphc's native team
-where every piece is native code: _Parts), as are the pooling kernels'. Measured on the
+where every piece is native code: conv_parts.Parts), as are the pooling kernels'. Measured on the
 LeNet-5 shapes (batch 64,
 float32, one BLAS thread, this 2-core box under load ~4.5, so every figure is inflated; ms,
 median of 30-50, torch 2.13 CPU with one thread in the same process for scale):
@@ -49,7 +49,8 @@ import threading
 
 import numpy as np
 
-from graphc.backends.numba import accumulate, batch_split, blas, chain
+from graphc.backends.numba import batch_split, blas, chain
+from graphc.backends.numba.conv_parts import Parts, gemms, where
 from graphc.ops.registry import lowering
 
 _ARENA = threading.local()
@@ -170,8 +171,8 @@ class _Fill:
 
 
 def _fill_pieces(fill: _Fill | None, x, lo, hi) -> list:
-    """A part's columns piece for _Parts.task: none where the columns are made already."""
-    return [] if fill is None else [("fill", _where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
+    """A part's columns piece for Parts.task: none where the columns are made already."""
+    return [] if fill is None else [("fill", where(x, fill.cols4), lambda: fill.task(x, lo, hi))]
 
 
 def _columns_of(node, x_shape, dims, geo, shared: str):
@@ -201,58 +202,6 @@ def _columns_of(node, x_shape, dims, geo, shared: str):
     return columns
 
 
-def _where(*arrays) -> tuple:
-    """The arrays' memory as a key: address, shape and strides of each."""
-    return tuple((a.__array_interface__["data"][0], a.shape, a.strides) for a in arrays)
-
-
-class _Parts:
-    """The native tasks of a conv's batch parts, so the team's workers run them (a handover of
-    about a microsecond; a Python thread's took 75-115 us here, five times per LeNet step).
-
-    A part is one series (chain.series) of pieces: its columns kernel, the gemms of its images
-    and groups, a col2im kernel. Each piece is made again only when its arrays' memory (`_where`:
-    addresses, shapes and strides) changed, so a new batch each call makes the columns task again,
-    not the gemms. A piece runs only in a call whose own arrays matched its key: its pointers
-    are into them (the gemms hold no array; the kernels' tasks hold theirs)."""
-
-    __slots__ = ("made", "series")
-
-    # sets of tasks kept per piece: the gemms (which hold no array) for an output pool's two
-    # arrays, when the caller holds the last result; a kernel's task holds its arrays, a fed batch
-    # among them maybe, so only the latest is kept, as InputView keeps only the last fed array
-    KEEP = {"gemms": 2}
-
-    def __init__(self):
-        self.made: dict = {}  # (lo, hi, piece's name) -> [(its key, [tasks])], the latest first
-        self.series: dict = {}  # (lo, hi) -> (the pieces' task lists, their series)
-
-    def task(self, lo, hi, pieces):
-        """The part lo..hi as one NativeTask; `pieces`: [(name, key, make)] in order, make()
-        giving a NativeTask or a list of them. None where one has no native task."""
-        lists = []
-        for name, key, make in pieces:
-            kept = self.made.setdefault((lo, hi, name), [])
-            got = next((e for e in kept if e[0] == key), None)
-            if got is None:
-                t = make()
-                got = (key, t if isinstance(t, list) else [t])
-            if not kept or kept[0] is not got:
-                kept[:] = [got, *[e for e in kept if e is not got]][: self.KEEP.get(name, 1)]
-            lists.append(got[1])
-        s = self.series.get((lo, hi))
-        if s is None or len(s[0]) != len(lists) or any(x is not y for x, y in zip(s[0], lists)):
-            s = self.series[(lo, hi)] = (lists, chain.series([t for x in lists for t in x]))
-        return s[1]
-
-
-def _gemms(products) -> list:
-    """[(out, a, b)] as gemm tasks out = a @ b (None in the list where BLAS cannot take one).
-    They hold no array: one may be an output pool's, which the pool hands out again only when
-    nothing else holds it; _Parts runs them only in a call whose arrays are at their addresses."""
-    return [accumulate.task(o, a, b, 1.0, 0.0, hold=False) for o, a, b in products]
-
-
 def _threads_for(flops: float, n: int):
     """(per-image product is small, the call's work for the tuner): a small per-image product runs
     on one BLAS thread and the batch is split over the tuner's threads (batch_split); a large one
@@ -279,7 +228,7 @@ def _conv(node, in_shapes, out_shape):
     k, og, p = cg * kh * kw, o // g, ho * wo
     columns = _columns_of(node, in_shapes[0], (n, c, g, k, kh, kw, ho, wo), geo, "put")
     small, work = _threads_for(2.0 * o * k * p, n)  # flops of one image's product
-    parts = _Parts()
+    parts = Parts()
 
     def run(out, x, w):
         x = np.ascontiguousarray(x)
@@ -295,9 +244,9 @@ def _conv(node, in_shapes, out_shape):
             pieces = _fill_pieces(fill, x, lo, hi)
 
             def products():
-                return _gemms([(out4[i, j], wg[j], cols[i, j]) for i in range(lo, hi) for j in range(g)])
+                return gemms([(out4[i, j], wg[j], cols[i, j]) for i in range(lo, hi) for j in range(g)])
 
-            pieces.append(("gemms", _where(out, w, cols), products))
+            pieces.append(("gemms", where(out, w, cols), products))
             return parts.task(lo, hi, pieces)
 
         _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
@@ -320,7 +269,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
     short = p < k
     per_image = np.empty((n, g, k, og) if short else (n, g, og, k), dt)
     summed = np.empty((g, k, og), dt) if short else None
-    parts = _Parts()
+    parts = Parts()
 
     def run(out, x, gy):
         x = np.ascontiguousarray(x)
@@ -344,7 +293,7 @@ def _conv_grad_weight(node, in_shapes, out_shape):
 
         def task(lo, hi):
             pieces = _fill_pieces(fill, x, lo, hi)
-            pieces.append(("gemms", _where(gy, cols), lambda: _gemms(products(lo, hi))))
+            pieces.append(("gemms", where(gy, cols), lambda: gemms(products(lo, hi))))
             return parts.task(lo, hi, pieces)
 
         _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
@@ -368,7 +317,7 @@ def _conv_grad_input(node, in_shapes, out_shape):
     col2im = _k().col2im
     ident = _identity_cols(kh, kw, geo, node.attrs["padding"])
     small, work = _threads_for(2.0 * o * k * p, n)
-    parts = _Parts()
+    parts = Parts()
 
     def run(out, gy, w):
         wt = w.reshape(g, og, k).transpose(0, 2, 1)  # BLAS reads the transpose in place
@@ -383,14 +332,14 @@ def _conv_grad_input(node, in_shapes, out_shape):
 
         def task(lo, hi):
             def products():
-                return _gemms([(cols[i, j], wt[j], gyg[i, j]) for i in range(lo, hi) for j in range(g)])
+                return gemms([(cols[i, j], wt[j], gyg[i, j]) for i in range(lo, hi) for j in range(g)])
 
             def scatter():
                 return col2im.task(cols4[lo:hi], out[lo:hi], kh, kw, *geo)
 
-            pieces = [("gemms", _where(gy, w, cols4), products)]
+            pieces = [("gemms", where(gy, w, cols4), products)]
             if not ident:
-                pieces.append(("col2im", _where(cols4, out), scatter))
+                pieces.append(("col2im", where(cols4, out), scatter))
             return parts.task(lo, hi, pieces)
 
         _split(small, n, n * c * kh * kw * p, part, task)  # as many elements as the columns
