@@ -13,7 +13,7 @@ Each system runs in its own subprocesses, twice a round, with a cache directory 
   warm: a fresh process, that cache now filled -> warm_compile_s, then the timed steps
         (median_ms) and the process's peak RSS (peak_rss_mb).
 The systems take turns, round by round (--rounds, default 3); a system's figures are the median
-of all its rounds' steps, its median round's compile times and its largest peak RSS.
+of all its rounds' steps, the median of its rounds' compile times and its largest peak RSS.
 """
 
 import argparse
@@ -168,8 +168,9 @@ def measure_rounds(workload: str, systems: list, rounds: int, report, **kw) -> d
 
 
 def _combine(rounds: list) -> dict:
-    """One system's rounds as one result: the median of all their timed steps, the median round's
-    compile times, the largest peak RSS; each round's own figures kept under `rounds`."""
+    """One system's rounds as one result: the median of all their timed steps, the median of each
+    compile time (the lower middle value for an even count), the largest peak RSS; each round's
+    own figures kept under `rounds`."""
     bad = [r for r in rounds if "skipped" in r]
     if bad:
         return bad[0]
