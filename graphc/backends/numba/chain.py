@@ -147,8 +147,9 @@ def series(tasks: list) -> NativeTask | None:
 
 
 def checked(task: NativeTask | None, report) -> NativeTask | None:
-    """`task`, a kernel's that returns an integer or a bool (into its `ret`, zeroed first), as a
-    NativeTask that fails where that value is not 0, so a chain stops there (the label kernels'
+    """`task`, a kernel's that returns an integer or a bool (written into its `ret`, a buffer
+    zeroed when the task was made, so its other bytes read 0), as a NativeTask that fails where
+    that value is not 0, so a chain stops there (the label kernels'
     count of labels out of range); its finish then calls report(), which raises the error. None
     where task is None or there is no native code here."""
     if task is None or _runner() is None:
